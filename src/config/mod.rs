@@ -1,0 +1,535 @@
+//! Configuration: the user's YAML (`schema`) validated into the typed `Config` the proxy uses.
+//!
+//! Lives here: parsing from `&str`, defaults, validation that collects every problem with its
+//! field path, and DNS resolution of backend addresses (at load and reload only).
+//! Must not: touch the network beyond that resolution, read environment variables, or know
+//! about Pingora.
+
+pub mod schema;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+
+use crate::error::{ConfigError, Problem};
+use schema::{OneOrMany, RawConfig, RawForceHeader, RawRoute, RawSticky};
+
+/// Defaults, in one place; `config.example.yaml` documents the same values.
+pub mod defaults {
+    use std::time::Duration;
+    pub const THREADS: usize = 2;
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const UPSTREAM_KEEPALIVE_POOL_SIZE: usize = 128;
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9100";
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const FORCE_HEADER: &str = "x-runoff-backend";
+    pub const REQUEST_ID_HEADER: &str = "x-request-id";
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub server: ServerSettings,
+    pub admin: AdminSettings,
+    pub forwarding: Forwarding,
+    pub access_log: AccessLog,
+    /// Backends in file order; a backend's index here is its id elsewhere.
+    pub backends: Vec<Backend>,
+    /// Routes in file order: the first match wins.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub drain_timeout: Duration,
+    pub upstream_keepalive_pool_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    pub x_forwarded_for: bool,
+    pub x_forwarded_proto: bool,
+    pub x_forwarded_host: bool,
+    pub request_id_header: HeaderName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    /// The address as written (`host:port`), re-resolved on every load.
+    pub address: String,
+    pub addr: SocketAddr,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    /// The split in file order; sticky ranges follow this order.
+    pub split: Vec<SplitEntry>,
+    pub sticky: Option<StickyKey>,
+    pub force_header: Option<HeaderName>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RouteMatch {
+    pub path_prefix: String,
+    /// Lower-case host without port; a leading `*.` matches any subdomain.
+    pub host: Option<String>,
+    pub methods: Option<Vec<Method>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitEntry {
+    /// Index into `Config::backends`.
+    pub backend: usize,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    Header(HeaderName),
+    Cookie(String),
+    ClientIp,
+}
+
+impl Config {
+    /// Parse and validate YAML text. Resolves backend host names.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        validate(raw)
+    }
+
+    /// Read, parse and validate a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_yaml(&text)
+    }
+
+    pub fn backend_index(&self, name: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.name == name)
+    }
+}
+
+/// Collects problems while building the typed config.
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => {
+                self.report(path, format!("must be greater than 0, got `{text}`"));
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.report(
+                    path,
+                    format!("`{text}` is not a duration like 250ms or 5s ({e})"),
+                );
+                default
+            }
+        }
+    }
+
+    fn positive(&mut self, path: &str, value: Option<i64>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(v) if v > 0 => usize::try_from(v).unwrap_or(default),
+            Some(v) => {
+                self.report(path, format!("must be greater than 0, got {v}"));
+                default
+            }
+        }
+    }
+
+    fn listen_addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.report(
+                    path,
+                    format!("`{text}` is not an IP address and port like 127.0.0.1:8080 or [::1]:8080"),
+                );
+                None
+            }
+        }
+    }
+
+    fn header_name(&mut self, path: &str, text: &str) -> Option<HeaderName> {
+        match HeaderName::from_bytes(text.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.report(path, format!("`{text}` is not a valid header name"));
+                None
+            }
+        }
+    }
+}
+
+/// Resolve `host:port` to one socket address (the first the resolver gives).
+pub fn resolve_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("`{text}` is not host:port (the port is missing)"));
+    };
+    if host.is_empty() {
+        return Err(format!("`{text}` is not host:port (the host is missing)"));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(format!("`{text}` is not host:port (`{port}` is not a port)"));
+    }
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("`{host}` resolves to no address")),
+        Err(e) => Err(format!("cannot resolve `{host}`: {e}")),
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+
+    let listen_texts = match raw.listen {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    if listen_texts.is_empty() {
+        c.report("listen", "needs at least one address");
+    }
+    let mut listen = Vec::new();
+    for (i, text) in listen_texts.iter().enumerate() {
+        let path = if listen_texts.len() == 1 {
+            "listen".to_string()
+        } else {
+            format!("listen[{i}]")
+        };
+        if let Some(a) = c.listen_addr(&path, text) {
+            if listen.contains(&a) {
+                c.report(&path, format!("`{text}` is listed twice"));
+            } else {
+                listen.push(a);
+            }
+        }
+    }
+
+    let server = ServerSettings {
+        threads: c.positive("server.threads", raw.server.threads, defaults::THREADS),
+        drain_timeout: c.duration(
+            "server.drain_timeout",
+            raw.server.drain_timeout.as_deref(),
+            defaults::DRAIN_TIMEOUT,
+        ),
+        upstream_keepalive_pool_size: c.positive(
+            "server.upstream_keepalive_pool_size",
+            raw.server.upstream_keepalive_pool_size,
+            defaults::UPSTREAM_KEEPALIVE_POOL_SIZE,
+        ),
+    };
+
+    let admin_text = raw
+        .admin
+        .listen
+        .clone()
+        .unwrap_or_else(|| defaults::ADMIN_LISTEN.to_string());
+    let admin_listen = c.listen_addr("admin.listen", &admin_text);
+    if let Some(a) = admin_listen {
+        if listen.contains(&a) {
+            c.report(
+                "admin.listen",
+                format!("`{admin_text}` is also a proxy listen address"),
+            );
+        }
+    }
+
+    let request_id_text = raw
+        .forwarding
+        .request_id_header
+        .clone()
+        .unwrap_or_else(|| defaults::REQUEST_ID_HEADER.to_string());
+    let request_id_header = c
+        .header_name("forwarding.request_id_header", &request_id_text)
+        .unwrap_or_else(|| HeaderName::from_static(defaults::REQUEST_ID_HEADER));
+    let forwarding = Forwarding {
+        x_forwarded_for: raw.forwarding.x_forwarded_for.unwrap_or(true),
+        x_forwarded_proto: raw.forwarding.x_forwarded_proto.unwrap_or(true),
+        x_forwarded_host: raw.forwarding.x_forwarded_host.unwrap_or(true),
+        request_id_header,
+    };
+
+    let access_log = match raw.access_log.as_deref() {
+        None | Some("off") => AccessLog::Off,
+        Some("stdout") | Some("-") => AccessLog::Stdout,
+        Some("") => {
+            c.report("access_log", "must be `off`, `stdout` or a file path");
+            AccessLog::Off
+        }
+        Some(path) => AccessLog::File(PathBuf::from(path)),
+    };
+
+    if raw.backends.is_empty() {
+        c.report("backends", "needs at least one backend");
+    }
+    let mut backends = Vec::new();
+    for (name, b) in &raw.backends {
+        let path = format!("backends.{name}");
+        check_name(&mut c, &path, name);
+        let addr = match resolve_address(b.address.trim()) {
+            Ok(a) => a,
+            Err(e) => {
+                c.report(format!("{path}.address"), e);
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            }
+        };
+        backends.push(Backend {
+            name: name.clone(),
+            address: b.address.clone(),
+            addr,
+            connect_timeout: c.duration(
+                &format!("{path}.connect_timeout"),
+                b.connect_timeout.as_deref(),
+                defaults::CONNECT_TIMEOUT,
+            ),
+            read_timeout: c.duration(
+                &format!("{path}.read_timeout"),
+                b.read_timeout.as_deref(),
+                defaults::READ_TIMEOUT,
+            ),
+            write_timeout: c.duration(
+                &format!("{path}.write_timeout"),
+                b.write_timeout.as_deref(),
+                defaults::WRITE_TIMEOUT,
+            ),
+        });
+    }
+
+    if raw.routes.is_empty() {
+        c.report("routes", "needs at least one route");
+    }
+    let mut routes: Vec<Route> = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        if raw.routes[..i].iter().any(|other| other.name == r.name) {
+            c.report(
+                format!("{path}.name"),
+                format!("`{}` is already the name of another route", r.name),
+            );
+        }
+        if let Some(route) = validate_route(&mut c, &path, r, &backends) {
+            routes.push(route);
+        }
+    }
+
+    if !c.problems.is_empty() {
+        return Err(ConfigError::Invalid(c.problems));
+    }
+    Ok(Config {
+        listen,
+        server,
+        admin: AdminSettings {
+            listen: admin_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9100))),
+        },
+        forwarding,
+        access_log,
+        backends,
+        routes,
+    })
+}
+
+/// Names become Prometheus label values and URL path segments: keep them plain.
+fn check_name(c: &mut Checker, path: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.');
+    if !ok {
+        c.report(
+            path,
+            format!("name `{name}` must be 1-64 characters of letters, digits, `_`, `-` or `.`"),
+        );
+    }
+}
+
+fn validate_route(c: &mut Checker, path: &str, r: &RawRoute, backends: &[Backend]) -> Option<Route> {
+    check_name(c, &format!("{path}.name"), &r.name);
+    let before = c.problems.len();
+
+    let path_prefix = r.matcher.path_prefix.clone().unwrap_or_else(|| "/".into());
+    if !path_prefix.starts_with('/') {
+        c.report(
+            format!("{path}.match.path_prefix"),
+            format!("`{path_prefix}` must start with `/`"),
+        );
+    }
+    let host = r.matcher.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
+    if let Some(h) = &host {
+        if h.is_empty() || h.contains(['/', ' ']) {
+            c.report(
+                format!("{path}.match.host"),
+                format!("`{h}` is not a host name"),
+            );
+        }
+    }
+    let methods = r.matcher.methods.as_ref().map(|list| {
+        if list.is_empty() {
+            c.report(
+                format!("{path}.match.methods"),
+                "is empty: leave it out to match every method",
+            );
+        }
+        list.iter()
+            .enumerate()
+            .filter_map(|(j, m)| {
+                let upper = m.to_ascii_uppercase();
+                match Method::from_bytes(upper.as_bytes()) {
+                    Ok(method) => Some(method),
+                    Err(_) => {
+                        c.report(
+                            format!("{path}.match.methods[{j}]"),
+                            format!("`{m}` is not an HTTP method"),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+
+    if r.split.is_empty() {
+        c.report(format!("{path}.split"), "needs at least one backend");
+    }
+    let mut split = Vec::new();
+    let mut total: u64 = 0;
+    for (name, weight) in &r.split {
+        let entry_path = format!("{path}.split.{name}");
+        let backend = backends.iter().position(|b| &b.name == name);
+        if backend.is_none() {
+            c.report(&entry_path, "no such backend");
+        }
+        let weight = match u32::try_from(*weight) {
+            Ok(w) if w <= 1_000_000 => w,
+            _ => {
+                c.report(
+                    &entry_path,
+                    format!("weight must be an integer from 0 to 1000000, got {weight}"),
+                );
+                0
+            }
+        };
+        total += u64::from(weight);
+        if let Some(backend) = backend {
+            split.push(SplitEntry { backend, weight });
+        }
+    }
+    if !r.split.is_empty() && total == 0 {
+        c.report(
+            format!("{path}.split"),
+            "weights add up to 0: at least one must be > 0",
+        );
+    }
+
+    let sticky = r
+        .sticky
+        .as_ref()
+        .and_then(|s| validate_sticky(c, &format!("{path}.sticky"), s));
+
+    let force_header = match &r.force_header {
+        None | Some(RawForceHeader::Enabled(true)) => {
+            Some(HeaderName::from_static(defaults::FORCE_HEADER))
+        }
+        Some(RawForceHeader::Enabled(false)) => None,
+        Some(RawForceHeader::Name(n)) => c.header_name(&format!("{path}.force_header"), n),
+    };
+
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(Route {
+        name: r.name.clone(),
+        matcher: RouteMatch {
+            path_prefix,
+            host,
+            methods,
+        },
+        split,
+        sticky,
+        force_header,
+    })
+}
+
+fn validate_sticky(c: &mut Checker, path: &str, s: &RawSticky) -> Option<StickyKey> {
+    let mut chosen = Vec::new();
+    if let Some(h) = &s.header {
+        chosen.push(c.header_name(&format!("{path}.header"), h).map(StickyKey::Header));
+    }
+    if let Some(name) = &s.cookie {
+        if name.is_empty() || name.contains([';', '=', ' ']) {
+            c.report(format!("{path}.cookie"), format!("`{name}` is not a cookie name"));
+            chosen.push(None);
+        } else {
+            chosen.push(Some(StickyKey::Cookie(name.clone())));
+        }
+    }
+    match s.client_ip {
+        Some(true) => chosen.push(Some(StickyKey::ClientIp)),
+        Some(false) => {
+            c.report(
+                format!("{path}.client_ip"),
+                "only `true` makes sense: leave `sticky` out for random choice",
+            );
+        }
+        None => {}
+    }
+    match chosen.len() {
+        0 => {
+            c.report(path, "needs one of `header`, `cookie` or `client_ip: true`");
+            None
+        }
+        1 => chosen.pop().flatten(),
+        _ => {
+            c.report(path, "give only one of `header`, `cookie` or `client_ip`");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

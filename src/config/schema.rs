@@ -1,0 +1,99 @@
+//! The YAML schema users write, as serde structs. Unknown keys are errors.
+//!
+//! Lives here: the shape of the file and nothing else. Must not: validate values, resolve
+//! names or hold defaults that matter to behaviour (those live in `validate`, next to the
+//! typed `Config`, so one place says what a missing key means).
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// `listen: 127.0.0.1:8080` or `listen: [127.0.0.1:8080, "[::1]:8080"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: OneOrMany,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub forwarding: RawForwarding,
+    #[serde(default)]
+    pub access_log: Option<String>,
+    pub backends: IndexMap<String, RawBackend>,
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub threads: Option<i64>,
+    pub drain_timeout: Option<String>,
+    pub upstream_keepalive_pool_size: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwarding {
+    pub x_forwarded_for: Option<bool>,
+    pub x_forwarded_proto: Option<bool>,
+    pub x_forwarded_host: Option<bool>,
+    pub request_id_header: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub address: String,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub matcher: RawMatch,
+    pub split: IndexMap<String, i64>,
+    pub sticky: Option<RawSticky>,
+    pub force_header: Option<RawForceHeader>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub path_prefix: Option<String>,
+    pub host: Option<String>,
+    pub methods: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSticky {
+    pub header: Option<String>,
+    pub cookie: Option<String>,
+    pub client_ip: Option<bool>,
+}
+
+/// `force_header: x-my-header`, `force_header: true` (the default name) or `false` (off).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawForceHeader {
+    Enabled(bool),
+    Name(String),
+}

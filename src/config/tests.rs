@@ -1,0 +1,160 @@
+//! Config validation, table by table: what passes, and what each mistake is called.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+listen: 127.0.0.1:8080
+backends:
+  node: { address: 127.0.0.1:3000 }
+  go: { address: 127.0.0.1:3001 }
+routes:
+  - name: api
+    match: { path_prefix: /api }
+    split: { node: 90, go: 10 }
+"#;
+
+fn problems(yaml: &str) -> Vec<String> {
+    match Config::from_yaml(yaml) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems(),
+    }
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = Config::from_yaml(MINIMAL).expect("valid");
+    assert_eq!(c.listen, vec!["127.0.0.1:8080".parse::<SocketAddr>().expect("addr")]);
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(c.server.drain_timeout, Duration::from_secs(10));
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9100");
+    let node = &c.backends[0];
+    assert_eq!(node.connect_timeout, Duration::from_secs(1));
+    assert_eq!(node.read_timeout, Duration::from_secs(30));
+    assert_eq!(node.write_timeout, Duration::from_secs(30));
+    let r = &c.routes[0];
+    assert_eq!(r.split, vec![SplitEntry { backend: 0, weight: 90 }, SplitEntry { backend: 1, weight: 10 }]);
+    assert_eq!(r.force_header.as_ref().map(|h| h.as_str()), Some("x-runoff-backend"));
+    assert!(r.sticky.is_none());
+    assert_eq!(c.access_log, AccessLog::Off);
+    assert_eq!(c.forwarding.request_id_header.as_str(), "x-request-id");
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let c = Config::from_yaml(crate::EXAMPLE_CONFIG).expect("config.example.yaml must pass check");
+    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes[0].sticky, Some(StickyKey::Header(HeaderName::from_static("x-user-id"))));
+}
+
+#[test]
+fn split_order_is_the_file_order() {
+    let yaml = MINIMAL.replace("{ node: 90, go: 10 }", "{ go: 10, node: 90 }");
+    let c = Config::from_yaml(&yaml).expect("valid");
+    assert_eq!(c.routes[0].split[0].backend, 1);
+    assert_eq!(c.routes[0].split[1].backend, 0);
+}
+
+#[test]
+fn listen_may_be_a_list() {
+    let yaml = MINIMAL.replace("listen: 127.0.0.1:8080", "listen: [127.0.0.1:8080, \"[::1]:8080\"]");
+    let c = Config::from_yaml(&yaml).expect("valid");
+    assert_eq!(c.listen.len(), 2);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let yaml = r#"
+listen: nowhere
+server: { threads: 0, drain_timeout: soon }
+admin: { listen: 127.0.0.1:99999 }
+backends:
+  node: { address: 127.0.0.1:3000, read_timeout: 0s }
+  go: { address: "127.0.0.1" }
+routes:
+  - name: api
+    match: { path_prefix: api, methods: [GET, "BAD METHOD"] }
+    split: { node: 0, rust: 10, go: -1 }
+  - name: api
+    split: { node: 0 }
+    sticky: { header: x-user, cookie: s }
+"#;
+    let p = problems(yaml);
+    let expect = [
+        "listen: `nowhere` is not an IP address",
+        "server.threads: must be greater than 0, got 0",
+        "server.drain_timeout: `soon` is not a duration",
+        "admin.listen: `127.0.0.1:99999` is not an IP address",
+        "backends.node.read_timeout: must be greater than 0",
+        "backends.go.address: `127.0.0.1` is not host:port",
+        "routes[0].match.path_prefix: `api` must start with `/`",
+        "routes[0].match.methods[1]: `BAD METHOD` is not an HTTP method",
+        "routes[0].split.rust: no such backend",
+        "routes[0].split.go: weight must be an integer from 0 to 1000000, got -1",
+        "routes[1].name: `api` is already the name of another route",
+        "routes[1].split: weights add up to 0",
+        "routes[1].sticky: give only one of",
+    ];
+    for e in expect {
+        assert!(p.iter().any(|line| line.starts_with(e)), "missing `{e}` in:\n{}", p.join("\n"));
+    }
+    assert_eq!(p.len(), expect.len(), "unexpected extra problems:\n{}", p.join("\n"));
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    let yaml = MINIMAL.replace("split:", "splt: { node: 1 }\n    split:");
+    let p = problems(&yaml);
+    assert_eq!(p.len(), 1);
+    assert!(p[0].contains("routes[0]") && p[0].contains("unknown field `splt`"), "{}", p[0]);
+
+    let yaml = MINIMAL.replace("node: { address: 127.0.0.1:3000 }", "node: { address: 127.0.0.1:3000, timeout: 1s }");
+    let p = problems(&yaml);
+    assert!(p[0].contains("unknown field `timeout`"), "{}", p[0]);
+}
+
+#[test]
+fn a_name_that_does_not_resolve_is_a_clear_error() {
+    let yaml = MINIMAL.replace("127.0.0.1:3001", "no-such-host.invalid:3001");
+    let p = problems(&yaml);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("backends.go.address: cannot resolve `no-such-host.invalid`"), "{}", p[0]);
+}
+
+#[test]
+fn localhost_resolves() {
+    let yaml = MINIMAL.replace("127.0.0.1:3001", "localhost:3001");
+    let c = Config::from_yaml(&yaml).expect("localhost resolves");
+    assert!(c.backends[1].addr.ip().is_loopback());
+    assert_eq!(c.backends[1].address, "localhost:3001");
+}
+
+#[test]
+fn sticky_and_force_header_forms() {
+    let cases = [
+        ("sticky: { cookie: session }", Some(StickyKey::Cookie("session".into())), Some("x-runoff-backend")),
+        ("sticky: { client_ip: true }", Some(StickyKey::ClientIp), Some("x-runoff-backend")),
+        ("force_header: false", None, None),
+        ("force_header: x-pick", None, Some("x-pick")),
+        ("force_header: true", None, Some("x-runoff-backend")),
+    ];
+    for (extra, sticky, force) in cases {
+        let yaml = format!("{MINIMAL}    {extra}\n");
+        let c = Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{extra}: {e}"));
+        assert_eq!(c.routes[0].sticky, sticky, "{extra}");
+        assert_eq!(c.routes[0].force_header.as_ref().map(|h| h.as_str()), force, "{extra}");
+    }
+}
+
+#[test]
+fn admin_must_not_share_the_proxy_address() {
+    let yaml = format!("{MINIMAL}admin: {{ listen: 127.0.0.1:8080 }}\n");
+    let p = problems(&yaml);
+    assert_eq!(p, vec!["admin.listen: `127.0.0.1:8080` is also a proxy listen address".to_string()]);
+}
+
+#[test]
+fn empty_sections_are_errors() {
+    let p = problems("listen: 127.0.0.1:8080\nbackends: {}\nroutes: []\n");
+    assert!(p.contains(&"backends: needs at least one backend".to_string()), "{p:?}");
+    assert!(p.contains(&"routes: needs at least one route".to_string()), "{p:?}");
+}

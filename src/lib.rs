@@ -1,0 +1,19 @@
+//! runoff: a transparent benchmarking reverse proxy on Pingora.
+//!
+//! A request enters `proxy`, is routed by `routing`, and leaves traces in `metrics`; `config`
+//! says what to do, `admin` shows what happened. `server` assembles the Pingora server.
+//! This crate root only exposes the modules (so `tests/` drive the real app); no logic here.
+
+pub mod access_log;
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+
+/// The example config, documented field by field; `runoff demo` runs on it.
+pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.yaml");

@@ -1,0 +1,405 @@
+//! The Pingora `ProxyHttp` implementation and the per-request context.
+//!
+//! Lives here: thin phase callbacks that read one config snapshot per request, delegate every
+//! decision to `routing` and `outcome`, keep timings in the context and record metrics once,
+//! in `logging()`. Must not: hold routing or classification logic of its own, block, or
+//! allocate label strings per request.
+
+pub mod headers;
+pub mod outcome;
+pub mod state;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::Digest;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use prometheus::IntGauge;
+use rand::Rng;
+
+use crate::access_log::{now_rfc3339, Entry};
+use crate::metrics::RequestHandles;
+use crate::routing::{self, ChoiceReason, RequestFacts};
+use outcome::{error_kind, is_upstream, status_class, status_for_failure};
+use state::{InFlight, Shared, Snapshot};
+
+/// The proxy: everything it knows lives in `Shared`.
+pub struct Runoff {
+    shared: Arc<Shared>,
+}
+
+impl Runoff {
+    pub fn new(shared: Arc<Shared>) -> Runoff {
+        Runoff { shared }
+    }
+}
+
+/// Where a request goes, decided once in `request_filter`.
+pub struct Target {
+    pub route: usize,
+    pub split_index: usize,
+    pub backend: usize,
+    pub reason: ChoiceReason,
+    handles: Arc<RequestHandles>,
+}
+
+/// Raises a gauge for as long as it lives.
+struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    fn new(gauge: &IntGauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Per-request state, from the request header to `logging()`.
+pub struct RequestCtx {
+    start: Instant,
+    snapshot: Arc<Snapshot>,
+    _in_flight: InFlight,
+    target: Option<Target>,
+    _gauge: Option<GaugeGuard>,
+    /// The request id, and whether runoff generated it (then it is added upstream).
+    request_id: Option<(String, bool)>,
+    attempts: u32,
+    /// Body bytes of the current attempt; replays on retry resend a prefix.
+    attempt_body_bytes: u64,
+    request_body_bytes: u64,
+    response_body_bytes: u64,
+    sent_upstream_at: Option<Instant>,
+    ttfb: Option<Duration>,
+    upstream_status: Option<u16>,
+    /// The status the caller got.
+    answered: u16,
+}
+
+/// Decide the route and backend for a request. `None`: no route matches.
+pub fn decide(snapshot: &Snapshot, req: &RequestHeader, client_ip: Option<IpAddr>) -> Option<Target> {
+    let config = &snapshot.config;
+    let host = req
+        .headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.host())
+        .map(routing::host_without_port);
+    let facts = RequestFacts {
+        method: &req.method,
+        host,
+        path: req.uri.path(),
+    };
+    let route_index = routing::find_route(&config.routes, &facts)?;
+    let route = &config.routes[route_index];
+    let forced = route
+        .force_header
+        .as_ref()
+        .and_then(|h| req.headers.get(h))
+        .map(HeaderValue::as_bytes);
+    let key = route
+        .sticky
+        .as_ref()
+        .and_then(|s| routing::sticky_key(s, &req.headers, client_ip));
+    let choice = routing::choose_backend(
+        &route.split,
+        |b| config.backends[b].name.as_str(),
+        forced,
+        key.as_ref().map(|k| k.as_bytes()),
+        || rand::rng().random(),
+    )?;
+    Some(Target {
+        route: route_index,
+        split_index: choice.split_index,
+        backend: route.split[choice.split_index].backend,
+        reason: choice.reason,
+        handles: Arc::clone(&snapshot.routes[route_index].primary[choice.split_index]),
+    })
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+const NO_ROUTE_BODY: &[u8] = b"runoff: no route matches this request\n";
+
+async fn answer_no_route(session: &mut Session) -> Result<()> {
+    let mut resp = ResponseHeader::build(404, Some(3))?;
+    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header("content-length", NO_ROUTE_BODY.len().to_string())?;
+    resp.insert_header("server", "runoff")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from_static(NO_ROUTE_BODY)), true)
+        .await
+}
+
+#[async_trait]
+impl ProxyHttp for Runoff {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            snapshot: self.shared.snapshot.load_full(),
+            _in_flight: self.shared.track(),
+            target: None,
+            _gauge: None,
+            request_id: None,
+            attempts: 0,
+            attempt_body_bytes: 0,
+            request_body_bytes: 0,
+            response_body_bytes: 0,
+            sent_upstream_at: None,
+            ttfb: None,
+            upstream_status: None,
+            answered: 0,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let ip = client_ip(session);
+        let Some(target) = decide(&ctx.snapshot, session.req_header(), ip) else {
+            self.shared.metrics.unrouted.inc();
+            ctx.answered = 404;
+            answer_no_route(session).await?;
+            return Ok(true);
+        };
+        ctx._gauge = Some(GaugeGuard::new(&target.handles.in_flight));
+        ctx.target = Some(target);
+        let id_header = &ctx.snapshot.config.forwarding.request_id_header;
+        ctx.request_id = Some(match session.req_header().headers.get(id_header) {
+            Some(v) => (String::from_utf8_lossy(v.as_bytes()).into_owned(), false),
+            None => (headers::new_request_id(), true),
+        });
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some(target) = &ctx.target else {
+            return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
+        };
+        ctx.attempts += 1;
+        ctx.attempt_body_bytes = 0;
+        Ok(Box::new(ctx.snapshot.backends[target.backend].peer.clone()))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        digest: Option<&Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(target) = &ctx.target {
+            let handles = &ctx.snapshot.backends[target.backend].primary;
+            handles.connection(reused);
+            if !reused {
+                let connect = digest
+                    .and_then(|d| d.timing_digest.first())
+                    .and_then(Option::as_ref)
+                    .and_then(|t| t.establishment_duration);
+                if let Some(d) = connect {
+                    handles.connect.observe(d.as_secs_f64());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let fwd = &ctx.snapshot.config.forwarding;
+        if let Some((id, true)) = &ctx.request_id {
+            upstream_request.insert_header(fwd.request_id_header.clone(), id.as_str())?;
+        }
+        if fwd.x_forwarded_for {
+            if let Some(ip) = client_ip(session) {
+                let existing = upstream_request
+                    .headers
+                    .get("x-forwarded-for")
+                    .map(HeaderValue::as_bytes);
+                let value = headers::forwarded_for(existing, ip);
+                upstream_request.insert_header("x-forwarded-for", value)?;
+            }
+        }
+        if fwd.x_forwarded_proto && !upstream_request.headers.contains_key("x-forwarded-proto") {
+            upstream_request.insert_header("x-forwarded-proto", "http")?;
+        }
+        if fwd.x_forwarded_host && !upstream_request.headers.contains_key("x-forwarded-host") {
+            if let Some(host) = upstream_request.headers.get(HOST).cloned() {
+                upstream_request.insert_header("x-forwarded-host", host)?;
+            }
+        }
+        ctx.sent_upstream_at = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if session.was_upgraded() {
+            return Ok(());
+        }
+        if let Some(b) = body {
+            ctx.attempt_body_bytes += b.len() as u64;
+            ctx.request_body_bytes = ctx.request_body_bytes.max(ctx.attempt_body_bytes);
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = upstream_response.status;
+        if !status.is_informational() || status.as_u16() == 101 {
+            if ctx.ttfb.is_none() {
+                ctx.ttfb = ctx.sent_upstream_at.map(|t| t.elapsed());
+            }
+            ctx.upstream_status = Some(status.as_u16());
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.answered = upstream_response.status.as_u16();
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(b) = body {
+            ctx.response_body_bytes += b.len() as u64;
+        }
+        Ok(None)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(target) = &ctx.target {
+            target.handles.error(error_kind(&e));
+        }
+        // One backend per decision: retrying a refused or timed-out connect to the same
+        // backend only multiplies the wait (nginx and Envoy do not by default either).
+        e.set_retry(false);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        if is_upstream(&e) {
+            if let Some(target) = &ctx.target {
+                target.handles.error(error_kind(&e));
+            }
+        }
+        // Pingora's default policy: retry only idempotent requests whose body is still
+        // replayable, and `ReusedOnly` errors only on a reused (stale pooled) connection.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let code = status_for_failure(e);
+        if code > 0 {
+            if session.response_written().is_none() {
+                ctx.answered = code;
+            }
+            if let Err(write_err) = session.respond_error(code).await {
+                log::debug!("could not send {code} to the caller: {write_err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let elapsed = ctx.start.elapsed();
+        let config = &ctx.snapshot.config;
+        if let Some(target) = &ctx.target {
+            let h = &target.handles;
+            h.finished(status_class(ctx.upstream_status, e));
+            h.duration.observe(elapsed.as_secs_f64());
+            if let Some(ttfb) = ctx.ttfb {
+                h.ttfb.observe(ttfb.as_secs_f64());
+            }
+            h.request_bytes.inc_by(ctx.request_body_bytes);
+            h.response_bytes.inc_by(ctx.response_body_bytes);
+        }
+        let log = &self.shared.access_log;
+        if log.enabled() {
+            let req = session.req_header();
+            let error = e.map(|e| e.etype().as_str());
+            log.log(&Entry {
+                time: now_rfc3339(),
+                request_id: ctx.request_id.as_ref().map(|(id, _)| id.as_str()).unwrap_or(""),
+                method: req.method.as_str(),
+                path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+                route: ctx.target.as_ref().map(|t| config.routes[t.route].name.as_str()),
+                backend: ctx.target.as_ref().map(|t| config.backends[t.backend].name.as_str()),
+                role: "primary",
+                choice: ctx.target.as_ref().map(|t| t.reason.as_str()),
+                status: ctx.answered,
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                request_bytes: ctx.request_body_bytes,
+                response_bytes: ctx.response_body_bytes,
+                error,
+            });
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The running state the proxy reads per request: one consistent snapshot of the config with
+//! its pre-built upstream peers and metric handles, behind `ArcSwap`.
+//!
+//! Lives here: building a snapshot from a `Config` (handles resolved, weights published) and the
+//! shared state handed to the proxy and the drain logic. Must not: make routing decisions.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::access_log::AccessLogger;
+use crate::config::{Backend, Config};
+use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
+
+/// Per-backend state of a snapshot.
+pub struct BackendState {
+    pub peer: HttpPeer,
+    pub primary: BackendHandles,
+}
+
+/// Per-route state of a snapshot.
+pub struct RouteState {
+    /// Primary-role handles per split entry, in split order.
+    pub primary: Vec<Arc<RequestHandles>>,
+}
+
+/// One config and everything derived from it.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub backends: Vec<BackendState>,
+    pub routes: Vec<RouteState>,
+}
+
+impl Snapshot {
+    /// Build peers and metric handles for `config`, and publish its split weights.
+    pub fn build(config: Arc<Config>, metrics: &Metrics) -> Snapshot {
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| BackendState {
+                peer: peer_for(b),
+                primary: metrics.backend_handles(&b.name, Role::Primary),
+            })
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| RouteState {
+                primary: r
+                    .split
+                    .iter()
+                    .map(|e| {
+                        let backend = &config.backends[e.backend].name;
+                        metrics.set_route_weight(&r.name, backend, e.weight);
+                        Arc::new(metrics.request_handles(&r.name, backend, Role::Primary))
+                    })
+                    .collect(),
+            })
+            .collect();
+        Snapshot {
+            config,
+            backends,
+            routes,
+        }
+    }
+}
+
+/// An HTTP/1 plaintext peer with the backend's timeouts (Pingora's defaults are none).
+fn peer_for(b: &Backend) -> HttpPeer {
+    let mut peer = HttpPeer::new(b.addr, false, String::new());
+    peer.options.connection_timeout = Some(b.connect_timeout);
+    peer.options.read_timeout = Some(b.read_timeout);
+    peer.options.write_timeout = Some(b.write_timeout);
+    // Pooled upstream connections idle longer than this are closed by runoff first, which
+    // avoids racing a backend's own keep-alive timeout (Node's default is 5 s).
+    peer.options.idle_timeout = Some(std::time::Duration::from_secs(4));
+    peer
+}
+
+/// State shared by the proxy service, the admin service and the drain logic.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLogger,
+    /// Requests under way (all routes), for draining on shutdown.
+    in_flight: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, access_log: AccessLogger) -> Shared {
+        let snapshot = Snapshot::build(config, &metrics);
+        Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            access_log,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Count a request as under way until the guard drops.
+    pub fn track(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            shared: Arc::clone(self),
+        }
+    }
+}
+
+/// Decrements the in-flight count when the request's context is dropped.
+pub struct InFlight {
+    shared: Arc<Shared>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,192 @@
+//! Assembles and runs the Pingora server: the proxy service, the admin service, optional demo
+//! backends, and shutdown that drains in-flight requests.
+//!
+//! Lives here: start-up checks (listeners free), Pingora `ServerConf`, our signal handling and
+//! the drain watcher. Must not: decide anything per request.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use prometheus::Registry;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::access_log::AccessLogger;
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::demo::DemoBackend;
+use crate::metrics::Metrics;
+use crate::proxy::state::Shared;
+use crate::proxy::Runoff;
+
+/// Why runoff could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{what} {addr}: cannot listen: {source}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("access_log: cannot open: {0}")]
+    AccessLog(std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Extra in-process services (the demo backends).
+#[derive(Default)]
+pub struct Extras {
+    pub demo_backends: Vec<(SocketAddr, DemoBackend)>,
+}
+
+/// Check that every address runoff will listen on is free now, so a clash is a clear error at
+/// start instead of a panic inside a Pingora service.
+fn check_listeners(config: &Config, extras: &Extras) -> Result<(), StartError> {
+    let mut all: Vec<(&'static str, SocketAddr)> = config.listen.iter().map(|a| ("listen", *a)).collect();
+    all.push(("admin.listen", config.admin.listen));
+    all.extend(extras.demo_backends.iter().map(|(a, _)| ("demo backend", *a)));
+    for (what, addr) in all {
+        TcpListener::bind(addr).map_err(|source| StartError::Listen { what, addr, source })?;
+    }
+    Ok(())
+}
+
+/// SIGTERM and SIGINT both drain (Pingora's SIGINT is immediate); SIGQUIT hands the listeners
+/// to a new process started with `--upgrade` (Pingora's zero-downtime upgrade).
+struct DrainingSignals;
+
+#[async_trait]
+impl ShutdownSignalWatch for DrainingSignals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            log::error!("cannot install signal handlers; runoff will only stop when killed");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => { log::info!("SIGTERM: draining"); ShutdownSignal::GracefulTerminate }
+            _ = int.recv() => { log::info!("SIGINT: draining"); ShutdownSignal::GracefulTerminate }
+            _ = quit.recv() => { log::info!("SIGQUIT: handing listeners over"); ShutdownSignal::GracefulUpgrade }
+        }
+    }
+}
+
+/// Build and run the server until it is told to stop. Returns after a drain.
+pub fn run(config: Config, extras: Extras) -> Result<(), StartError> {
+    check_listeners(&config, &extras)?;
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new(Registry::new())?);
+    let access_log =
+        AccessLogger::start(&config.access_log, metrics.access_log_dropped.clone()).map_err(StartError::AccessLog)?;
+    let shared = Arc::new(Shared::new(Arc::clone(&config), Arc::clone(&metrics), access_log));
+
+    let drain = config.server.drain_timeout;
+    let mut conf = ServerConf {
+        threads: config.server.threads,
+        upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+        // Pingora sleeps the whole grace period; the drain watcher below exits as soon as the
+        // last in-flight request is done, so this is only the upper bound.
+        grace_period_seconds: Some(drain.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    conf.pid_file = std::env::temp_dir()
+        .join(format!("runoff-{}.pid", std::process::id()))
+        .to_string_lossy()
+        .into_owned();
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Runoff::new(Arc::clone(&shared)),
+        "runoff proxy",
+    );
+    for addr in &config.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "runoff admin".to_string(),
+        Admin::new(metrics.registry.clone(), config.listen.clone()),
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(&config.admin.listen.to_string());
+    server.add_service(admin);
+
+    for (addr, backend) in extras.demo_backends {
+        let mut svc = Service::new(format!("demo backend {}", backend.name), backend);
+        svc.threads = Some(1);
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+
+    let phases = server.watch_execution_phase();
+    thread::Builder::new()
+        .name("runoff-drain".into())
+        .spawn(move || watch_for_drain(phases, shared, drain))
+        .map_err(StartError::AccessLog)?;
+
+    log::info!(
+        "runoff listening on {:?}, admin on {}",
+        config.listen,
+        config.admin.listen
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(DrainingSignals),
+    });
+    Ok(())
+}
+
+/// Once a graceful stop begins (listeners closed by Pingora), wait for in-flight requests to
+/// finish, bounded by `drain`, then exit 0 without sitting out Pingora's fixed grace period.
+fn watch_for_drain(
+    mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
+    shared: Arc<Shared>,
+    drain: Duration,
+) {
+    loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::GracefulTerminate) => break,
+            Ok(ExecutionPhase::Terminated) | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+        }
+    }
+    let deadline = Instant::now() + drain;
+    // A request whose bytes were accepted just before the listeners closed may not be counted
+    // yet: require the count to stay at zero for a short while.
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if shared.in_flight() == 0 {
+            let since = *idle_since.get_or_insert(now);
+            if now.duration_since(since) >= Duration::from_millis(100) {
+                log::info!("drained: no request in flight");
+                break;
+            }
+        } else {
+            idle_since = None;
+        }
+        if now >= deadline {
+            log::warn!(
+                "drain timeout ({}) reached with {} request(s) still in flight; exiting",
+                humantime::format_duration(drain),
+                shared.in_flight()
+            );
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    shared.access_log.flush(Duration::from_secs(1));
+    std::process::exit(0);
+}
