@@ -1,0 +1,407 @@
+//! Test harness: real fixture backends on 127.0.0.1:0, the real `runoff` binary per test on
+//! ports the test picks, and `/metrics` scraping with exact-count assertions.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+// ---------------------------------------------------------------- fixture backends
+
+/// What a fixture received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// How a fixture answers.
+#[derive(Clone)]
+pub struct Behaviour {
+    pub status: u16,
+    pub body: Bytes,
+    pub delay: Duration,
+    pub extra_headers: Vec<(String, String)>,
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1:0 that counts and records what it receives.
+pub struct Fixture {
+    pub name: String,
+    pub addr: SocketAddr,
+    count: Arc<AtomicU64>,
+    received: Arc<Mutex<Vec<Received>>>,
+    /// Notified each time a request has been fully read.
+    pub arrived: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub struct FixtureBuilder {
+    name: String,
+    b: Behaviour,
+}
+
+pub fn fixture(name: &str) -> FixtureBuilder {
+    FixtureBuilder {
+        name: name.to_string(),
+        b: Behaviour {
+            status: 200,
+            body: Bytes::from(format!("hello from {name}\n")),
+            delay: Duration::ZERO,
+            extra_headers: Vec::new(),
+        },
+    }
+}
+
+impl FixtureBuilder {
+    pub fn status(mut self, s: u16) -> Self {
+        self.b.status = s;
+        self
+    }
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.b.body = body.into();
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.b.delay = d;
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.b.extra_headers.push((k.into(), v.into()));
+        self
+    }
+
+    pub async fn start(self) -> Fixture {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let arrived = Arc::new(Notify::new());
+        let behaviour = Arc::new(self.b);
+        let name = self.name.clone();
+        let (c, r, a) = (count.clone(), received.clone(), arrived.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (c, r, a, b, name) = (c.clone(), r.clone(), a.clone(), behaviour.clone(), name.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (c, r, a, b, name) = (c.clone(), r.clone(), a.clone(), b.clone(), name.clone());
+                        async move {
+                            let method = req.method().to_string();
+                            let uri = req.uri().to_string();
+                            let headers = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                                .collect();
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            r.lock().unwrap().push(Received { method, uri, headers, body });
+                            c.fetch_add(1, Ordering::SeqCst);
+                            a.notify_waiters();
+                            if !b.delay.is_zero() {
+                                tokio::time::sleep(b.delay).await;
+                            }
+                            let mut resp = Response::builder().status(b.status).header("x-fixture", name.as_str());
+                            for (k, v) in &b.extra_headers {
+                                resp = resp.header(k.as_str(), v.as_str());
+                            }
+                            Ok::<_, Infallible>(resp.body(Full::new(b.body.clone())).unwrap())
+                        }
+                    });
+                    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Fixture {
+            name: self.name,
+            addr,
+            count,
+            received,
+            arrived,
+            task,
+        }
+    }
+}
+
+impl Fixture {
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+    /// Wait until at least `n` requests arrived, with a deadline.
+    pub async fn wait_for(&self, n: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.count() < n {
+            assert!(Instant::now() < deadline, "{}: only {} of {n} requests arrived", self.name, self.count());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A loopback port with nothing listening (bound, then closed).
+pub fn closed_port() -> u16 {
+    free_port()
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------- the runoff process
+
+pub struct Ports {
+    pub listen: u16,
+    pub admin: u16,
+}
+
+/// A running `runoff run` process, killed on drop.
+pub struct Runoff {
+    pub child: Option<Child>,
+    pub ports: Ports,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_runoff")
+}
+
+impl Runoff {
+    /// Start runoff on a config made from fresh ports; retry on address-in-use.
+    pub async fn start(make_config: impl Fn(&Ports) -> String) -> Runoff {
+        for _attempt in 0..5 {
+            let ports = Ports { listen: free_port(), admin: free_port() };
+            let dir = tempfile::tempdir().unwrap();
+            let config_path = dir.path().join("runoff.yaml");
+            std::fs::write(&config_path, make_config(&ports)).unwrap();
+            let child = Command::new(bin())
+                .args(["run", "--config"])
+                .arg(&config_path)
+                .env("RUST_LOG", "warn")
+                .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+                .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut r = Runoff { child: Some(child), ports, dir, config_path };
+            match r.wait_ready(Duration::from_secs(20)).await {
+                Ok(()) => return r,
+                Err(stderr) if stderr.contains("cannot listen") => continue,
+                Err(stderr) => panic!("runoff did not become ready:\n{stderr}"),
+            }
+        }
+        panic!("runoff could not find free ports in 5 attempts");
+    }
+
+    async fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        let url = format!("http://127.0.0.1:{}/readyz", self.ports.admin);
+        let client = reqwest::Client::new();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return Err(format!("exited with {status}: {}", self.stderr()));
+            }
+            if let Ok(resp) = client.get(&url).timeout(Duration::from_millis(500)).send().await {
+                if resp.status() == 200 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready in {within:?}: {}", self.stderr()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.listen)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Wait for the process to exit, with a deadline.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "runoff did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn scrape(&self) -> Metrics {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.ports.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        Metrics::parse(&text)
+    }
+
+    /// Scrape until `name{labels}` equals `want` (sum over matching series), or fail at 10 s.
+    pub async fn expect_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) -> Metrics {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = self.scrape().await;
+            let got = m.sum(name, labels);
+            if got == want {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("{name}{labels:?} = {got}, expected {want}\n{}", m.dump(name));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Runoff {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- metrics text
+
+/// Parsed Prometheus text: (name, labels, value) per sample.
+pub struct Metrics {
+    samples: Vec<(String, HashMap<String, String>, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = value.parse().unwrap();
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n.to_string(), parse_labels(rest.trim_end_matches('}'))),
+                None => (series.to_string(), HashMap::new()),
+            };
+            samples.push((name, labels, value));
+        }
+        Metrics { samples }
+    }
+
+    /// Sum of the samples of `name` whose labels include all of `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, _, v)| *v)
+            .sum()
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|(n, _, _)| n == name)
+    }
+
+    pub fn dump(&self, prefix: &str) -> String {
+        self.samples
+            .iter()
+            .filter(|(n, _, _)| n.starts_with(prefix))
+            .map(|(n, l, v)| format!("{n}{l:?} {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn parse_labels(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = s;
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq].trim_start_matches(',').trim().to_string();
+        let after = &rest[eq + 2..]; // skip ="
+        let end = after.find('"').unwrap();
+        out.insert(key, after[..end].to_string());
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+/// Send `n` GETs from `concurrency` tasks; return the statuses by count.
+pub async fn load(client: &reqwest::Client, url: &str, n: usize, concurrency: usize) -> HashMap<u16, usize> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, next) = (client.clone(), url.to_string(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seen: HashMap<u16, usize> = HashMap::new();
+            while (next.fetch_add(1, Ordering::SeqCst) as usize) < n {
+                let status = client.get(&url).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+                *seen.entry(status).or_default() += 1;
+            }
+            seen
+        }));
+    }
+    let mut all = HashMap::new();
+    for t in tasks {
+        for (k, v) in t.await.unwrap() {
+            *all.entry(k).or_default() += v;
+        }
+    }
+    all
+}
