@@ -67,7 +67,9 @@ impl AccessLogger {
                 })
             }
             AccessLog::Stdout => Box::new(std::io::stdout()),
-            AccessLog::File(path) => Box::new(OpenOptions::new().create(true).append(true).open(path)?),
+            AccessLog::File(path) => {
+                Box::new(OpenOptions::new().create(true).append(true).open(path)?)
+            }
         };
         let (tx, rx) = sync_channel(QUEUE);
         let handle = thread::Builder::new()

@@ -36,7 +36,10 @@ impl ServeHttp for DemoBackend {
         let mut resp = Response::new(body.to_string().into_bytes());
         *resp.status_mut() = StatusCode::OK;
         let headers = resp.headers_mut();
-        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
         if let Ok(v) = self.name.parse() {
             headers.insert("x-demo-backend", v);
         }

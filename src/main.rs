@@ -65,13 +65,26 @@ fn demo() -> ExitCode {
             },
         ))
     };
-    let demo_backends = [backend("node", 4), backend("go", 1)].into_iter().flatten().collect();
-    let listen = config.listen.first().map(ToString::to_string).unwrap_or_default();
-    println!("runoff demo: proxy on http://{listen}, admin on http://{}", config.admin.listen);
+    let demo_backends = [backend("node", 4), backend("go", 1)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let listen = config
+        .listen
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    println!(
+        "runoff demo: proxy on http://{listen}, admin on http://{}",
+        config.admin.listen
+    );
     println!("  demo backends: node (4 ms) on 127.0.0.1:3000, go (1 ms) on 127.0.0.1:3001");
     println!("  try:   curl -s http://{listen}/api/users -H 'x-user-id: 42'");
     println!("         curl -s http://{listen}/api/users -H 'x-runoff-backend: go'");
-    println!("  then:  curl -s http://{}/metrics | grep runoff_requests_total", config.admin.listen);
+    println!(
+        "  then:  curl -s http://{}/metrics | grep runoff_requests_total",
+        config.admin.listen
+    );
     println!("  Ctrl-C drains and stops.");
     finish(server::run(config, Extras { demo_backends }))
 }

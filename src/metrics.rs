@@ -271,12 +271,16 @@ impl Metrics {
         let role = role.as_str();
         let rbr = [route, backend, role];
         RequestHandles {
-            requests: StatusClass::ALL
-                .map(|c| self.requests.with_label_values(&[route, backend, role, c.as_str()])),
+            requests: StatusClass::ALL.map(|c| {
+                self.requests
+                    .with_label_values(&[route, backend, role, c.as_str()])
+            }),
             duration: self.duration.with_label_values(&rbr),
             ttfb: self.ttfb.with_label_values(&rbr),
-            errors: ErrorKind::ALL
-                .map(|k| self.errors.with_label_values(&[route, backend, role, k.as_str()])),
+            errors: ErrorKind::ALL.map(|k| {
+                self.errors
+                    .with_label_values(&[route, backend, role, k.as_str()])
+            }),
             in_flight: self.in_flight.with_label_values(&rbr),
             request_bytes: self.request_bytes.with_label_values(&rbr),
             response_bytes: self.response_bytes.with_label_values(&rbr),
@@ -288,9 +292,7 @@ impl Metrics {
         let role = role.as_str();
         BackendHandles {
             connect: self.connect.with_label_values(&[backend, role]),
-            reused: self
-                .connections
-                .with_label_values(&[backend, role, "true"]),
+            reused: self.connections.with_label_values(&[backend, role, "true"]),
             fresh: self
                 .connections
                 .with_label_values(&[backend, role, "false"]),

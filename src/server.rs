@@ -48,9 +48,15 @@ pub struct Extras {
 /// Check that every address runoff will listen on is free now, so a clash is a clear error at
 /// start instead of a panic inside a Pingora service.
 fn check_listeners(config: &Config, extras: &Extras) -> Result<(), StartError> {
-    let mut all: Vec<(&'static str, SocketAddr)> = config.listen.iter().map(|a| ("listen", *a)).collect();
+    let mut all: Vec<(&'static str, SocketAddr)> =
+        config.listen.iter().map(|a| ("listen", *a)).collect();
     all.push(("admin.listen", config.admin.listen));
-    all.extend(extras.demo_backends.iter().map(|(a, _)| ("demo backend", *a)));
+    all.extend(
+        extras
+            .demo_backends
+            .iter()
+            .map(|(a, _)| ("demo backend", *a)),
+    );
     for (what, addr) in all {
         TcpListener::bind(addr).map_err(|source| StartError::Listen { what, addr, source })?;
     }
@@ -85,9 +91,13 @@ pub fn run(config: Config, extras: Extras) -> Result<(), StartError> {
     check_listeners(&config, &extras)?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new(Registry::new())?);
-    let access_log =
-        AccessLogger::start(&config.access_log, metrics.access_log_dropped.clone()).map_err(StartError::AccessLog)?;
-    let shared = Arc::new(Shared::new(Arc::clone(&config), Arc::clone(&metrics), access_log));
+    let access_log = AccessLogger::start(&config.access_log, metrics.access_log_dropped.clone())
+        .map_err(StartError::AccessLog)?;
+    let shared = Arc::new(Shared::new(
+        Arc::clone(&config),
+        Arc::clone(&metrics),
+        access_log,
+    ));
 
     let drain = config.server.drain_timeout;
     let mut conf = ServerConf {
@@ -158,7 +168,8 @@ fn watch_for_drain(
     loop {
         match phases.blocking_recv() {
             Ok(ExecutionPhase::GracefulTerminate) => break,
-            Ok(ExecutionPhase::Terminated) | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            Ok(ExecutionPhase::Terminated)
+            | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
         }
     }

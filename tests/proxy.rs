@@ -11,7 +11,9 @@ use common::{closed_port, fixture, load, Fixture, Ports, Runoff};
 fn backends_yaml(backends: &[(&str, String)]) -> String {
     let mut s = String::from("backends:\n");
     for (name, addr) in backends {
-        s.push_str(&format!("  {name}: {{ address: \"{addr}\", read_timeout: 5s }}\n"));
+        s.push_str(&format!(
+            "  {name}: {{ address: \"{addr}\", read_timeout: 5s }}\n"
+        ));
     }
     s
 }
@@ -42,7 +44,8 @@ async fn split_follows_weights_and_counts_match_what_backends_received() {
     let node = fixture("node").start().await;
     let go = fixture("go").start().await;
     let b = two(&node, &go);
-    let runoff = Runoff::start(|p| config(p, &b, "  - name: api\n    split: { node: 70, go: 30 }\n")).await;
+    let runoff =
+        Runoff::start(|p| config(p, &b, "  - name: api\n    split: { node: 70, go: 30 }\n")).await;
 
     let n = 2000usize;
     let client = reqwest::Client::new();
@@ -53,27 +56,77 @@ async fn split_follows_weights_and_counts_match_what_backends_received() {
     assert_eq!(node.count() + go.count(), n as u64);
     // 30% of 2000 = 600, sd = sqrt(2000 * 0.3 * 0.7) = 20.5; allow 5 sd.
     let go_share = go.count() as f64;
-    assert!((go_share - 600.0).abs() < 5.0 * 20.5, "go got {go_share} of {n}");
+    assert!(
+        (go_share - 600.0).abs() < 5.0 * 20.5,
+        "go got {go_share} of {n}"
+    );
 
-    let m = runoff.expect_metric("runoff_requests_total", RB, n as f64).await;
-    assert_eq!(m.sum("runoff_requests_total", &labels("node", &[("status_class", "2xx")])), node.count() as f64);
-    assert_eq!(m.sum("runoff_requests_total", &labels("go", &[("status_class", "2xx")])), go.count() as f64);
-    assert_eq!(m.sum("runoff_requests_total", &[("status_class", "error")]), 0.0);
+    let m = runoff
+        .expect_metric("runoff_requests_total", RB, n as f64)
+        .await;
+    assert_eq!(
+        m.sum(
+            "runoff_requests_total",
+            &labels("node", &[("status_class", "2xx")])
+        ),
+        node.count() as f64
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_requests_total",
+            &labels("go", &[("status_class", "2xx")])
+        ),
+        go.count() as f64
+    );
+    assert_eq!(
+        m.sum("runoff_requests_total", &[("status_class", "error")]),
+        0.0
+    );
     // One duration and one TTFB observation per request, per backend.
-    assert_eq!(m.sum("runoff_request_duration_seconds_count", &labels("node", &[])), node.count() as f64);
-    assert_eq!(m.sum("runoff_upstream_ttfb_seconds_count", &labels("go", &[])), go.count() as f64);
+    assert_eq!(
+        m.sum(
+            "runoff_request_duration_seconds_count",
+            &labels("node", &[])
+        ),
+        node.count() as f64
+    );
+    assert_eq!(
+        m.sum("runoff_upstream_ttfb_seconds_count", &labels("go", &[])),
+        go.count() as f64
+    );
     // Connections taken: one per request; at most a few dozen new ones (keep-alive pool).
     let taken = m.sum("runoff_upstream_connections_total", &[("role", "primary")]);
     assert_eq!(taken, n as f64);
     let fresh = m.sum("runoff_upstream_connections_total", &[("reused", "false")]);
-    assert!(fresh >= 2.0 && fresh <= 64.0, "{fresh} new upstream connections for {n} requests");
-    assert_eq!(m.sum("runoff_upstream_connect_duration_seconds_count", &[]), fresh);
-    assert_eq!(m.sum("runoff_route_weight", &[("route", "api"), ("backend", "node")]), 70.0);
-    assert_eq!(m.sum("runoff_route_weight", &[("route", "api"), ("backend", "go")]), 30.0);
+    assert!(
+        (2.0..=64.0).contains(&fresh),
+        "{fresh} new upstream connections for {n} requests"
+    );
+    assert_eq!(
+        m.sum("runoff_upstream_connect_duration_seconds_count", &[]),
+        fresh
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_route_weight",
+            &[("route", "api"), ("backend", "node")]
+        ),
+        70.0
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_route_weight",
+            &[("route", "api"), ("backend", "go")]
+        ),
+        30.0
+    );
     assert_eq!(m.sum("runoff_in_flight_requests", &[]), 0.0);
     assert_eq!(m.sum("runoff_build_info", &[]), 1.0);
-    let body = format!("hello from node\n").len() as f64;
-    assert_eq!(m.sum("runoff_response_body_bytes_total", &labels("node", &[])), body * node.count() as f64);
+    let body = "hello from node\n".len() as f64;
+    assert_eq!(
+        m.sum("runoff_response_body_bytes_total", &labels("node", &[])),
+        body * node.count() as f64
+    );
 }
 
 /// The backend a response came from, by the fixture's own header.
@@ -84,7 +137,12 @@ async fn served_by(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]
     }
     let resp = req.send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    resp.headers().get("x-fixture").unwrap().to_str().unwrap().to_string()
+    resp.headers()
+        .get("x-fixture")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 fn expected_backend(key: &str, weights: &[(&str, u32)]) -> String {
@@ -92,9 +150,16 @@ fn expected_backend(key: &str, weights: &[(&str, u32)]) -> String {
     let split: Vec<SplitEntry> = weights
         .iter()
         .enumerate()
-        .map(|(i, (_, w))| SplitEntry { backend: i, weight: *w })
+        .map(|(i, (_, w))| SplitEntry {
+            backend: i,
+            weight: *w,
+        })
         .collect();
-    let i = runoff::routing::hash::index_for_point(&split, runoff::routing::hash::sticky_point(key.as_bytes())).unwrap();
+    let i = runoff::routing::hash::index_for_point(
+        &split,
+        runoff::routing::hash::sticky_point(key.as_bytes()),
+    )
+    .unwrap();
     weights[i].0.to_string()
 }
 
@@ -103,7 +168,8 @@ async fn sticky_keys_reach_the_same_backend_across_requests_and_processes() {
     let node = fixture("node").start().await;
     let go = fixture("go").start().await;
     let b = two(&node, &go);
-    let routes = "  - name: api\n    split: { node: 50, go: 50 }\n    sticky: { header: x-user-id }\n";
+    let routes =
+        "  - name: api\n    split: { node: 50, go: 50 }\n    sticky: { header: x-user-id }\n";
     let a = Runoff::start(|p| config(p, &b, routes)).await;
     let bb = Runoff::start(|p| config(p, &b, routes)).await;
     let client = reqwest::Client::new();
@@ -113,10 +179,22 @@ async fn sticky_keys_reach_the_same_backend_across_requests_and_processes() {
         let h = [("x-user-id", key.as_str())];
         let first = served_by(&client, &a.url("/api/x"), &h).await;
         for _ in 0..2 {
-            assert_eq!(served_by(&client, &a.url("/api/x"), &h).await, first, "{key} moved within a process");
+            assert_eq!(
+                served_by(&client, &a.url("/api/x"), &h).await,
+                first,
+                "{key} moved within a process"
+            );
         }
-        assert_eq!(served_by(&client, &bb.url("/api/y"), &h).await, first, "{key} differs across processes");
-        assert_eq!(first, expected_backend(&key, &[("node", 50), ("go", 50)]), "{key} not where the hash says");
+        assert_eq!(
+            served_by(&client, &bb.url("/api/y"), &h).await,
+            first,
+            "{key} differs across processes"
+        );
+        assert_eq!(
+            first,
+            expected_backend(&key, &[("node", 50), ("go", 50)]),
+            "{key} not where the hash says"
+        );
         if first == "go" {
             on_go += 1;
         }
@@ -124,7 +202,10 @@ async fn sticky_keys_reach_the_same_backend_across_requests_and_processes() {
     // Both cohorts are populated (binomial(100, 0.5): 20..80 is beyond 6 sd).
     assert!((20..=80).contains(&on_go), "{on_go} of 100 keys on go");
     // A published vector, end to end: user-1 hashes to 0.486, so node under 50/50.
-    assert_eq!(served_by(&client, &a.url("/api"), &[("x-user-id", "user-1")]).await, "node");
+    assert_eq!(
+        served_by(&client, &a.url("/api"), &[("x-user-id", "user-1")]).await,
+        "node"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +213,9 @@ async fn raising_the_canary_weight_keeps_its_keys() {
     let node = fixture("node").start().await;
     let go = fixture("go").start().await;
     let b = two(&node, &go);
-    let at = |w: u32| format!("  - name: api\n    split: {{ node: {}, go: {w} }}\n    sticky: {{ cookie: session }}\n", 100 - w);
+    let at = |w: u32| {
+        format!("  - name: api\n    split: {{ node: {}, go: {w} }}\n    sticky: {{ cookie: session }}\n", 100 - w)
+    };
     let (r10, r20) = (at(10), at(20));
     let ten = Runoff::start(|p| config(p, &b, &r10)).await;
     let twenty = Runoff::start(|p| config(p, &b, &r20)).await;
@@ -145,13 +228,19 @@ async fn raising_the_canary_weight_keeps_its_keys() {
         let after = served_by(&client, &twenty.url("/"), &h).await;
         if before == "go" {
             canary10 += 1;
-            assert_eq!(after, "go", "session s{k} drifted off the canary when its weight rose");
+            assert_eq!(
+                after, "go",
+                "session s{k} drifted off the canary when its weight rose"
+            );
         }
         if after == "go" {
             canary20 += 1;
         }
     }
-    assert!(canary20 > canary10, "the ramp moved no one: {canary10} -> {canary20}");
+    assert!(
+        canary20 > canary10,
+        "the ramp moved no one: {canary10} -> {canary20}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,14 +254,22 @@ async fn force_header_picks_a_backend_of_the_split() {
     .await;
     let client = reqwest::Client::new();
     for _ in 0..20 {
-        assert_eq!(served_by(&client, &runoff.url("/x"), &[("x-runoff-backend", "go")]).await, "go");
+        assert_eq!(
+            served_by(&client, &runoff.url("/x"), &[("x-runoff-backend", "go")]).await,
+            "go"
+        );
         assert_eq!(served_by(&client, &runoff.url("/x"), &[]).await, "node");
         // Not a backend of the split: ignored.
-        assert_eq!(served_by(&client, &runoff.url("/x"), &[("x-runoff-backend", "rust")]).await, "node");
+        assert_eq!(
+            served_by(&client, &runoff.url("/x"), &[("x-runoff-backend", "rust")]).await,
+            "node"
+        );
     }
     assert_eq!(go.count(), 20);
     assert_eq!(node.count(), 40);
-    runoff.expect_metric("runoff_requests_total", &labels("go", &[]), 20.0).await;
+    runoff
+        .expect_metric("runoff_requests_total", &labels("go", &[]), 20.0)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,11 +282,18 @@ async fn unrouted_requests_get_404_and_are_counted() {
         let r = client.get(runoff.url("/elsewhere")).send().await.unwrap();
         assert_eq!(r.status(), 404);
     }
-    let r = client.post(runoff.url("/api/x")).body("x").send().await.unwrap();
+    let r = client
+        .post(runoff.url("/api/x"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let r = client.get(runoff.url("/api/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let m = runoff.expect_metric("runoff_unrouted_requests_total", &[], 8.0).await;
+    let m = runoff
+        .expect_metric("runoff_unrouted_requests_total", &[], 8.0)
+        .await;
     assert_eq!(node.count(), 1);
     assert_eq!(m.sum("runoff_requests_total", &[]), 1.0);
 }
@@ -204,9 +308,21 @@ async fn a_refusing_backend_gives_502_counted_as_connect_refused() {
         let r = client.get(runoff.url("/api")).send().await.unwrap();
         assert_eq!(r.status(), 502);
     }
-    let m = runoff.expect_metric("runoff_requests_total", &labels("node", &[("status_class", "error")]), 5.0).await;
+    let m = runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &labels("node", &[("status_class", "error")]),
+            5.0,
+        )
+        .await;
     // One attempt per request (no retries against a refusing backend).
-    assert_eq!(m.sum("runoff_upstream_errors_total", &labels("node", &[("kind", "connect_refused")])), 5.0);
+    assert_eq!(
+        m.sum(
+            "runoff_upstream_errors_total",
+            &labels("node", &[("kind", "connect_refused")])
+        ),
+        5.0
+    );
     assert_eq!(m.sum("runoff_upstream_errors_total", &[]), 5.0);
     assert_eq!(m.sum("runoff_requests_total", &[]), 5.0);
 }
@@ -226,8 +342,20 @@ async fn a_backend_that_times_out_gives_504_counted_as_read_timeout() {
         let r = client.get(runoff.url("/api")).send().await.unwrap();
         assert_eq!(r.status(), 504);
     }
-    let m = runoff.expect_metric("runoff_requests_total", &labels("node", &[("status_class", "error")]), 3.0).await;
-    assert_eq!(m.sum("runoff_upstream_errors_total", &labels("node", &[("kind", "read_timeout")])), 3.0);
+    let m = runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &labels("node", &[("status_class", "error")]),
+            3.0,
+        )
+        .await;
+    assert_eq!(
+        m.sum(
+            "runoff_upstream_errors_total",
+            &labels("node", &[("kind", "read_timeout")])
+        ),
+        3.0
+    );
     // Idempotent GETs are not retried on a fresh connection's timeout.
     assert_eq!(slow.count(), 3);
 }
@@ -256,7 +384,19 @@ async fn a_connect_timeout_gives_504_counted_as_connect_timeout() {
     let client = reqwest::Client::new();
     let r = client.get(runoff.url("/api")).send().await.unwrap();
     assert_eq!(r.status(), 504);
-    let m = runoff.expect_metric("runoff_requests_total", &labels("node", &[("status_class", "error")]), 1.0).await;
-    assert_eq!(m.sum("runoff_upstream_errors_total", &labels("node", &[("kind", "connect_timeout")])), 1.0);
+    let m = runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &labels("node", &[("status_class", "error")]),
+            1.0,
+        )
+        .await;
+    assert_eq!(
+        m.sum(
+            "runoff_upstream_errors_total",
+            &labels("node", &[("kind", "connect_timeout")])
+        ),
+        1.0
+    );
     drop(fillers);
 }

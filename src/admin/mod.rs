@@ -33,7 +33,10 @@ impl Admin {
         let encoder = TextEncoder::new();
         match encoder.encode(&self.registry.gather(), &mut body) {
             Ok(()) => reply(StatusCode::OK, encoder.format_type(), body),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode metrics: {e}\n")),
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode metrics: {e}\n"),
+            ),
         }
     }
 
@@ -41,7 +44,11 @@ impl Admin {
         for addr in &self.proxy_listen {
             let target = connectable(*addr);
             let ok = matches!(
-                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(target)).await,
+                tokio::time::timeout(
+                    Duration::from_secs(1),
+                    tokio::net::TcpStream::connect(target)
+                )
+                .await,
                 Ok(Ok(_))
             );
             if !ok {
@@ -58,8 +65,12 @@ impl Admin {
 /// A wildcard listen address is reached through loopback.
 fn connectable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()),
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
         _ => addr,
     }
 }

@@ -182,7 +182,9 @@ impl Checker {
             Err(_) => {
                 self.report(
                     path,
-                    format!("`{text}` is not an IP address and port like 127.0.0.1:8080 or [::1]:8080"),
+                    format!(
+                        "`{text}` is not an IP address and port like 127.0.0.1:8080 or [::1]:8080"
+                    ),
                 );
                 None
             }
@@ -212,7 +214,9 @@ pub fn resolve_address(text: &str) -> Result<SocketAddr, String> {
         return Err(format!("`{text}` is not host:port (the host is missing)"));
     }
     if port.parse::<u16>().is_err() {
-        return Err(format!("`{text}` is not host:port (`{port}` is not a port)"));
+        return Err(format!(
+            "`{text}` is not host:port (`{port}` is not a port)"
+        ));
     }
     match text.to_socket_addrs() {
         Ok(mut addrs) => addrs
@@ -388,7 +392,12 @@ fn check_name(c: &mut Checker, path: &str, name: &str) {
     }
 }
 
-fn validate_route(c: &mut Checker, path: &str, r: &RawRoute, backends: &[Backend]) -> Option<Route> {
+fn validate_route(
+    c: &mut Checker,
+    path: &str,
+    r: &RawRoute,
+    backends: &[Backend],
+) -> Option<Route> {
     check_name(c, &format!("{path}.name"), &r.name);
     let before = c.problems.len();
 
@@ -399,7 +408,11 @@ fn validate_route(c: &mut Checker, path: &str, r: &RawRoute, backends: &[Backend
             format!("`{path_prefix}` must start with `/`"),
         );
     }
-    let host = r.matcher.host.as_ref().map(|h| h.trim().to_ascii_lowercase());
+    let host = r
+        .matcher
+        .host
+        .as_ref()
+        .map(|h| h.trim().to_ascii_lowercase());
     if let Some(h) = &host {
         if h.is_empty() || h.contains(['/', ' ']) {
             c.report(
@@ -498,11 +511,17 @@ fn validate_route(c: &mut Checker, path: &str, r: &RawRoute, backends: &[Backend
 fn validate_sticky(c: &mut Checker, path: &str, s: &RawSticky) -> Option<StickyKey> {
     let mut chosen = Vec::new();
     if let Some(h) = &s.header {
-        chosen.push(c.header_name(&format!("{path}.header"), h).map(StickyKey::Header));
+        chosen.push(
+            c.header_name(&format!("{path}.header"), h)
+                .map(StickyKey::Header),
+        );
     }
     if let Some(name) = &s.cookie {
         if name.is_empty() || name.contains([';', '=', ' ']) {
-            c.report(format!("{path}.cookie"), format!("`{name}` is not a cookie name"));
+            c.report(
+                format!("{path}.cookie"),
+                format!("`{name}` is not a cookie name"),
+            );
             chosen.push(None);
         } else {
             chosen.push(Some(StickyKey::Cookie(name.clone())));

@@ -23,7 +23,10 @@ fn problems(yaml: &str) -> Vec<String> {
 #[test]
 fn minimal_config_gets_documented_defaults() {
     let c = Config::from_yaml(MINIMAL).expect("valid");
-    assert_eq!(c.listen, vec!["127.0.0.1:8080".parse::<SocketAddr>().expect("addr")]);
+    assert_eq!(
+        c.listen,
+        vec!["127.0.0.1:8080".parse::<SocketAddr>().expect("addr")]
+    );
     assert_eq!(c.server.threads, 2);
     assert_eq!(c.server.drain_timeout, Duration::from_secs(10));
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9100");
@@ -32,8 +35,23 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(node.read_timeout, Duration::from_secs(30));
     assert_eq!(node.write_timeout, Duration::from_secs(30));
     let r = &c.routes[0];
-    assert_eq!(r.split, vec![SplitEntry { backend: 0, weight: 90 }, SplitEntry { backend: 1, weight: 10 }]);
-    assert_eq!(r.force_header.as_ref().map(|h| h.as_str()), Some("x-runoff-backend"));
+    assert_eq!(
+        r.split,
+        vec![
+            SplitEntry {
+                backend: 0,
+                weight: 90
+            },
+            SplitEntry {
+                backend: 1,
+                weight: 10
+            }
+        ]
+    );
+    assert_eq!(
+        r.force_header.as_ref().map(|h| h.as_str()),
+        Some("x-runoff-backend")
+    );
     assert!(r.sticky.is_none());
     assert_eq!(c.access_log, AccessLog::Off);
     assert_eq!(c.forwarding.request_id_header.as_str(), "x-request-id");
@@ -43,7 +61,10 @@ fn minimal_config_gets_documented_defaults() {
 fn the_shipped_example_is_valid() {
     let c = Config::from_yaml(crate::EXAMPLE_CONFIG).expect("config.example.yaml must pass check");
     assert_eq!(c.routes.len(), 2);
-    assert_eq!(c.routes[0].sticky, Some(StickyKey::Header(HeaderName::from_static("x-user-id"))));
+    assert_eq!(
+        c.routes[0].sticky,
+        Some(StickyKey::Header(HeaderName::from_static("x-user-id")))
+    );
 }
 
 #[test]
@@ -56,7 +77,10 @@ fn split_order_is_the_file_order() {
 
 #[test]
 fn listen_may_be_a_list() {
-    let yaml = MINIMAL.replace("listen: 127.0.0.1:8080", "listen: [127.0.0.1:8080, \"[::1]:8080\"]");
+    let yaml = MINIMAL.replace(
+        "listen: 127.0.0.1:8080",
+        "listen: [127.0.0.1:8080, \"[::1]:8080\"]",
+    );
     let c = Config::from_yaml(&yaml).expect("valid");
     assert_eq!(c.listen.len(), 2);
 }
@@ -95,9 +119,18 @@ routes:
         "routes[1].sticky: give only one of",
     ];
     for e in expect {
-        assert!(p.iter().any(|line| line.starts_with(e)), "missing `{e}` in:\n{}", p.join("\n"));
+        assert!(
+            p.iter().any(|line| line.starts_with(e)),
+            "missing `{e}` in:\n{}",
+            p.join("\n")
+        );
     }
-    assert_eq!(p.len(), expect.len(), "unexpected extra problems:\n{}", p.join("\n"));
+    assert_eq!(
+        p.len(),
+        expect.len(),
+        "unexpected extra problems:\n{}",
+        p.join("\n")
+    );
 }
 
 #[test]
@@ -105,9 +138,16 @@ fn unknown_keys_are_errors_naming_the_key() {
     let yaml = MINIMAL.replace("split:", "splt: { node: 1 }\n    split:");
     let p = problems(&yaml);
     assert_eq!(p.len(), 1);
-    assert!(p[0].contains("routes[0]") && p[0].contains("unknown field `splt`"), "{}", p[0]);
+    assert!(
+        p[0].contains("routes[0]") && p[0].contains("unknown field `splt`"),
+        "{}",
+        p[0]
+    );
 
-    let yaml = MINIMAL.replace("node: { address: 127.0.0.1:3000 }", "node: { address: 127.0.0.1:3000, timeout: 1s }");
+    let yaml = MINIMAL.replace(
+        "node: { address: 127.0.0.1:3000 }",
+        "node: { address: 127.0.0.1:3000, timeout: 1s }",
+    );
     let p = problems(&yaml);
     assert!(p[0].contains("unknown field `timeout`"), "{}", p[0]);
 }
@@ -117,7 +157,11 @@ fn a_name_that_does_not_resolve_is_a_clear_error() {
     let yaml = MINIMAL.replace("127.0.0.1:3001", "no-such-host.invalid:3001");
     let p = problems(&yaml);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(p[0].starts_with("backends.go.address: cannot resolve `no-such-host.invalid`"), "{}", p[0]);
+    assert!(
+        p[0].starts_with("backends.go.address: cannot resolve `no-such-host.invalid`"),
+        "{}",
+        p[0]
+    );
 }
 
 #[test]
@@ -131,8 +175,16 @@ fn localhost_resolves() {
 #[test]
 fn sticky_and_force_header_forms() {
     let cases = [
-        ("sticky: { cookie: session }", Some(StickyKey::Cookie("session".into())), Some("x-runoff-backend")),
-        ("sticky: { client_ip: true }", Some(StickyKey::ClientIp), Some("x-runoff-backend")),
+        (
+            "sticky: { cookie: session }",
+            Some(StickyKey::Cookie("session".into())),
+            Some("x-runoff-backend"),
+        ),
+        (
+            "sticky: { client_ip: true }",
+            Some(StickyKey::ClientIp),
+            Some("x-runoff-backend"),
+        ),
         ("force_header: false", None, None),
         ("force_header: x-pick", None, Some("x-pick")),
         ("force_header: true", None, Some("x-runoff-backend")),
@@ -141,7 +193,11 @@ fn sticky_and_force_header_forms() {
         let yaml = format!("{MINIMAL}    {extra}\n");
         let c = Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{extra}: {e}"));
         assert_eq!(c.routes[0].sticky, sticky, "{extra}");
-        assert_eq!(c.routes[0].force_header.as_ref().map(|h| h.as_str()), force, "{extra}");
+        assert_eq!(
+            c.routes[0].force_header.as_ref().map(|h| h.as_str()),
+            force,
+            "{extra}"
+        );
     }
 }
 
@@ -149,12 +205,21 @@ fn sticky_and_force_header_forms() {
 fn admin_must_not_share_the_proxy_address() {
     let yaml = format!("{MINIMAL}admin: {{ listen: 127.0.0.1:8080 }}\n");
     let p = problems(&yaml);
-    assert_eq!(p, vec!["admin.listen: `127.0.0.1:8080` is also a proxy listen address".to_string()]);
+    assert_eq!(
+        p,
+        vec!["admin.listen: `127.0.0.1:8080` is also a proxy listen address".to_string()]
+    );
 }
 
 #[test]
 fn empty_sections_are_errors() {
     let p = problems("listen: 127.0.0.1:8080\nbackends: {}\nroutes: []\n");
-    assert!(p.contains(&"backends: needs at least one backend".to_string()), "{p:?}");
-    assert!(p.contains(&"routes: needs at least one route".to_string()), "{p:?}");
+    assert!(
+        p.contains(&"backends: needs at least one backend".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"routes: needs at least one route".to_string()),
+        "{p:?}"
+    );
 }

@@ -37,7 +37,10 @@ mod tests {
         assert_eq!(forwarded_for(Some(b""), ip), "10.0.0.7");
         assert_eq!(forwarded_for(Some(b"1.2.3.4"), ip), "1.2.3.4, 10.0.0.7");
         let v6: IpAddr = "::1".parse().expect("ip");
-        assert_eq!(forwarded_for(Some(b"1.2.3.4, 5.6.7.8"), v6), "1.2.3.4, 5.6.7.8, ::1");
+        assert_eq!(
+            forwarded_for(Some(b"1.2.3.4, 5.6.7.8"), v6),
+            "1.2.3.4, 5.6.7.8, ::1"
+        );
     }
 
     #[test]

@@ -88,7 +88,11 @@ pub struct RequestCtx {
 }
 
 /// Decide the route and backend for a request. `None`: no route matches.
-pub fn decide(snapshot: &Snapshot, req: &RequestHeader, client_ip: Option<IpAddr>) -> Option<Target> {
+pub fn decide(
+    snapshot: &Snapshot,
+    req: &RequestHeader,
+    client_ip: Option<IpAddr>,
+) -> Option<Target> {
     let config = &snapshot.config;
     let host = req
         .headers
@@ -189,7 +193,11 @@ impl ProxyHttp for Runoff {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let Some(target) = &ctx.target else {
             return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
         };
@@ -344,7 +352,8 @@ impl ProxyHttp for Runoff {
         // Pingora's default policy: retry only idempotent requests whose body is still
         // replayable, and `ReusedOnly` errors only on a reused (stale pooled) connection.
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -352,7 +361,12 @@ impl ProxyHttp for Runoff {
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let code = status_for_failure(e);
         if code > 0 {
             if session.response_written().is_none() {
@@ -387,11 +401,21 @@ impl ProxyHttp for Runoff {
             let error = e.map(|e| e.etype().as_str());
             log.log(&Entry {
                 time: now_rfc3339(),
-                request_id: ctx.request_id.as_ref().map(|(id, _)| id.as_str()).unwrap_or(""),
+                request_id: ctx
+                    .request_id
+                    .as_ref()
+                    .map(|(id, _)| id.as_str())
+                    .unwrap_or(""),
                 method: req.method.as_str(),
                 path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-                route: ctx.target.as_ref().map(|t| config.routes[t.route].name.as_str()),
-                backend: ctx.target.as_ref().map(|t| config.backends[t.backend].name.as_str()),
+                route: ctx
+                    .target
+                    .as_ref()
+                    .map(|t| config.routes[t.route].name.as_str()),
+                backend: ctx
+                    .target
+                    .as_ref()
+                    .map(|t| config.backends[t.backend].name.as_str()),
                 role: "primary",
                 choice: ctx.target.as_ref().map(|t| t.reason.as_str()),
                 status: ctx.answered,

@@ -162,6 +162,9 @@ mod tests {
         // Backend reset mid-body: no complete response.
         assert_eq!(status_class(Some(200), Some(&upstream)), StatusClass::Error);
         // Caller hung up mid-body: the backend's answer still counts as what it was.
-        assert_eq!(status_class(Some(200), Some(&downstream)), StatusClass::Success);
+        assert_eq!(
+            status_class(Some(200), Some(&downstream)),
+            StatusClass::Success
+        );
     }
 }

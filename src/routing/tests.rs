@@ -34,7 +34,10 @@ fn split(weights: &[u32]) -> Vec<SplitEntry> {
     weights
         .iter()
         .enumerate()
-        .map(|(i, &w)| SplitEntry { backend: i, weight: w })
+        .map(|(i, &w)| SplitEntry {
+            backend: i,
+            weight: w,
+        })
         .collect()
 }
 
@@ -78,7 +81,10 @@ fn raising_the_last_weight_never_moves_a_key_off_it() {
         let mut was_on_canary = false;
         for w in ramps {
             let on_canary = index_for_point(&split(&w), point) == Some(1);
-            assert!(!was_on_canary || on_canary, "key {key} left the canary at {w:?}");
+            assert!(
+                !was_on_canary || on_canary,
+                "key {key} left the canary at {w:?}"
+            );
             was_on_canary = on_canary;
         }
     }
@@ -89,16 +95,32 @@ fn sticky_choice_is_deterministic_and_forced_wins() {
     let names = ["node", "go"];
     let s = split(&[50, 50]);
     let name = |b: usize| names[b];
-    let a = choose_backend(&s, name, None, Some(b"user-42"), || panic!("no random with a key"));
-    let b = choose_backend(&s, name, None, Some(b"user-42"), || panic!("no random with a key"));
+    let a = choose_backend(&s, name, None, Some(b"user-42"), || {
+        panic!("no random with a key")
+    });
+    let b = choose_backend(&s, name, None, Some(b"user-42"), || {
+        panic!("no random with a key")
+    });
     assert_eq!(a, b);
     assert_eq!(a.map(|c| c.reason), Some(ChoiceReason::Sticky));
 
     let forced = choose_backend(&s, name, Some(b"go"), Some(b"user-42"), || 0);
-    assert_eq!(forced, Some(Choice { split_index: 1, reason: ChoiceReason::Forced }));
+    assert_eq!(
+        forced,
+        Some(Choice {
+            split_index: 1,
+            reason: ChoiceReason::Forced
+        })
+    );
     // A name outside the split is ignored.
     let ignored = choose_backend(&s, name, Some(b"rust"), None, || 0);
-    assert_eq!(ignored, Some(Choice { split_index: 0, reason: ChoiceReason::Random }));
+    assert_eq!(
+        ignored,
+        Some(Choice {
+            split_index: 0,
+            reason: ChoiceReason::Random
+        })
+    );
     // Forcing a weight-0 backend works (test the candidate before any ramp).
     let s = split(&[100, 0]);
     let forced = choose_backend(&s, name, Some(b"go"), None, || 0);
@@ -134,7 +156,12 @@ fn first_matching_route_wins() {
     let cases: [(Method, Option<&str>, &str, Option<&str>); 9] = [
         (Method::POST, None, "/api/admin/x", Some("admin-posts")),
         (Method::GET, None, "/api/admin/x", Some("api")),
-        (Method::GET, Some("API.example.com"), "/api/v1", Some("api-host")),
+        (
+            Method::GET,
+            Some("API.example.com"),
+            "/api/v1",
+            Some("api-host"),
+        ),
         (Method::GET, Some("eu.example.com"), "/api/v1", Some("wild")),
         (Method::GET, Some("example.com"), "/api/v1", Some("api")),
         (Method::GET, None, "/apix", Some("api")), // a plain string prefix, like Envoy's
@@ -143,12 +170,20 @@ fn first_matching_route_wins() {
         (Method::GET, Some("x.example.com"), "/nothing", Some("all")),
     ];
     for (method, host, path, want) in cases {
-        let facts = RequestFacts { method: &method, host, path };
+        let facts = RequestFacts {
+            method: &method,
+            host,
+            path,
+        };
         let got = find_route(&routes, &facts).map(|i| routes[i].name.as_str());
         assert_eq!(got, want, "{method} {host:?} {path}");
     }
     let only_api = vec![route("api", "/api", None, None)];
-    let facts = RequestFacts { method: &Method::GET, host: None, path: "/" };
+    let facts = RequestFacts {
+        method: &Method::GET,
+        host: None,
+        path: "/",
+    };
     assert_eq!(find_route(&only_api, &facts), None);
 }
 
@@ -163,21 +198,37 @@ fn host_ports_are_ignored() {
 #[test]
 fn sticky_keys_from_headers_cookies_and_addresses() {
     let mut headers = HeaderMap::new();
-    headers.insert(HeaderName::from_static("x-user-id"), HeaderValue::from_static("user-42"));
-    headers.append(http::header::COOKIE, HeaderValue::from_static("theme=dark; session = abc ;x=1"));
-    headers.append(http::header::COOKIE, HeaderValue::from_static("session=second"));
+    headers.insert(
+        HeaderName::from_static("x-user-id"),
+        HeaderValue::from_static("user-42"),
+    );
+    headers.append(
+        http::header::COOKIE,
+        HeaderValue::from_static("theme=dark; session = abc ;x=1"),
+    );
+    headers.append(
+        http::header::COOKIE,
+        HeaderValue::from_static("session=second"),
+    );
     let header = StickyKey::Header(HeaderName::from_static("x-user-id"));
-    assert_eq!(sticky_key(&header, &headers, None).map(|k| k.as_bytes().to_vec()), Some(b"user-42".to_vec()));
+    assert_eq!(
+        sticky_key(&header, &headers, None).map(|k| k.as_bytes().to_vec()),
+        Some(b"user-42".to_vec())
+    );
     let missing = StickyKey::Header(HeaderName::from_static("x-other"));
     assert!(sticky_key(&missing, &headers, None).is_none());
     let cookie = StickyKey::Cookie("session".into());
-    assert_eq!(sticky_key(&cookie, &headers, None).map(|k| k.as_bytes().to_vec()), Some(b"abc".to_vec()));
+    assert_eq!(
+        sticky_key(&cookie, &headers, None).map(|k| k.as_bytes().to_vec()),
+        Some(b"abc".to_vec())
+    );
     let absent_cookie = StickyKey::Cookie("sess".into());
     assert!(sticky_key(&absent_cookie, &headers, None).is_none());
     let v4: IpAddr = "192.0.2.1".parse().expect("ip");
     let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
     let k4 = sticky_key(&StickyKey::ClientIp, &headers, Some(v4)).map(|k| k.as_bytes().to_vec());
-    let k6 = sticky_key(&StickyKey::ClientIp, &headers, Some(mapped)).map(|k| k.as_bytes().to_vec());
+    let k6 =
+        sticky_key(&StickyKey::ClientIp, &headers, Some(mapped)).map(|k| k.as_bytes().to_vec());
     assert_eq!(k4, k6);
     assert_eq!(k4.map(|k| k.len()), Some(16));
     assert!(sticky_key(&StickyKey::ClientIp, &headers, None).is_none());

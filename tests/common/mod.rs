@@ -123,33 +123,60 @@ impl FixtureBuilder {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (c, r, a, b, name) = (c.clone(), r.clone(), a.clone(), behaviour.clone(), name.clone());
+                let (c, r, a, b, name) = (
+                    c.clone(),
+                    r.clone(),
+                    a.clone(),
+                    behaviour.clone(),
+                    name.clone(),
+                );
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (c, r, a, b, name) = (c.clone(), r.clone(), a.clone(), b.clone(), name.clone());
+                        let (c, r, a, b, name) =
+                            (c.clone(), r.clone(), a.clone(), b.clone(), name.clone());
                         async move {
                             let method = req.method().to_string();
                             let uri = req.uri().to_string();
                             let headers = req
                                 .headers()
                                 .iter()
-                                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                                .map(|(k, v)| {
+                                    (
+                                        k.to_string(),
+                                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                    )
+                                })
                                 .collect();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                            r.lock().unwrap().push(Received { method, uri, headers, body });
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            r.lock().unwrap().push(Received {
+                                method,
+                                uri,
+                                headers,
+                                body,
+                            });
                             c.fetch_add(1, Ordering::SeqCst);
                             a.notify_waiters();
                             if !b.delay.is_zero() {
                                 tokio::time::sleep(b.delay).await;
                             }
-                            let mut resp = Response::builder().status(b.status).header("x-fixture", name.as_str());
+                            let mut resp = Response::builder()
+                                .status(b.status)
+                                .header("x-fixture", name.as_str());
                             for (k, v) in &b.extra_headers {
                                 resp = resp.header(k.as_str(), v.as_str());
                             }
                             Ok::<_, Infallible>(resp.body(Full::new(b.body.clone())).unwrap())
                         }
                     });
-                    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -175,7 +202,12 @@ impl Fixture {
     pub async fn wait_for(&self, n: u64, within: Duration) {
         let deadline = Instant::now() + within;
         while self.count() < n {
-            assert!(Instant::now() < deadline, "{}: only {} of {n} requests arrived", self.name, self.count());
+            assert!(
+                Instant::now() < deadline,
+                "{}: only {} of {n} requests arrived",
+                self.name,
+                self.count()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -187,7 +219,11 @@ pub fn closed_port() -> u16 {
 }
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 // ---------------------------------------------------------------- the runoff process
@@ -213,7 +249,10 @@ impl Runoff {
     /// Start runoff on a config made from fresh ports; retry on address-in-use.
     pub async fn start(make_config: impl Fn(&Ports) -> String) -> Runoff {
         for _attempt in 0..5 {
-            let ports = Ports { listen: free_port(), admin: free_port() };
+            let ports = Ports {
+                listen: free_port(),
+                admin: free_port(),
+            };
             let dir = tempfile::tempdir().unwrap();
             let config_path = dir.path().join("runoff.yaml");
             std::fs::write(&config_path, make_config(&ports)).unwrap();
@@ -226,7 +265,12 @@ impl Runoff {
                 .stdin(Stdio::null())
                 .spawn()
                 .unwrap();
-            let mut r = Runoff { child: Some(child), ports, dir, config_path };
+            let mut r = Runoff {
+                child: Some(child),
+                ports,
+                dir,
+                config_path,
+            };
             match r.wait_ready(Duration::from_secs(20)).await {
                 Ok(()) => return r,
                 Err(stderr) if stderr.contains("cannot listen") => continue,
@@ -244,7 +288,12 @@ impl Runoff {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 return Err(format!("exited with {status}: {}", self.stderr()));
             }
-            if let Ok(resp) = client.get(&url).timeout(Duration::from_millis(500)).send().await {
+            if let Ok(resp) = client
+                .get(&url)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+            {
                 if resp.status() == 200 {
                     return Ok(());
                 }
@@ -269,7 +318,10 @@ impl Runoff {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -280,7 +332,10 @@ impl Runoff {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "runoff did not exit within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "runoff did not exit within {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -305,7 +360,10 @@ impl Runoff {
                 return m;
             }
             if Instant::now() > deadline {
-                panic!("{name}{labels:?} = {got}, expected {want}\n{}", m.dump(name));
+                panic!(
+                    "{name}{labels:?} = {got}, expected {want}\n{}",
+                    m.dump(name)
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -350,7 +408,12 @@ impl Metrics {
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
-            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
             .map(|(_, _, v)| *v)
             .sum()
     }
@@ -383,7 +446,12 @@ fn parse_labels(s: &str) -> HashMap<String, String> {
 }
 
 /// Send `n` GETs from `concurrency` tasks; return the statuses by count.
-pub async fn load(client: &reqwest::Client, url: &str, n: usize, concurrency: usize) -> HashMap<u16, usize> {
+pub async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    concurrency: usize,
+) -> HashMap<u16, usize> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -391,7 +459,12 @@ pub async fn load(client: &reqwest::Client, url: &str, n: usize, concurrency: us
         tasks.push(tokio::spawn(async move {
             let mut seen: HashMap<u16, usize> = HashMap::new();
             while (next.fetch_add(1, Ordering::SeqCst) as usize) < n {
-                let status = client.get(&url).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+                let status = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
                 *seen.entry(status).or_default() += 1;
             }
             seen

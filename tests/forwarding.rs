@@ -1,0 +1,189 @@
+//! Forwarding is transparent: what the caller sends reaches the backend unchanged (but for
+//! hop-by-hop headers and the documented additions), and the answer comes back unchanged.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{fixture, Runoff};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_responses_pass_through_unchanged() {
+    let node = fixture("node")
+        .status(201)
+        .body("created\n")
+        .header("x-backend-header", "kept")
+        .header("set-cookie", "a=1")
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("access.jsonl");
+    let log = log_path.display().to_string();
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\naccess_log: {log}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+            p.listen, p.admin, node.addr
+        )
+    })
+    .await;
+
+    let client = reqwest::Client::new();
+    let body = vec![b'x'; 10_000];
+    let resp = client
+        .post(runoff.url("/api/orders?id=7&x=a%20b"))
+        .header("x-custom", "v1")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("host", "shop.example.com:8443")
+        .header("keep-alive", "timeout=5")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["x-backend-header"], "kept");
+    assert_eq!(resp.headers()["set-cookie"], "a=1");
+    assert_eq!(resp.text().await.unwrap(), "created\n");
+
+    // A caller's own request id is kept.
+    let resp = client
+        .get(runoff.url("/api/a"))
+        .header("x-request-id", "caller-id-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+
+    let got = node.received();
+    assert_eq!(got.len(), 2);
+    let first = &got[0];
+    assert_eq!(first.method, "POST");
+    assert_eq!(first.uri, "/api/orders?id=7&x=a%20b");
+    assert_eq!(first.body, body);
+    assert_eq!(first.header("host"), Some("shop.example.com:8443"));
+    assert_eq!(first.header("x-custom"), Some("v1"));
+    assert_eq!(
+        first.header("x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(first.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(
+        first.header("x-forwarded-host"),
+        Some("shop.example.com:8443")
+    );
+    assert_eq!(
+        first.header("keep-alive"),
+        None,
+        "hop-by-hop header forwarded"
+    );
+    let id = first.header("x-request-id").unwrap();
+    assert_eq!(id.len(), 32);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(got[1].headers_named("x-request-id"), vec!["caller-id-1"]);
+
+    let m = runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &[("route", "api"), ("status_class", "2xx")],
+            2.0,
+        )
+        .await;
+    assert_eq!(
+        m.sum("runoff_request_body_bytes_total", &[("backend", "node")]),
+        10_000.0
+    );
+    assert_eq!(
+        m.sum("runoff_response_body_bytes_total", &[("backend", "node")]),
+        16.0
+    );
+
+    // The access log: one JSON line per request, written within a second or so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 2 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["request_id"], id);
+    assert_eq!(lines[0]["route"], "api");
+    assert_eq!(lines[0]["backend"], "node");
+    assert_eq!(lines[0]["role"], "primary");
+    assert_eq!(lines[0]["status"], 201);
+    assert_eq!(lines[0]["method"], "POST");
+    assert_eq!(lines[0]["path"], "/api/orders?id=7&x=a%20b");
+    assert_eq!(lines[0]["request_bytes"], 10_000);
+    assert_eq!(lines[0]["response_bytes"], 8);
+    assert!(lines[0]["duration_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(lines[1]["request_id"], "caller-id-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_are_reused_both_ways() {
+    let node = fixture("node").start().await;
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+            p.listen, p.admin, node.addr
+        )
+    })
+    .await;
+    // One client connection, 20 sequential requests on it.
+    let mut conn = TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..20 {
+        write!(conn, "GET /api/{i} HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
+        let want = "hello from node\n";
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&buf).ends_with(want) {
+            let n = conn.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed after {i} responses");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    }
+    let m = runoff
+        .expect_metric("runoff_requests_total", &[("status_class", "2xx")], 20.0)
+        .await;
+    assert_eq!(
+        m.sum("runoff_upstream_connections_total", &[("reused", "false")]),
+        1.0
+    );
+    assert_eq!(
+        m.sum("runoff_upstream_connections_total", &[("reused", "true")]),
+        19.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_gets_400_and_runoff_keeps_serving() {
+    let node = fixture("node").start().await;
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+            p.listen, p.admin, node.addr
+        )
+    })
+    .await;
+    let mut conn = TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"GARBAGE \x01\x02 NOT HTTP\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = conn.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    // Pingora rejects an unparsable request line with 400 before any runoff hook runs.
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert_eq!(node.count(), 0);
+    let r = reqwest::get(runoff.url("/ok")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}

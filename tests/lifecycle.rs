@@ -1,0 +1,189 @@
+//! Process lifecycle: `check`, refusing bad configs at start, draining on SIGTERM and Ctrl-C.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{bin, fixture, free_port, Runoff};
+
+fn slow_config(p: &common::Ports, addr: std::net::SocketAddr) -> String {
+    format!(
+        "listen: 127.0.0.1:{}\nserver: {{ drain_timeout: 60s }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{addr}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+        p.listen, p.admin
+    )
+}
+
+async fn drains_on(signal: &str) {
+    let slow = fixture("node")
+        .delay(Duration::from_secs(3))
+        .body("finished\n")
+        .start()
+        .await;
+    let mut runoff = Runoff::start(|p| slow_config(p, slow.addr)).await;
+    let url = runoff.url("/api/slow");
+    let in_flight = tokio::spawn(async move {
+        let r = reqwest::get(url).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    slow.wait_for(1, Duration::from_secs(10)).await;
+    runoff.signal(signal);
+
+    // New connections are refused soon after the signal, while the slow request is still on.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen)).is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still accepting connections after {signal}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request ended before its backend answered"
+    );
+
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, "finished\n");
+    // It exits once drained, not after the whole drain_timeout (60 s here): waiting would
+    // outlast this deadline.
+    let exit = runoff.wait_exit(Duration::from_secs(30)).await;
+    assert!(exit.success(), "exit status {exit}: {}", runoff.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits_0() {
+    drains_on("-TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_drains_too() {
+    drains_on("-INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_is_bounded_by_drain_timeout() {
+    let hung = fixture("node").delay(Duration::from_secs(30)).start().await;
+    let mut runoff = Runoff::start(|p| {
+        slow_config(p, hung.addr).replace("drain_timeout: 60s", "drain_timeout: 500ms")
+    })
+    .await;
+    let url = runoff.url("/api/hang");
+    let pending = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    hung.wait_for(1, Duration::from_secs(10)).await;
+    runoff.signal("-TERM");
+    let exit = runoff.wait_exit(Duration::from_secs(10)).await;
+    assert!(exit.success(), "exit status {exit}");
+    // The cut request fails at the caller rather than hanging.
+    let outcome = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+}
+
+#[test]
+fn check_accepts_the_shipped_example() {
+    let out = Command::new(bin())
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+}
+
+const BAD: &str = "listen: 127.0.0.1:8080\nbackends:\n  node: { address: 127.0.0.1:3000 }\nroutes:\n  - name: api\n    split: { node: 0, rust: 5 }\n  - name: api\n    match: { path_prefix: nope }\n    split: { node: 1 }\n";
+
+#[test]
+fn check_prints_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, BAD).unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "routes[0].split.rust: no such backend",
+        "routes[1].name: `api` is already the name of another route",
+        "routes[1].match.path_prefix: `nope` must start with `/`",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+}
+
+#[test]
+fn run_refuses_a_bad_config_and_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, BAD).unwrap();
+    let out = Command::new(bin())
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("routes[0].split.rust: no such backend"));
+
+    let out = Command::new(bin())
+        .args(["run", "--config", "/nonexistent/runoff.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read config file /nonexistent/runoff.yaml"));
+}
+
+#[test]
+fn run_reports_a_busy_listen_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.yaml");
+    let yaml = format!(
+        "listen: 127.0.0.1:{port}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: 127.0.0.1:9 }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+        free_port()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(bin())
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("listen 127.0.0.1:{port}: cannot listen")),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_and_version() {
+    let out = Command::new(bin()).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("runoff "));
+    let out = Command::new(bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "check", "demo"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
