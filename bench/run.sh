@@ -165,7 +165,7 @@ routes:
   - name: bench
     split: { fast: 100 }
 EOF
-"$RUNOFF_BIN" check --config "$TMP/runoff.yaml" || die "runoff rejected its config ($TMP/runoff.yaml, shown below)
+"$RUNOFF_BIN" check --config "$TMP/runoff.yaml" >&2 || die "runoff rejected its config ($TMP/runoff.yaml, shown below)
 $(cat "$TMP/runoff.yaml")"
 RUST_LOG=warn "$RUNOFF_BIN" run --config "$TMP/runoff.yaml" >"$TMP/runoff.log" 2>&1 &
 RUNOFF_PID=$!

@@ -1,14 +1,12 @@
 //! The `runoff` binary: parse the command line, load the config, run. No logic here.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 
 use runoff::cli::{Cli, Command};
 use runoff::config::Config;
-use runoff::demo::DemoBackend;
+use runoff::demo;
 use runoff::server::{self, Extras};
 
 fn main() -> ExitCode {
@@ -55,37 +53,8 @@ fn demo() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let backend = |name: &str, ms: u64| -> Option<(SocketAddr, DemoBackend)> {
-        let b = config.backends.iter().find(|b| b.name == name)?;
-        Some((
-            b.addr,
-            DemoBackend {
-                name: name.to_string(),
-                delay: Duration::from_millis(ms),
-            },
-        ))
-    };
-    let demo_backends = [backend("node", 4), backend("go", 1)]
-        .into_iter()
-        .flatten()
-        .collect();
-    let listen = config
-        .listen
-        .first()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    println!(
-        "runoff demo: proxy on http://{listen}, admin on http://{}",
-        config.admin.listen
-    );
-    println!("  demo backends: node (4 ms) on 127.0.0.1:3000, go (1 ms) on 127.0.0.1:3001");
-    println!("  try:   curl -s http://{listen}/api/users -H 'x-user-id: 42'");
-    println!("         curl -s http://{listen}/api/users -H 'x-runoff-backend: go'");
-    println!(
-        "  then:  curl -s http://{}/metrics | grep runoff_requests_total",
-        config.admin.listen
-    );
-    println!("  Ctrl-C drains and stops.");
+    println!("{}", demo::banner(&config));
+    let demo_backends = demo::backends_for(&config);
     finish(server::run(config, Extras { demo_backends }))
 }
 

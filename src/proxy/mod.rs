@@ -73,8 +73,9 @@ pub struct RequestCtx {
     _in_flight: InFlight,
     target: Option<Target>,
     _gauge: Option<GaugeGuard>,
-    /// The request id, and whether runoff generated it (then it is added upstream).
-    request_id: Option<(String, bool)>,
+    /// The request id, and whether runoff generated it (then it is added upstream). A
+    /// caller's id is a cheap clone of its header value.
+    request_id: Option<(HeaderValue, bool)>,
     attempts: u32,
     /// Body bytes of the current attempt; replays on retry resend a prefix.
     attempt_body_bytes: u64,
@@ -186,10 +187,12 @@ impl ProxyHttp for Runoff {
         ctx._gauge = Some(GaugeGuard::new(&target.handles.in_flight));
         ctx.target = Some(target);
         let id_header = &ctx.snapshot.config.forwarding.request_id_header;
-        ctx.request_id = Some(match session.req_header().headers.get(id_header) {
-            Some(v) => (String::from_utf8_lossy(v.as_bytes()).into_owned(), false),
-            None => (headers::new_request_id(), true),
-        });
+        ctx.request_id = match session.req_header().headers.get(id_header) {
+            Some(v) => Some((v.clone(), false)),
+            None => HeaderValue::from_str(&headers::new_request_id())
+                .ok()
+                .map(|v| (v, true)),
+        };
         Ok(false)
     }
 
@@ -240,7 +243,7 @@ impl ProxyHttp for Runoff {
     ) -> Result<()> {
         let fwd = &ctx.snapshot.config.forwarding;
         if let Some((id, true)) = &ctx.request_id {
-            upstream_request.insert_header(fwd.request_id_header.clone(), id.as_str())?;
+            upstream_request.insert_header(fwd.request_id_header.clone(), id.clone())?;
         }
         if fwd.x_forwarded_for {
             if let Some(ip) = client_ip(session) {
@@ -404,7 +407,7 @@ impl ProxyHttp for Runoff {
                 request_id: ctx
                     .request_id
                     .as_ref()
-                    .map(|(id, _)| id.as_str())
+                    .and_then(|(id, _)| id.to_str().ok())
                     .unwrap_or(""),
                 method: req.method.as_str(),
                 path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
