@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod mirror;
 pub mod proxy;
 pub mod routing;
 pub mod server;

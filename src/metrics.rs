@@ -146,6 +146,9 @@ pub struct Metrics {
     request_bytes: IntCounterVec,
     response_bytes: IntCounterVec,
     route_weight: IntGaugeVec,
+    mirror_requests: IntCounterVec,
+    mirror_dropped: IntCounterVec,
+    mirror_ratio: HistogramVec,
     pub unrouted: IntCounter,
     pub access_log_dropped: IntCounter,
 }
@@ -218,6 +221,28 @@ impl Metrics {
             Opts::new("runoff_route_weight", "The split weight in force now."),
             &["route", "backend"],
         )?;
+        let mirror_requests = IntCounterVec::new(
+            Opts::new(
+                "runoff_mirror_requests_total",
+                "Copies dispatched to the shadow.",
+            ),
+            &["route", "backend"],
+        )?;
+        let mirror_dropped = IntCounterVec::new(
+            Opts::new(
+                "runoff_mirror_dropped_total",
+                "Shadow copies not completed, and why.",
+            ),
+            &["route", "backend", "reason"],
+        )?;
+        let mirror_ratio = HistogramVec::new(
+            HistogramOpts::new(
+                "runoff_mirror_latency_ratio",
+                "Shadow duration divided by primary duration for the same request.",
+            )
+            .buckets(ratio_buckets()),
+            &["route", "backend"],
+        )?;
         let unrouted = IntCounter::new(
             "runoff_unrouted_requests_total",
             "Requests that matched no route (answered 404).",
@@ -244,6 +269,9 @@ impl Metrics {
         registry.register(Box::new(request_bytes.clone()))?;
         registry.register(Box::new(response_bytes.clone()))?;
         registry.register(Box::new(route_weight.clone()))?;
+        registry.register(Box::new(mirror_requests.clone()))?;
+        registry.register(Box::new(mirror_dropped.clone()))?;
+        registry.register(Box::new(mirror_ratio.clone()))?;
         registry.register(Box::new(unrouted.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -260,6 +288,9 @@ impl Metrics {
             request_bytes,
             response_bytes,
             route_weight,
+            mirror_requests,
+            mirror_dropped,
+            mirror_ratio,
             unrouted,
             access_log_dropped,
         })
@@ -299,10 +330,81 @@ impl Metrics {
         }
     }
 
+    /// Handles for a route's mirror to `backend`: accounting, the paired ratio, and the
+    /// shadow role's request and connection series.
+    pub fn mirror_handles(&self, route: &str, backend: &str) -> MirrorHandles {
+        MirrorHandles {
+            requests: self.mirror_requests.with_label_values(&[route, backend]),
+            dropped: DropReason::ALL.map(|r| {
+                self.mirror_dropped
+                    .with_label_values(&[route, backend, r.as_str()])
+            }),
+            ratio: self.mirror_ratio.with_label_values(&[route, backend]),
+            shadow: self.request_handles(route, backend, Role::Shadow),
+            backend: self.backend_handles(backend, Role::Shadow),
+        }
+    }
+
     pub fn set_route_weight(&self, route: &str, backend: &str, weight: u32) {
         self.route_weight
             .with_label_values(&[route, backend])
             .set(i64::from(weight));
+    }
+}
+
+/// Ratio buckets: factor 1.25 from 0.01 to about 100 (a quantile within 25%).
+pub fn ratio_buckets() -> Vec<f64> {
+    exponential_buckets(0.01, 1.25, 43).unwrap_or_else(|_| vec![0.1, 0.5, 1.0, 2.0, 10.0])
+}
+
+/// Why a shadow copy did not complete (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// In-flight limit or memory budget full.
+    Overloaded,
+    BodyTooLarge,
+    Timeout,
+    UpstreamError,
+    ClientAborted,
+    /// No body reached runoff because the primary never connected.
+    PrimaryFailed,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 6] = [
+        DropReason::Overloaded,
+        DropReason::BodyTooLarge,
+        DropReason::Timeout,
+        DropReason::UpstreamError,
+        DropReason::ClientAborted,
+        DropReason::PrimaryFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Overloaded => "overloaded",
+            DropReason::BodyTooLarge => "body_too_large",
+            DropReason::Timeout => "timeout",
+            DropReason::UpstreamError => "upstream_error",
+            DropReason::ClientAborted => "client_aborted",
+            DropReason::PrimaryFailed => "primary_failed",
+        }
+    }
+}
+
+/// Pre-resolved series for one route's mirror.
+#[derive(Clone)]
+pub struct MirrorHandles {
+    pub requests: IntCounter,
+    dropped: [IntCounter; 6],
+    pub ratio: Histogram,
+    pub shadow: RequestHandles,
+    pub backend: BackendHandles,
+}
+
+impl MirrorHandles {
+    pub fn dropped(&self, reason: DropReason) {
+        self.dropped[reason as usize].inc();
     }
 }
 

@@ -29,6 +29,13 @@ pub mod defaults {
     pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     pub const FORCE_HEADER: &str = "x-runoff-backend";
     pub const REQUEST_ID_HEADER: &str = "x-request-id";
+    pub const MIRROR_PERCENT: f64 = 100.0;
+    pub const MIRROR_METHODS: [&str; 2] = ["GET", "HEAD"];
+    pub const MIRROR_MAX_BODY_BYTES: u64 = 1_048_576;
+    pub const MIRROR_MAX_IN_FLIGHT: usize = 1024;
+    pub const MIRROR_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const MIRROR_MARKER_HEADER: &str = "x-runoff-shadow";
+    pub const MIRROR_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 }
 
 /// The validated configuration.
@@ -50,6 +57,8 @@ pub struct ServerSettings {
     pub threads: usize,
     pub drain_timeout: Duration,
     pub upstream_keepalive_pool_size: usize,
+    /// Global budget for request-body bytes buffered for shadow copies.
+    pub mirror_memory_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +100,24 @@ pub struct Route {
     pub split: Vec<SplitEntry>,
     pub sticky: Option<StickyKey>,
     pub force_header: Option<HeaderName>,
+    pub mirror: Option<Mirror>,
+}
+
+/// Shadow traffic for a route: copies of its requests go to `to`, whose answers are measured
+/// and thrown away.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    /// Index into `Config::backends`.
+    pub to: usize,
+    /// Share of eligible requests copied, 0-100.
+    pub percent: f64,
+    pub methods: Vec<Method>,
+    pub max_body_bytes: u64,
+    pub max_in_flight: usize,
+    /// The whole shadow exchange.
+    pub timeout: Duration,
+    pub marker_header: HeaderName,
+    pub strip_headers: Vec<HeaderName>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -266,6 +293,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             raw.server.upstream_keepalive_pool_size,
             defaults::UPSTREAM_KEEPALIVE_POOL_SIZE,
         ),
+        mirror_memory_bytes: c.positive(
+            "server.mirror_memory_bytes",
+            raw.server.mirror_memory_bytes,
+            defaults::MIRROR_MEMORY_BYTES as usize,
+        ) as u64,
     };
 
     let admin_text = raw
@@ -492,6 +524,11 @@ fn validate_route(
         Some(RawForceHeader::Name(n)) => c.header_name(&format!("{path}.force_header"), n),
     };
 
+    let mirror = r
+        .mirror
+        .as_ref()
+        .and_then(|m| validate_mirror(c, &format!("{path}.mirror"), m, backends));
+
     if c.problems.len() > before {
         return None;
     }
@@ -505,6 +542,97 @@ fn validate_route(
         split,
         sticky,
         force_header,
+        mirror,
+    })
+}
+
+fn validate_mirror(
+    c: &mut Checker,
+    path: &str,
+    m: &schema::RawMirror,
+    backends: &[Backend],
+) -> Option<Mirror> {
+    let before = c.problems.len();
+    let to = backends.iter().position(|b| b.name == m.to);
+    if to.is_none() {
+        c.report(format!("{path}.to"), format!("`{}`: no such backend", m.to));
+    }
+    let percent = m.percent.unwrap_or(defaults::MIRROR_PERCENT);
+    if !(0.0..=100.0).contains(&percent) {
+        c.report(
+            format!("{path}.percent"),
+            format!("must be from 0 to 100, got {percent}"),
+        );
+    }
+    let method_names: Vec<String> = match &m.methods {
+        Some(list) => list.clone(),
+        None => defaults::MIRROR_METHODS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let methods = method_names
+        .iter()
+        .enumerate()
+        .filter_map(|(j, name)| {
+            let upper = name.to_ascii_uppercase();
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(method) => Some(method),
+                Err(_) => {
+                    c.report(
+                        format!("{path}.methods[{j}]"),
+                        format!("`{name}` is not an HTTP method"),
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    let max_body_bytes = match m.max_body_bytes {
+        None => defaults::MIRROR_MAX_BODY_BYTES,
+        Some(v) if v >= 0 => v as u64,
+        Some(v) => {
+            c.report(
+                format!("{path}.max_body_bytes"),
+                format!("must be 0 or more, got {v}"),
+            );
+            0
+        }
+    };
+    let max_in_flight = c.positive(
+        &format!("{path}.max_in_flight"),
+        m.max_in_flight,
+        defaults::MIRROR_MAX_IN_FLIGHT,
+    );
+    let timeout = c.duration(
+        &format!("{path}.timeout"),
+        m.timeout.as_deref(),
+        defaults::MIRROR_TIMEOUT,
+    );
+    let marker_text = m
+        .marker_header
+        .clone()
+        .unwrap_or_else(|| defaults::MIRROR_MARKER_HEADER.to_string());
+    let marker_header = c.header_name(&format!("{path}.marker_header"), &marker_text);
+    let strip_headers = m
+        .strip_headers
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(j, h)| c.header_name(&format!("{path}.strip_headers[{j}]"), h))
+        .collect();
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(Mirror {
+        to: to?,
+        percent,
+        methods,
+        max_body_bytes,
+        max_in_flight,
+        timeout,
+        marker_header: marker_header?,
+        strip_headers,
     })
 }
 

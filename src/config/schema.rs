@@ -37,6 +37,7 @@ pub struct RawServer {
     pub threads: Option<i64>,
     pub drain_timeout: Option<String>,
     pub upstream_keepalive_pool_size: Option<i64>,
+    pub mirror_memory_bytes: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,6 +73,20 @@ pub struct RawRoute {
     pub split: IndexMap<String, i64>,
     pub sticky: Option<RawSticky>,
     pub force_header: Option<RawForceHeader>,
+    pub mirror: Option<RawMirror>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    pub to: String,
+    pub percent: Option<f64>,
+    pub methods: Option<Vec<String>>,
+    pub max_body_bytes: Option<i64>,
+    pub max_in_flight: Option<i64>,
+    pub timeout: Option<String>,
+    pub marker_header: Option<String>,
+    pub strip_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

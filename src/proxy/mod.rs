@@ -26,7 +26,8 @@ use rand::Rng;
 
 use crate::access_log::{now_rfc3339, Entry};
 use crate::metrics::RequestHandles;
-use crate::routing::{self, ChoiceReason, RequestFacts};
+use crate::mirror::{self, CopyHandle};
+use crate::routing::{self, ChoiceReason, MirrorFacts, RequestFacts};
 use outcome::{error_kind, is_upstream, status_class, status_for_failure};
 use state::{InFlight, Shared, Snapshot};
 
@@ -86,6 +87,10 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
     /// The status the caller got.
     answered: u16,
+    /// A primary upstream connection was made.
+    connected: bool,
+    /// The shadow copy of this request, while its body is being fed.
+    mirror: Option<CopyHandle>,
 }
 
 /// Decide the route and backend for a request. `None`: no route matches.
@@ -133,6 +138,64 @@ pub fn decide(
     })
 }
 
+/// The request id runoff generated for this request, if it did (then it is added upstream).
+fn generated_id(ctx: &RequestCtx) -> Option<&HeaderValue> {
+    match &ctx.request_id {
+        Some((id, true)) => Some(id),
+        _ => None,
+    }
+}
+
+/// Dispatch a shadow copy of the request when its route mirrors and the request qualifies.
+fn start_copy(
+    shared: &Shared,
+    session: &Session,
+    ctx: &RequestCtx,
+    ip: Option<IpAddr>,
+) -> Option<CopyHandle> {
+    let target = ctx.target.as_ref()?;
+    let rm = ctx.snapshot.routes[target.route].mirror.as_ref()?;
+    let req = session.req_header();
+    let facts = MirrorFacts {
+        serving_backend: target.backend,
+        method: &req.method,
+        has_marker: req.headers.contains_key(&rm.config.marker_header),
+        is_upgrade: session.is_upgrade_req(),
+    };
+    let route = &ctx.snapshot.config.routes[target.route];
+    let key = route
+        .sticky
+        .as_ref()
+        .and_then(|s| routing::sticky_key(s, &req.headers, ip));
+    let sampled = routing::should_mirror(
+        &rm.config,
+        &facts,
+        key.as_ref().map(|k| k.as_bytes()),
+        || rand::rng().random(),
+    );
+    if !sampled {
+        return None;
+    }
+    let fwd = &ctx.snapshot.config.forwarding;
+    match headers::shadow_request(req, fwd, &rm.config, ip, generated_id(ctx)) {
+        Ok(header) => mirror::dispatch(
+            &shared.mirrors,
+            rm,
+            header,
+            headers::body_plan(req),
+            ctx.start,
+        ),
+        Err(e) => {
+            log::warn!(
+                "cannot build a shadow copy of {} {}: {e}",
+                req.method,
+                req.uri
+            );
+            None
+        }
+    }
+}
+
 fn client_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
@@ -173,6 +236,8 @@ impl ProxyHttp for Runoff {
             ttfb: None,
             upstream_status: None,
             answered: 0,
+            connected: false,
+            mirror: None,
         }
     }
 
@@ -193,6 +258,7 @@ impl ProxyHttp for Runoff {
                 .ok()
                 .map(|v| (v, true)),
         };
+        ctx.mirror = start_copy(&self.shared, session, ctx, ip);
         Ok(false)
     }
 
@@ -219,6 +285,7 @@ impl ProxyHttp for Runoff {
         digest: Option<&Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.connected = true;
         if let Some(target) = &ctx.target {
             let handles = &ctx.snapshot.backends[target.backend].primary;
             handles.connection(reused);
@@ -241,28 +308,12 @@ impl ProxyHttp for Runoff {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let fwd = &ctx.snapshot.config.forwarding;
-        if let Some((id, true)) = &ctx.request_id {
-            upstream_request.insert_header(fwd.request_id_header.clone(), id.clone())?;
-        }
-        if fwd.x_forwarded_for {
-            if let Some(ip) = client_ip(session) {
-                let existing = upstream_request
-                    .headers
-                    .get("x-forwarded-for")
-                    .map(HeaderValue::as_bytes);
-                let value = headers::forwarded_for(existing, ip);
-                upstream_request.insert_header("x-forwarded-for", value)?;
-            }
-        }
-        if fwd.x_forwarded_proto && !upstream_request.headers.contains_key("x-forwarded-proto") {
-            upstream_request.insert_header("x-forwarded-proto", "http")?;
-        }
-        if fwd.x_forwarded_host && !upstream_request.headers.contains_key("x-forwarded-host") {
-            if let Some(host) = upstream_request.headers.get(HOST).cloned() {
-                upstream_request.insert_header("x-forwarded-host", host)?;
-            }
-        }
+        headers::apply_forwarding(
+            upstream_request,
+            &ctx.snapshot.config.forwarding,
+            client_ip(session),
+            generated_id(ctx),
+        )?;
         ctx.sent_upstream_at = Some(Instant::now());
         Ok(())
     }
@@ -271,7 +322,7 @@ impl ProxyHttp for Runoff {
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if session.was_upgraded() {
@@ -280,6 +331,9 @@ impl ProxyHttp for Runoff {
         if let Some(b) = body {
             ctx.attempt_body_bytes += b.len() as u64;
             ctx.request_body_bytes = ctx.request_body_bytes.max(ctx.attempt_body_bytes);
+        }
+        if let Some(copy) = ctx.mirror.as_mut() {
+            copy.tee(body.as_ref(), ctx.attempt_body_bytes, end_of_stream);
         }
         Ok(())
     }
@@ -397,6 +451,11 @@ impl ProxyHttp for Runoff {
             }
             h.request_bytes.inc_by(ctx.request_body_bytes);
             h.response_bytes.inc_by(ctx.response_body_bytes);
+        }
+        if let Some(mut copy) = ctx.mirror.take() {
+            let completed = e.is_none() && ctx.upstream_status.is_some();
+            let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
+            copy.primary_done(completed.then_some(elapsed), caller_gone);
         }
         let log = &self.shared.access_log;
         if log.enabled() {

@@ -39,19 +39,23 @@ pub fn error_kind(e: &Error) -> ErrorKind {
     }
 }
 
+/// Whether the I/O error at the bottom of the chain is a reset (Pingora may wrap it, e.g. in
+/// its connect-error details, so follow `source()` from the root cause down).
 fn is_reset(e: &Error) -> bool {
-    e.root_cause()
-        .downcast_ref::<io::Error>()
-        .map(|io| {
-            matches!(
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.root_cause());
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            return matches!(
                 io.kind(),
                 io::ErrorKind::ConnectionReset
                     | io::ErrorKind::ConnectionAborted
                     | io::ErrorKind::BrokenPipe
                     | io::ErrorKind::UnexpectedEof
-            )
-        })
-        .unwrap_or(false)
+            );
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Whether an error is a failure of the backend (as opposed to the caller or runoff itself).
@@ -128,6 +132,31 @@ mod tests {
         let cause = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
         let e = Error::because(ErrorType::ReadError, "reading response", cause);
         assert_eq!(error_kind(&e), ErrorKind::Reset);
+    }
+
+    #[test]
+    fn a_reset_wrapped_in_connect_details_is_a_reset() {
+        #[derive(Debug)]
+        struct Details(io::Error);
+        impl std::fmt::Display for Details {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "details")
+            }
+        }
+        impl std::error::Error for Details {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let cause = Details(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "reset by peer",
+        ));
+        let e = Error::because(ErrorType::ConnectError, "connecting", cause);
+        assert_eq!(error_kind(&e), ErrorKind::Reset);
+        let refused = Details(io::Error::other("other"));
+        let e = Error::because(ErrorType::ConnectError, "connecting", refused);
+        assert_eq!(error_kind(&e), ErrorKind::Other);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::access_log::AccessLogger;
 use crate::config::{Backend, Config};
 use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
+use crate::mirror::{MirrorRuntime, RouteMirror};
 
 /// Per-backend state of a snapshot.
 pub struct BackendState {
@@ -24,6 +25,8 @@ pub struct BackendState {
 pub struct RouteState {
     /// Primary-role handles per split entry, in split order.
     pub primary: Vec<Arc<RequestHandles>>,
+    /// The route's mirror, if it has one.
+    pub mirror: Option<Arc<RouteMirror>>,
 }
 
 /// One config and everything derived from it.
@@ -57,6 +60,18 @@ impl Snapshot {
                         Arc::new(metrics.request_handles(&r.name, backend, Role::Primary))
                     })
                     .collect(),
+                mirror: r.mirror.as_ref().map(|m| {
+                    let backend = &config.backends[m.to];
+                    Arc::new(RouteMirror {
+                        config: m.clone(),
+                        handles: metrics.mirror_handles(&r.name, &backend.name),
+                        peer: peer_for(backend),
+                        route_name: r.name.clone(),
+                        backend_name: backend.name.clone(),
+                        request_id_header: config.forwarding.request_id_header.clone(),
+                        in_flight: Arc::new(AtomicUsize::new(0)),
+                    })
+                }),
             })
             .collect();
         Snapshot {
@@ -84,17 +99,24 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLogger,
+    pub mirrors: Arc<MirrorRuntime>,
     /// Requests under way (all routes), for draining on shutdown.
     in_flight: AtomicUsize,
 }
 
 impl Shared {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, access_log: AccessLogger) -> Shared {
+        let mirrors = Arc::new(MirrorRuntime::new(
+            config.server.mirror_memory_bytes,
+            config.server.upstream_keepalive_pool_size,
+            access_log.clone(),
+        ));
         let snapshot = Snapshot::build(config, &metrics);
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             access_log,
+            mirrors,
             in_flight: AtomicUsize::new(0),
         }
     }

@@ -12,6 +12,28 @@ use crate::config::SplitEntry;
 /// Seed of the split hash. The mirror-sampling hash uses seed 1 so the two are independent.
 pub const SPLIT_SEED: u64 = 0;
 
+/// Seed of the mirror-sampling hash: independent of the split's, so a 50/50 split sampled at
+/// 50% mirrors half of each side.
+pub const SAMPLE_SEED: u64 = 1;
+
+/// The key's sampling point for mirroring (xxh3-64, seed 1).
+pub fn sample_point(key: &[u8]) -> u64 {
+    xxh3_64_with_seed(key, SAMPLE_SEED)
+}
+
+/// Whether a sampling point falls within `percent` (0-100): `point / 2^64 < percent / 100`.
+pub fn sampled(point: u64, percent: f64) -> bool {
+    if percent >= 100.0 {
+        return true;
+    }
+    if percent <= 0.0 {
+        return false;
+    }
+    // percent / 100 * 2^64, exact enough: f64 carries 53 bits, far finer than any sane percent.
+    let threshold = (percent / 100.0 * 18_446_744_073_709_551_616.0) as u128;
+    u128::from(point) < threshold
+}
+
 /// The key's point, as the numerator of `h / 2^64`.
 pub fn sticky_point(key: &[u8]) -> u64 {
     xxh3_64_with_seed(key, SPLIT_SEED)

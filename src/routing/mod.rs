@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use http::header::{HeaderMap, COOKIE};
 use http::Method;
 
-use crate::config::{Route, RouteMatch, SplitEntry, StickyKey};
+use crate::config::{Mirror, Route, RouteMatch, SplitEntry, StickyKey};
 
 /// What routing needs to know about a request.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +128,44 @@ pub fn choose_backend<'n>(
         split_index,
         reason,
     })
+}
+
+/// What a mirroring decision needs to know about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct MirrorFacts<'a> {
+    /// Index into `Config::backends` of the backend serving the caller.
+    pub serving_backend: usize,
+    pub method: &'a Method,
+    /// The request already carries the mirror's marker header (it is itself a copy).
+    pub has_marker: bool,
+    /// A protocol upgrade (WebSocket): never copied.
+    pub is_upgrade: bool,
+}
+
+/// Whether to send a copy of this request to the mirror's target.
+///
+/// Never when the target itself serves the request, for a method outside the allowlist, for a
+/// request that is already a copy (loop guard) or an upgrade. Otherwise sampled at `percent`:
+/// by the sticky key's seed-1 hash when there is a key (the same user is always in or out),
+/// else at random.
+pub fn should_mirror(
+    mirror: &Mirror,
+    req: &MirrorFacts<'_>,
+    key: Option<&[u8]>,
+    random: impl FnOnce() -> u64,
+) -> bool {
+    if req.serving_backend == mirror.to
+        || req.has_marker
+        || req.is_upgrade
+        || !mirror.methods.contains(req.method)
+    {
+        return false;
+    }
+    let point = match key {
+        Some(k) => hash::sample_point(k),
+        None => random(),
+    };
+    hash::sampled(point, mirror.percent)
 }
 
 /// The sticky key bytes carried by a request, if any.

@@ -141,6 +141,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<Vec<Metho
         split: split(&[1]),
         sticky: None,
         force_header: None,
+        mirror: None,
     }
 }
 

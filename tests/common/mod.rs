@@ -55,6 +55,9 @@ pub struct Behaviour {
     pub body: Bytes,
     pub delay: Duration,
     pub extra_headers: Vec<(String, String)>,
+    /// Hold each answer until this counter (another fixture's) has reached this fixture's own
+    /// count: "answer only after the shadow got its copy". 500 if that takes over 10 s.
+    pub gate: Option<Arc<AtomicU64>>,
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1:0 that counts and records what it receives.
@@ -87,6 +90,7 @@ pub fn fixture(name: &str) -> FixtureBuilder {
             body: Bytes::from(format!("hello from {name}\n")),
             delay: Duration::ZERO,
             extra_headers: Vec::new(),
+            gate: None,
         },
     }
 }
@@ -106,6 +110,11 @@ impl FixtureBuilder {
     }
     pub fn header(mut self, k: &str, v: &str) -> Self {
         self.b.extra_headers.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn gate(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.b.gate = Some(counter);
         self
     }
 
@@ -134,44 +143,7 @@ impl FixtureBuilder {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (c, r, a, b, name) =
                             (c.clone(), r.clone(), a.clone(), b.clone(), name.clone());
-                        async move {
-                            let method = req.method().to_string();
-                            let uri = req.uri().to_string();
-                            let headers = req
-                                .headers()
-                                .iter()
-                                .map(|(k, v)| {
-                                    (
-                                        k.to_string(),
-                                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                                    )
-                                })
-                                .collect();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes().to_vec())
-                                .unwrap_or_default();
-                            r.lock().unwrap().push(Received {
-                                method,
-                                uri,
-                                headers,
-                                body,
-                            });
-                            c.fetch_add(1, Ordering::SeqCst);
-                            a.notify_waiters();
-                            if !b.delay.is_zero() {
-                                tokio::time::sleep(b.delay).await;
-                            }
-                            let mut resp = Response::builder()
-                                .status(b.status)
-                                .header("x-fixture", name.as_str());
-                            for (k, v) in &b.extra_headers {
-                                resp = resp.header(k.as_str(), v.as_str());
-                            }
-                            Ok::<_, Infallible>(resp.body(Full::new(b.body.clone())).unwrap())
-                        }
+                        async move { Ok::<_, Infallible>(answer(req, &c, &r, &a, &b, &name).await) }
                     });
                     let _ = http1::Builder::new()
                         .keep_alive(true)
@@ -191,7 +163,89 @@ impl FixtureBuilder {
     }
 }
 
+fn plain(status: u16, body: &'static str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+/// One fixture exchange: read the whole request, record it, behave as configured.
+async fn answer(
+    req: Request<Incoming>,
+    count: &AtomicU64,
+    received: &Mutex<Vec<Received>>,
+    arrived: &Notify,
+    b: &Behaviour,
+    name: &str,
+) -> Response<Full<Bytes>> {
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    // A body cut short is not a request received. hyper ends a body quietly when the peer
+    // half-closes mid-body, so also compare its length with Content-Length (chunked
+    // truncation is checked on raw bytes in the tests that need it).
+    let declared: Option<usize> = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let Ok(body) = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+    else {
+        return plain(400, "body error");
+    };
+    if declared.is_some_and(|n| n != body.len()) {
+        return plain(400, "short body");
+    }
+    received.lock().unwrap().push(Received {
+        method,
+        uri,
+        headers,
+        body,
+    });
+    let mine = count.fetch_add(1, Ordering::SeqCst) + 1;
+    arrived.notify_waiters();
+    if let Some(gate) = &b.gate {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gate.load(Ordering::SeqCst) < mine {
+            if Instant::now() > deadline {
+                return plain(
+                    500,
+                    "gate timed out: the other fixture never got its request",
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    if !b.delay.is_zero() {
+        tokio::time::sleep(b.delay).await;
+    }
+    let mut resp = Response::builder()
+        .status(b.status)
+        .header("x-fixture", name);
+    for (k, v) in &b.extra_headers {
+        resp = resp.header(k.as_str(), v.as_str());
+    }
+    resp.body(Full::new(b.body.clone())).unwrap()
+}
+
 impl Fixture {
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.count.clone()
+    }
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::SeqCst)
     }
@@ -211,6 +265,27 @@ impl Fixture {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+}
+
+/// A server that accepts connections, reads a little, then resets them (RST).
+pub async fn resetting_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                let _ = tokio::time::timeout(Duration::from_secs(2), stream.readable()).await;
+                let _ = stream.try_read(&mut buf);
+                // Linger 0: close with RST. (Deprecated in tokio because a non-zero linger blocks
+                // on drop; zero does not.)
+                #[allow(deprecated)]
+                let _ = stream.set_linger(Some(Duration::ZERO));
+                drop(stream);
+            });
+        }
+    });
+    (addr, task)
 }
 
 /// A loopback port with nothing listening (bound, then closed).
@@ -477,4 +552,39 @@ pub async fn load(
         }
     }
     all
+}
+
+/// POST `body` with `Transfer-Encoding: chunked` over a raw connection; returns the response
+/// head and body as text once `expect_tail` has arrived (or the connection closed).
+pub fn raw_chunked_post(
+    port: u16,
+    path: &str,
+    body: &[u8],
+    chunk: usize,
+    expect_tail: &str,
+) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    for piece in body.chunks(chunk) {
+        write!(conn, "{:x}\r\n", piece.len()).unwrap();
+        conn.write_all(piece).unwrap();
+        conn.write_all(b"\r\n").unwrap();
+    }
+    conn.write_all(b"0\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    while !String::from_utf8_lossy(&buf).ends_with(expect_tail) {
+        match conn.read(&mut tmp) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }

@@ -1,0 +1,290 @@
+//! One shadow exchange, on its own task: connect (pooled), send the copy's header, stream its
+//! body as the tee feeds it, read the whole response, record it, and discard it.
+//!
+//! Must not: touch the caller's connection or outlive the mirror's `timeout`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::Error;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::{BodyEvent, MirrorRuntime, Pair, RouteMirror};
+use crate::access_log::{now_rfc3339, Entry};
+use crate::metrics::{DropReason, StatusClass};
+use crate::proxy::outcome::error_kind;
+
+pub(super) struct Job {
+    pub rt: Arc<MirrorRuntime>,
+    pub rm: Arc<RouteMirror>,
+    pub header: RequestHeader,
+    pub body: Option<UnboundedReceiver<BodyEvent>>,
+    pub pair: Arc<Pair>,
+    /// When runoff saw the original request start (the primary's start too).
+    pub start: Instant,
+}
+
+struct Done {
+    status: u16,
+    ttfb: Duration,
+    request_bytes: u64,
+    response_bytes: u64,
+}
+
+/// Lowers the route's in-flight count and the shadow gauge when the copy ends, however.
+struct Settle {
+    rm: Arc<RouteMirror>,
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.rm.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.rm.handles.shadow.in_flight.dec();
+    }
+}
+
+pub(super) async fn run(job: Job) {
+    let Job {
+        rt,
+        rm,
+        header,
+        body,
+        pair,
+        start,
+    } = job;
+    rm.handles.shadow.in_flight.inc();
+    let _settle = Settle {
+        rm: Arc::clone(&rm),
+    };
+    let log_facts = rt
+        .access_log
+        .enabled()
+        .then(|| log_facts(&header, &rm.request_id_header));
+
+    let outcome = tokio::time::timeout(rm.config.timeout, exchange(&rt, &rm, header, body)).await;
+    let h = &rm.handles;
+    let duration = start.elapsed();
+    let status = match outcome {
+        Ok(Ok(done)) => {
+            h.shadow.finished(StatusClass::from_status(done.status));
+            h.shadow.duration.observe(duration.as_secs_f64());
+            h.shadow.ttfb.observe(done.ttfb.as_secs_f64());
+            h.shadow.request_bytes.inc_by(done.request_bytes);
+            h.shadow.response_bytes.inc_by(done.response_bytes);
+            pair.shadow(Some(duration));
+            Ok(done)
+        }
+        Ok(Err(reason)) => {
+            h.dropped(reason);
+            pair.shadow(None);
+            Err(reason)
+        }
+        Err(_elapsed) => {
+            h.dropped(DropReason::Timeout);
+            pair.shadow(None);
+            Err(DropReason::Timeout)
+        }
+    };
+    if let Some((method, path, request_id)) = log_facts {
+        let (code, req_b, resp_b, error) = match &status {
+            Ok(d) => (d.status, d.request_bytes, d.response_bytes, None),
+            Err(r) => (0, 0, 0, Some(r.as_str())),
+        };
+        rt.access_log.log(&Entry {
+            time: now_rfc3339(),
+            request_id: &request_id,
+            method: &method,
+            path: &path,
+            route: Some(&rm.route_name),
+            backend: Some(&rm.backend_name),
+            role: "shadow",
+            choice: None,
+            status: code,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            request_bytes: req_b,
+            response_bytes: resp_b,
+            error,
+        });
+    }
+}
+
+fn log_facts(header: &RequestHeader, request_id: &http::HeaderName) -> (String, String, String) {
+    let id = header
+        .headers
+        .get(request_id)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let path = header
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    (header.method.as_str().to_string(), path, id)
+}
+
+/// An upstream failure of the copy: counted per attempt by kind, dropped as `upstream_error`.
+fn upstream(rm: &RouteMirror, e: &Error) -> DropReason {
+    log::debug!("shadow copy to {} failed: {e}", rm.backend_name);
+    rm.handles.shadow.error(error_kind(e));
+    DropReason::UpstreamError
+}
+
+async fn exchange(
+    rt: &MirrorRuntime,
+    rm: &RouteMirror,
+    header: RequestHeader,
+    body: Option<UnboundedReceiver<BodyEvent>>,
+) -> Result<Done, DropReason> {
+    match body {
+        // No body: the exchange can be retried once on a fresh connection if a pooled one
+        // turns out to be closed by the backend (the same rule the primary path follows).
+        None => match attempt(rt, rm, header.clone(), None).await {
+            Err(Failure::StalePooled(e)) => {
+                rm.handles.shadow.error(error_kind(&e));
+                attempt(rt, rm, header, None)
+                    .await
+                    .map_err(|f| f.reason(rm))
+            }
+            other => other.map_err(|f| f.reason(rm)),
+        },
+        Some(rx) => attempt(rt, rm, header, Some(rx))
+            .await
+            .map_err(|f| f.reason(rm)),
+    }
+}
+
+enum Failure {
+    /// A reused connection failed before any response: worth one retry.
+    StalePooled(Box<Error>),
+    Upstream(Box<Error>),
+    Dropped(DropReason),
+}
+
+impl Failure {
+    fn reason(self, rm: &RouteMirror) -> DropReason {
+        match self {
+            Failure::StalePooled(e) | Failure::Upstream(e) => upstream(rm, &e),
+            Failure::Dropped(r) => r,
+        }
+    }
+}
+
+async fn attempt(
+    rt: &MirrorRuntime,
+    rm: &RouteMirror,
+    header: RequestHeader,
+    body: Option<UnboundedReceiver<BodyEvent>>,
+) -> Result<Done, Failure> {
+    let peer = &rm.peer;
+    let (mut session, reused) = rt
+        .connector
+        .get_http_session(peer)
+        .await
+        .map_err(Failure::Upstream)?;
+    let backend = &rm.handles.backend;
+    backend.connection(reused);
+    if !reused {
+        let connect = session
+            .digest()
+            .and_then(|d| d.timing_digest.first())
+            .and_then(Option::as_ref)
+            .and_then(|t| t.establishment_duration);
+        if let Some(d) = connect {
+            backend.connect.observe(d.as_secs_f64());
+        }
+    }
+    session.set_read_timeout(peer.options.read_timeout);
+    session.set_write_timeout(peer.options.write_timeout);
+
+    let stale = |e: Box<Error>| {
+        if reused {
+            Failure::StalePooled(e)
+        } else {
+            Failure::Upstream(e)
+        }
+    };
+    let sent_at = Instant::now();
+    session
+        .write_request_header(Box::new(header))
+        .await
+        .map_err(stale)?;
+
+    let mut request_bytes = 0u64;
+    if let Some(mut rx) = body {
+        loop {
+            match rx.recv().await {
+                Some(BodyEvent::Chunk(chunk)) => {
+                    request_bytes += chunk.bytes.len() as u64;
+                    let bytes = chunk.bytes.clone();
+                    drop(chunk);
+                    if let Err(e) = session.write_request_body(bytes, false).await {
+                        return Err(Failure::Upstream(e));
+                    }
+                }
+                Some(BodyEvent::End) => break,
+                Some(BodyEvent::Abort(reason)) => {
+                    abandon(session).await;
+                    return Err(Failure::Dropped(reason));
+                }
+                None => {
+                    abandon(session).await;
+                    return Err(Failure::Dropped(DropReason::ClientAborted));
+                }
+            }
+        }
+    }
+    session
+        .finish_request_body()
+        .await
+        .map_err(Failure::Upstream)?;
+
+    let status = loop {
+        let read = session.read_response_header().await;
+        if let Err(e) = read {
+            return Err(if request_bytes == 0 {
+                stale(e)
+            } else {
+                Failure::Upstream(e)
+            });
+        }
+        match session.response_header().map(|h| h.status) {
+            Some(s) if s.is_informational() && s.as_u16() != 101 => continue,
+            Some(s) => break s.as_u16(),
+            None => {
+                return Err(Failure::Upstream(Error::explain(
+                    pingora::ErrorType::InvalidHTTPHeader,
+                    "no response header",
+                )))
+            }
+        }
+    };
+    let ttfb = sent_at.elapsed();
+
+    let mut response_bytes = 0u64;
+    while !session.response_done() {
+        match session.read_response_body().await {
+            Ok(Some(b)) => response_bytes += b.len() as u64,
+            Ok(None) => break,
+            Err(e) => return Err(Failure::Upstream(e)),
+        }
+    }
+    rt.connector
+        .release_http_session(session, peer, peer.options.idle_timeout)
+        .await;
+    Ok(Done {
+        status,
+        ttfb,
+        request_bytes,
+        response_bytes,
+    })
+}
+
+/// Close a copy's connection mid-request: the backend sees the request cut short, never a
+/// complete request with a truncated body, and the connection is not pooled.
+async fn abandon(mut session: HttpSession) {
+    session.shutdown().await;
+}
