@@ -44,7 +44,8 @@ pub fn banner(config: &Config) -> String {
          \x20 demo backends: node (4 ms) on 127.0.0.1:3000, go (1 ms) on 127.0.0.1:3001\n\
          \x20 try:   curl -s http://{listen}/api/users -H 'x-user-id: 42'\n\
          \x20        curl -s http://{listen}/api/users -H 'x-runoff-backend: go'\n\
-         \x20 then:  curl -s http://{admin}/metrics | grep runoff_requests_total\n\
+         \x20        curl -s http://{listen}/orders/7     # served by node, a copy goes to go\n\
+         \x20 then:  curl -s http://{admin}/metrics | grep -E 'runoff_(requests|mirror_requests)_total'\n\
          \x20 Ctrl-C drains and stops."
     )
 }

@@ -67,6 +67,13 @@ async fn copies_start_with_the_request_and_the_caller_only_sees_the_primary() {
         assert_eq!(resp.headers()["x-fixture"], "node");
         assert_eq!(resp.text().await.unwrap(), "hello from node\n");
     }
+    runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &[("role", "primary"), ("status_class", "2xx")],
+            50.0,
+        )
+        .await;
     let m = runoff
         .expect_metric(
             "runoff_requests_total",
@@ -152,13 +159,13 @@ async fn a_hanging_shadow_never_holds_up_keep_alive_requests() {
         .expect_metric("runoff_in_flight_requests", &shadow(&[]), 20.0)
         .await;
     assert_eq!(m.sum("runoff_mirror_requests_total", ROUTE_GO), 20.0);
-    assert_eq!(
-        m.sum(
+    runoff
+        .expect_metric(
             "runoff_requests_total",
-            &[("role", "primary"), ("status_class", "2xx")]
-        ),
-        20.0
-    );
+            &[("role", "primary"), ("status_class", "2xx")],
+            20.0,
+        )
+        .await;
     go.wait_for(20, Duration::from_secs(10)).await;
 }
 
@@ -208,13 +215,14 @@ async fn failing_shadow(go_addr: String, extra: &str, reason: &str, kind: Option
         total as f64
     );
     assert_identity(&m);
-    assert_eq!(
-        m.sum(
+    // Primary counts are recorded after the response is sent: wait for them too.
+    let m = runoff
+        .expect_metric(
             "runoff_requests_total",
-            &[("role", "primary"), ("status_class", "2xx")]
-        ),
-        total as f64
-    );
+            &[("role", "primary"), ("status_class", "2xx")],
+            total as f64,
+        )
+        .await;
     if let Some(kind) = kind {
         assert_eq!(
             m.sum("runoff_upstream_errors_total", &shadow(&[("kind", kind)])),
@@ -309,15 +317,17 @@ async fn request_bodies_reach_the_shadow_byte_for_byte_or_not_at_all() {
     assert_eq!(r.status(), 200);
     assert_eq!(node.received()[2].body.len(), big.len());
     assert!(node.received()[2].body == big);
-    let m = runoff
+    runoff
         .expect_metric(
             "runoff_mirror_dropped_total",
             &[("reason", "body_too_large")],
             1.0,
         )
         .await;
+    let m = runoff
+        .expect_metric("runoff_requests_total", &shadow(&[]), 2.0)
+        .await;
     assert_eq!(m.sum("runoff_mirror_requests_total", ROUTE_GO), 3.0);
-    assert_eq!(m.sum("runoff_requests_total", &shadow(&[])), 2.0);
     assert_identity(&m);
     assert_eq!(
         m.sum("runoff_request_body_bytes_total", &shadow(&[])),
@@ -509,14 +519,14 @@ async fn sampling_by_key_is_exact_and_independent_of_the_split() {
     }
     let m = runoff
         .expect_metric(
-            "runoff_mirror_requests_total",
-            &[("backend", "cand")],
+            "runoff_requests_total",
+            &[("role", "shadow")],
             f64::from(expected),
         )
         .await;
     assert_eq!(cand.count(), u64::from(expected));
     assert_eq!(
-        m.sum("runoff_requests_total", &[("role", "shadow")]),
+        m.sum("runoff_mirror_requests_total", &[("backend", "cand")]),
         f64::from(expected)
     );
     // Half of each side is mirrored: the sampling hash (seed 1) is not the split's (seed 0).
@@ -547,7 +557,13 @@ async fn random_sampling_follows_percent_and_the_target_is_never_copied_to_itsel
     let statuses = load(&client, &runoff.url("/o"), total, 8).await;
     assert_eq!(statuses, HashMap::from([(200, total)]));
     let node_served = node.count() as f64;
-    let m = runoff.scrape().await;
+    let m = runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &[("role", "primary")],
+            total as f64,
+        )
+        .await;
     let copies = m.sum("runoff_mirror_requests_total", &[("backend", "go")]);
     let sd = (node_served * 0.3 * 0.7).sqrt();
     assert!(
@@ -585,27 +601,59 @@ async fn a_primary_that_never_connects_drops_a_copy_with_a_body_as_primary_faile
     // A copy without a body does not need the primary at all.
     let r = client.get(runoff.url("/orders")).send().await.unwrap();
     assert_eq!(r.status(), 502);
-    let m = runoff
+    runoff
         .expect_metric(
             "runoff_mirror_dropped_total",
             &[("reason", "primary_failed")],
             1.0,
         )
         .await;
-    let m = if m.sum("runoff_requests_total", &shadow(&[])) == 1.0 {
-        m
-    } else {
-        runoff
-            .expect_metric(
-                "runoff_requests_total",
-                &shadow(&[("status_class", "2xx")]),
-                1.0,
-            )
-            .await
-    };
+    let m = runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &shadow(&[("status_class", "2xx")]),
+            1.0,
+        )
+        .await;
     assert_eq!(m.sum("runoff_mirror_requests_total", ROUTE_GO), 2.0);
     assert_identity(&m);
     // No ratio for a pair whose primary failed.
     assert_eq!(m.sum("runoff_mirror_latency_ratio_count", ROUTE_GO), 0.0);
     assert_eq!(go.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_shows_both_legs_under_one_request_id() {
+    let node = fixture("node").start().await;
+    let go = fixture("go").start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("access.jsonl");
+    let (n, g, log) = (
+        node.addr.to_string(),
+        go.addr.to_string(),
+        log_path.display().to_string(),
+    );
+    let runoff = Runoff::start(|p| format!("access_log: {log}\n{}", config(p, &n, &g, ""))).await;
+    let r = reqwest::get(runoff.url("/orders/9?x=1")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 2 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let primary = lines.iter().find(|l| l["role"] == "primary").unwrap();
+    let copy = lines.iter().find(|l| l["role"] == "shadow").unwrap();
+    assert_eq!(primary["request_id"], copy["request_id"]);
+    assert_eq!(copy["backend"], "go");
+    assert_eq!(copy["path"], "/orders/9?x=1");
+    assert_eq!(copy["status"], 200);
+    assert_eq!(copy["response_bytes"], 14);
 }

@@ -291,6 +291,9 @@ async fn unrouted_requests_get_404_and_are_counted() {
     assert_eq!(r.status(), 404);
     let r = client.get(runoff.url("/api/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    runoff
+        .expect_metric("runoff_requests_total", &[], 1.0)
+        .await;
     let m = runoff
         .expect_metric("runoff_unrouted_requests_total", &[], 8.0)
         .await;

@@ -60,7 +60,12 @@ fn minimal_config_gets_documented_defaults() {
 #[test]
 fn the_shipped_example_is_valid() {
     let c = Config::from_yaml(crate::EXAMPLE_CONFIG).expect("config.example.yaml must pass check");
-    assert_eq!(c.routes.len(), 2);
+    assert_eq!(c.routes.len(), 3);
+    let m = c.routes[1].mirror.as_ref().expect("orders mirrors");
+    assert_eq!(c.backends[m.to].name, "go");
+    assert_eq!(m.methods, vec![Method::GET, Method::HEAD]);
+    assert_eq!(m.max_body_bytes, 1_048_576);
+    assert_eq!(c.server.mirror_memory_bytes, 64 * 1024 * 1024);
     assert_eq!(
         c.routes[0].sticky,
         Some(StickyKey::Header(HeaderName::from_static("x-user-id")))
@@ -199,6 +204,40 @@ fn sticky_and_force_header_forms() {
             "{extra}"
         );
     }
+}
+
+#[test]
+fn mirror_defaults_and_mistakes() {
+    let yaml = format!("{MINIMAL}    mirror: {{ to: go }}\n");
+    let c = Config::from_yaml(&yaml).expect("valid");
+    let m = c.routes[0].mirror.as_ref().expect("mirror");
+    assert_eq!(m.to, 1);
+    assert_eq!(m.percent, 100.0);
+    assert_eq!(m.methods, vec![Method::GET, Method::HEAD]);
+    assert_eq!(m.max_in_flight, 1024);
+    assert_eq!(m.timeout, Duration::from_secs(5));
+    assert_eq!(m.marker_header.as_str(), "x-runoff-shadow");
+    assert!(m.strip_headers.is_empty());
+
+    let yaml = format!(
+        "{MINIMAL}    mirror: {{ to: rust, percent: 120, methods: [GET, \"NO WAY\"], max_in_flight: 0, timeout: never, strip_headers: [\"bad header\"] }}\n"
+    );
+    let p = problems(&yaml);
+    for want in [
+        "routes[0].mirror.to: `rust`: no such backend",
+        "routes[0].mirror.percent: must be from 0 to 100, got 120",
+        "routes[0].mirror.methods[1]: `NO WAY` is not an HTTP method",
+        "routes[0].mirror.max_in_flight: must be greater than 0, got 0",
+        "routes[0].mirror.timeout: `never` is not a duration",
+        "routes[0].mirror.strip_headers[0]: `bad header` is not a valid header name",
+    ] {
+        assert!(
+            p.iter().any(|l| l.starts_with(want)),
+            "missing `{want}` in:\n{}",
+            p.join("\n")
+        );
+    }
+    assert_eq!(p.len(), 6, "{}", p.join("\n"));
 }
 
 #[test]

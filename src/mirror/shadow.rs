@@ -56,7 +56,7 @@ pub(super) async fn run(job: Job) {
         start,
     } = job;
     rm.handles.shadow.in_flight.inc();
-    let _settle = Settle {
+    let settle = Settle {
         rm: Arc::clone(&rm),
     };
     let log_facts = rt
@@ -65,26 +65,30 @@ pub(super) async fn run(job: Job) {
         .then(|| log_facts(&header, &rm.request_id_header));
 
     let outcome = tokio::time::timeout(rm.config.timeout, exchange(&rt, &rm, header, body)).await;
+    // Settle the in-flight counts before recording, so a reader that sees the copy's final
+    // count never sees it still in flight.
+    drop(settle);
     let h = &rm.handles;
     let duration = start.elapsed();
     let status = match outcome {
         Ok(Ok(done)) => {
-            h.shadow.finished(StatusClass::from_status(done.status));
+            pair.shadow(Some(duration));
             h.shadow.duration.observe(duration.as_secs_f64());
             h.shadow.ttfb.observe(done.ttfb.as_secs_f64());
             h.shadow.request_bytes.inc_by(done.request_bytes);
             h.shadow.response_bytes.inc_by(done.response_bytes);
-            pair.shadow(Some(duration));
+            // Last: a reader that sees this count also sees everything above.
+            h.shadow.finished(StatusClass::from_status(done.status));
             Ok(done)
         }
         Ok(Err(reason)) => {
-            h.dropped(reason);
             pair.shadow(None);
+            h.dropped(reason);
             Err(reason)
         }
         Err(_elapsed) => {
-            h.dropped(DropReason::Timeout);
             pair.shadow(None);
+            h.dropped(DropReason::Timeout);
             Err(DropReason::Timeout)
         }
     };

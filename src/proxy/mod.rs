@@ -442,20 +442,22 @@ impl ProxyHttp for Runoff {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let elapsed = ctx.start.elapsed();
         let config = &ctx.snapshot.config;
+        if let Some(mut copy) = ctx.mirror.take() {
+            let completed = e.is_none() && ctx.upstream_status.is_some();
+            let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
+            copy.primary_done(completed.then_some(elapsed), caller_gone);
+        }
         if let Some(target) = &ctx.target {
             let h = &target.handles;
-            h.finished(status_class(ctx.upstream_status, e));
             h.duration.observe(elapsed.as_secs_f64());
             if let Some(ttfb) = ctx.ttfb {
                 h.ttfb.observe(ttfb.as_secs_f64());
             }
             h.request_bytes.inc_by(ctx.request_body_bytes);
             h.response_bytes.inc_by(ctx.response_body_bytes);
-        }
-        if let Some(mut copy) = ctx.mirror.take() {
-            let completed = e.is_none() && ctx.upstream_status.is_some();
-            let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
-            copy.primary_done(completed.then_some(elapsed), caller_gone);
+            ctx._gauge = None;
+            // Last: a reader that sees this count also sees everything above.
+            h.finished(status_class(ctx.upstream_status, e));
         }
         let log = &self.shared.access_log;
         if log.enabled() {

@@ -234,3 +234,78 @@ fn sticky_keys_from_headers_cookies_and_addresses() {
     assert_eq!(k4.map(|k| k.len()), Some(16));
     assert!(sticky_key(&StickyKey::ClientIp, &headers, None).is_none());
 }
+
+fn mirror_to(to: usize, percent: f64) -> crate::config::Mirror {
+    crate::config::Mirror {
+        to,
+        percent,
+        methods: vec![Method::GET, Method::HEAD],
+        max_body_bytes: 1024,
+        max_in_flight: 8,
+        timeout: std::time::Duration::from_secs(1),
+        marker_header: HeaderName::from_static("x-runoff-shadow"),
+        strip_headers: Vec::new(),
+    }
+}
+
+#[test]
+fn mirror_decisions() {
+    let m = mirror_to(1, 100.0);
+    let facts =
+        |backend: usize, method: &'static Method, marker: bool, upgrade: bool| MirrorFacts {
+            serving_backend: backend,
+            method,
+            has_marker: marker,
+            is_upgrade: upgrade,
+        };
+    static GET: Method = Method::GET;
+    static POST: Method = Method::POST;
+    let cases = [
+        (facts(0, &GET, false, false), true),
+        (facts(1, &GET, false, false), false), // the target serves it: no copy to itself
+        (facts(0, &POST, false, false), false), // not an allowed method
+        (facts(0, &GET, true, false), false),  // already a copy: loop guard
+        (facts(0, &GET, false, true), false),  // a WebSocket upgrade
+    ];
+    for (f, want) in cases {
+        assert_eq!(should_mirror(&m, &f, None, || 0), want, "{f:?}");
+    }
+    assert!(!should_mirror(
+        &mirror_to(1, 0.0),
+        &facts(0, &GET, false, false),
+        None,
+        || 0
+    ));
+}
+
+#[test]
+fn sampling_points_and_percent() {
+    use super::hash::{sample_point, sampled};
+    assert!(sampled(u64::MAX, 100.0));
+    assert!(!sampled(0, 0.0));
+    assert!(sampled(0, 0.001));
+    let half = 1u64 << 63;
+    assert!(sampled(half - 1, 50.0));
+    assert!(!sampled(half, 50.0));
+    // Seed 1 is not seed 0.
+    assert_ne!(sample_point(b"user-1"), sticky_point(b"user-1"));
+    assert_eq!(sample_point(b"user-1"), 7796588852892475844);
+    // A keyed decision is the same every time, and the share follows percent.
+    let m = mirror_to(1, 25.0);
+    let f = MirrorFacts {
+        serving_backend: 0,
+        method: &Method::GET,
+        has_marker: false,
+        is_upgrade: false,
+    };
+    let mut copied = 0;
+    for k in 0..10_000 {
+        let key = format!("user-{k}");
+        let a = should_mirror(&m, &f, Some(key.as_bytes()), || panic!("keyed"));
+        let b = should_mirror(&m, &f, Some(key.as_bytes()), || panic!("keyed"));
+        assert_eq!(a, b);
+        copied += usize::from(a);
+    }
+    // 25% of 10,000, sd 43: 5 sd.
+    assert!((2_285..=2_715).contains(&copied), "{copied}");
+}

@@ -1,0 +1,398 @@
+#!/usr/bin/env bash
+# bench/mirror.sh — what mirroring (shadow traffic) costs the primary, on 127.0.0.1 only.
+#
+# Open-loop load: oha sends at a fixed RATE (-q RATE --latency-correction, 64 connections),
+# so a proxy that stalls shows it as latency instead of quietly sending fewer requests
+# (coordinated omission). Each target gets a 2 s warm-up at RATE, then a measured run of
+# DURATION seconds at RATE. Targets, in one run:
+#   off          oha -> runoff (1 thread) -> fast backend               (route without mirror)
+#   mirror-fast  same, the route mirrors 100% of GETs to a second fast backend
+#   mirror-slow  same, the route mirrors 100% of GETs to a backend that answers after 200 ms
+#   nginx-mirror oha -> nginx (1 worker, `mirror /mirror;`) -> fast backend, copies to the
+#                200 ms backend: nginx holds the client connection until the mirror
+#                subrequest ends, the behaviour runoff must not have.
+# The fast backends are nginx `return 200 "ok\n"`; the slow one is bench/slow_backend.py.
+# RATE defaults to half of runoff's mirror-off capacity, measured first with a 5 s
+# closed-loop oha run (-c 64).
+#
+# Reported per target: achieved req/s, p50/p99 (ms, from the scheduled send time), errors,
+# the proxy's CPU µs per request (/proc/PID/stat utime+stime around the measured run: the
+# whole runoff process, copies included; the nginx worker), and for runoff with a mirror,
+# after waiting SETTLE s for in-flight copies (mirror timeout 5s), the share of copies
+# completed: sum(runoff_requests_total{role="shadow"}) / sum(runoff_mirror_requests_total),
+# and runoff_mirror_dropped_total by reason. Metrics are the instance's whole life
+# (warm-up + measured run). Then the ratios to mirror-off.
+#
+# Usage: bash bench/mirror.sh
+# env: RATE (req/s, default: half the measured capacity), DURATION (s, default 10),
+#      SETTLE (s, default 6), SLOW_MS (shadow delay, default 200), RUNOFF_BIN, KEEP_TMP=1
+set -euo pipefail
+
+DURATION="${DURATION:-10}"
+SETTLE="${SETTLE:-6}"
+SLOW_MS="${SLOW_MS:-200}"
+CONNS=64
+WARMUP=2
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NGINX="${NGINX:-/usr/sbin/nginx}"
+
+log() { printf '[mirror-bench] %s\n' "$*" >&2; }
+die() { printf '[mirror-bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools -----
+install_missing() {
+    local pkgs=()
+    [[ -x "$NGINX" ]] || pkgs+=(nginx-light)
+    command -v curl >/dev/null || pkgs+=(curl)
+    command -v python3 >/dev/null || pkgs+=(python3)
+    if ((${#pkgs[@]})); then
+        local sudo=""
+        [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+        log "installing: ${pkgs[*]}"
+        $sudo apt-get update
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${pkgs[@]}"
+    fi
+    if ! command -v oha >/dev/null; then
+        # oha is not packaged in Debian; build it from crates.io (a few minutes).
+        log "installing oha (cargo install oha --locked)"
+        cargo install oha --locked || die "could not build oha (cargo install oha --locked failed)"
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    oha --help | grep -q -- '--latency-correction' || die "this oha has no --latency-correction"
+}
+install_missing
+
+if [[ -z "${RUNOFF_BIN:-}" ]]; then
+    log "building runoff (cargo build --release)"
+    (cd "$REPO_ROOT" && cargo build --release)
+    RUNOFF_BIN="$REPO_ROOT/target/release/runoff"
+fi
+[[ -x "$RUNOFF_BIN" ]] || die "runoff binary not found or not executable: $RUNOFF_BIN"
+
+# ------------------------------------------------------ processes, cleanup --
+TMP="$(mktemp -d /tmp/runoff-mirror-bench.XXXXXX)"
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    # Up to ~4 s (runoff drains for up to drain_timeout=2s), then SIGKILL.
+    for _ in $(seq 40); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ -n "${KEEP_TMP:-}" ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_http URL PID WHAT: poll URL until it answers 200, for at most 20 s.
+wait_http() {
+    local url=$1 pid=$2 what=$3 deadline=$((SECONDS + 20))
+    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" == 200 ]]; do
+        kill -0 "$pid" 2>/dev/null || die "$what exited during start-up (see above / its log)"
+        ((SECONDS < deadline)) || die "$what not ready at $url after 20 s"
+        sleep 0.1
+    done
+}
+
+# start_nginx NAME CONF_BODY: a config around the given http{} body, nginx in the
+# foreground (daemon off) in the background; sets NGINX_PID to the master pid.
+start_nginx() {
+    local name=$1 body=$2 dir="$TMP/$1"
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    default_type text/plain;
+    keepalive_requests 100000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+$body
+}
+EOF
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+}
+
+nginx_worker() { # the single worker process of nginx master $1
+    local w
+    for _ in $(seq 50); do
+        w="$(pgrep -P "$1" | head -n1 || true)"
+        [[ -n "$w" ]] && { echo "$w"; return; }
+        sleep 0.1
+    done
+    die "no worker process under nginx master $1"
+}
+
+FAST_PORT="$(free_port)"
+SHADOW_FAST_PORT="$(free_port)"
+SLOW_PORT="$(free_port)"
+NGX_PORT="$(free_port)"
+
+# 1) the fast backends: the primary's, and a second one as the fast shadow
+for b in fast:$FAST_PORT shadow-fast:$SHADOW_FAST_PORT; do
+    start_nginx "${b%%:*}" "    server {
+        listen 127.0.0.1:${b##*:} backlog=4096;
+        location / { return 200 \"ok\\n\"; }
+    }"
+    wait_http "http://127.0.0.1:${b##*:}/" "$NGINX_PID" "${b%%:*} backend nginx"
+done
+
+# 2) the slow shadow
+python3 "$REPO_ROOT/bench/slow_backend.py" "$SLOW_PORT" "$SLOW_MS" >"$TMP/slow.log" 2>&1 &
+SLOW_PID=$!
+PIDS+=("$SLOW_PID")
+wait_http "http://127.0.0.1:$SLOW_PORT/" "$SLOW_PID" "slow backend (bench/slow_backend.py)"
+
+# 3) nginx with a mirror to the slow shadow (reference)
+start_nginx nginx-mirror "    upstream fast {
+        server 127.0.0.1:$FAST_PORT;
+        keepalive 64;
+        keepalive_requests 100000;
+    }
+    upstream slow_shadow {
+        server 127.0.0.1:$SLOW_PORT;
+        keepalive 256;
+        keepalive_requests 100000;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PORT backlog=4096;
+        proxy_http_version 1.1;
+        proxy_set_header Connection \"\";
+        location / {
+            mirror /mirror;
+            proxy_pass http://fast;
+        }
+        location = /mirror {
+            internal;
+            proxy_pass http://slow_shadow\$request_uri;
+        }
+    }"
+NGX_MASTER=$NGINX_PID
+wait_http "http://127.0.0.1:$NGX_PORT/" "$NGX_MASTER" "nginx mirror proxy"
+
+# 4) runoff, three instances: off, mirror to the fast shadow, mirror to the slow shadow
+declare -A R_PORT R_ADMIN R_PID
+start_runoff() { # NAME SHADOW_PORT MIRROR(0|1)
+    local name=$1 shadow=$2 mirror=$3 cfg="$TMP/runoff-$1.yaml"
+    R_PORT[$name]="$(free_port)"
+    R_ADMIN[$name]="$(free_port)"
+    cat >"$cfg" <<EOF
+listen: 127.0.0.1:${R_PORT[$name]}
+server: { threads: 1, drain_timeout: 2s }
+admin: { listen: 127.0.0.1:${R_ADMIN[$name]} }
+backends:
+  fast:   { address: 127.0.0.1:$FAST_PORT }
+  shadow: { address: 127.0.0.1:$shadow }
+routes:
+  - name: bench
+    split: { fast: 100 }
+EOF
+    if ((mirror)); then echo "    mirror: { to: shadow, percent: 100, timeout: 5s }" >>"$cfg"; fi
+    "$RUNOFF_BIN" check --config "$cfg" >&2 || die "runoff rejected its config ($cfg, shown below)
+$(cat "$cfg")"
+    RUST_LOG=warn "$RUNOFF_BIN" run --config "$cfg" >"$TMP/runoff-$name.log" 2>&1 &
+    R_PID[$name]=$!
+    PIDS+=("${R_PID[$name]}")
+    if ! (wait_http "http://127.0.0.1:${R_ADMIN[$name]}/readyz" "${R_PID[$name]}" "runoff ($name)"); then
+        cat "$TMP/runoff-$name.log" >&2
+        exit 1
+    fi
+    curl -sf -o /dev/null "http://127.0.0.1:${R_PORT[$name]}/" ||
+        die "runoff ($name) does not proxy: $(curl -s -i "http://127.0.0.1:${R_PORT[$name]}/" | head -n1)"
+}
+start_runoff off "$SHADOW_FAST_PORT" 0
+start_runoff mirror-fast "$SHADOW_FAST_PORT" 1
+start_runoff mirror-slow "$SLOW_PORT" 1
+
+# ---------------------------------------------------------- measurement -----
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ticks() { # utime+stime (fields 14, 15) of pid $1, all threads; comm may hold spaces
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# oha_fields FILE: "rps p50_ms p99_ms responses 2xx non2xx errors deadline_aborted"
+oha_fields() {
+    python3 - "$1" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+codes = {int(k): v for k, v in r.get("statusCodeDistribution", {}).items()}
+errs = r.get("errorDistribution", {})
+deadline = sum(v for k, v in errs.items() if "deadline" in k)
+other = sum(errs.values()) - deadline
+pct = r.get("latencyPercentiles", {})
+ms = lambda v: "%.3f" % (v * 1000) if v is not None else "nan"
+responses = sum(codes.values())
+ok = sum(v for k, v in codes.items() if 200 <= k < 300)
+print("%.1f" % r["summary"]["requestsPerSec"], ms(pct.get("p50")), ms(pct.get("p99")),
+      responses, ok, responses - ok, other, deadline)
+EOF
+}
+
+# oha_run OUT QPS(''=closed loop) SECONDS URL
+oha_run() {
+    local out=$1 qps=$2 secs=$3 url=$4 args=(-z "${secs}s" -c "$CONNS" --no-tui --output-format json)
+    [[ -n "$qps" ]] && args+=(-q "$qps" --latency-correction)
+    oha "${args[@]}" "$url" >"$out" 2>"$out.err" || { cat "$out.err" >&2; die "oha failed against $url"; }
+}
+
+# metrics_summary ADMIN_PORT: "completed_share dispatched completed reason=n,..."
+metrics_summary() {
+    curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" >"$TMP/metrics-$1.txt" ||
+        die "could not scrape http://127.0.0.1:$1/metrics"
+    python3 - "$TMP/metrics-$1.txt" <<'EOF'
+import re, sys
+line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+lab_re = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+dispatched = completed = 0.0
+dropped = {}
+shadow_classes = {}
+for line in open(sys.argv[1]):
+    if line.startswith("#"):
+        continue
+    m = line_re.match(line)
+    if not m:
+        continue
+    name, labels, value = m.group(1), dict(lab_re.findall(m.group(2) or "")), float(m.group(3))
+    if name == "runoff_mirror_requests_total":
+        dispatched += value
+    elif name == "runoff_requests_total" and labels.get("role") == "shadow":
+        completed += value
+        c = labels.get("status_class", "?")
+        shadow_classes[c] = shadow_classes.get(c, 0) + value
+    elif name == "runoff_mirror_dropped_total":
+        r = labels.get("reason", "?")
+        dropped[r] = dropped.get(r, 0) + value
+share = "%.4f" % (completed / dispatched) if dispatched else "n/a"
+drops = ",".join("%s=%d" % (k, v) for k, v in sorted(dropped.items())) or "-"
+classes = ",".join("%s=%d" % (k, v) for k, v in sorted(shadow_classes.items()) if v) or "-"
+print(share, int(dispatched), int(completed), drops, classes)
+EOF
+}
+
+ROWS=()
+NOTES=()
+declare -A P50 P99
+
+# bench NAME PORT CPU_PID [ADMIN_PORT]
+bench() {
+    local name=$1 port=$2 cpu_pid=$3 admin=${4:-} url="http://127.0.0.1:$2/" out="$TMP/oha-$1.json"
+    log "$name: warm-up ${WARMUP}s, then ${DURATION}s measured, at $RATE req/s open-loop"
+    oha_run "$TMP/oha-$name-warmup.json" "$RATE" "$WARMUP" "$url"
+    local t0 t1 s0 s1 w0 w1
+    t0="$(cpu_ticks "$cpu_pid")"
+    s0="$(cpu_ticks "$SLOW_PID")"
+    w0=$(date +%s.%N)
+    oha_run "$out" "$RATE" "$DURATION" "$url"
+    w1=$(date +%s.%N)
+    t1="$(cpu_ticks "$cpu_pid")"
+    s1="$(cpu_ticks "$SLOW_PID")"
+
+    local rps p50 p99 responses ok non2xx errs deadline cpu_us
+    local fields
+    fields="$(oha_fields "$out")"
+    read -r rps p50 p99 responses ok non2xx errs deadline <<<"$fields"
+    ((responses > 0)) || { cat "$out" >&2; die "no responses at all for $name"; }
+    cpu_us="$(awk -v d="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$responses" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
+    P50[$name]=$p50 P99[$name]=$p99
+
+    local share="-" drops="-"
+    if [[ -n "$admin" ]]; then
+        log "$name: waiting ${SETTLE}s for in-flight copies, then scraping /metrics"
+        sleep "$SETTLE"
+        local dispatched completed classes summary
+        summary="$(metrics_summary "$admin")"
+        read -r share dispatched completed drops classes <<<"$summary"
+        NOTES+=("$(printf '%-12s copies dispatched %d, completed %d (shadow status classes: %s), dropped: %s' \
+            "$name" "$dispatched" "$completed" "$classes" "$drops")")
+    fi
+    if [[ "$name" == mirror-slow || "$name" == nginx-mirror ]]; then
+        NOTES+=("$(printf '%-12s slow shadow (python) CPU during the run: %.0f%% of one core' "$name" \
+            "$(awk -v d="$((s1 - s0))" -v hz="$CLK_TCK" -v w="$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" \
+                'BEGIN { print d / hz / w * 100 }')")")
+    fi
+    ROWS+=("$(printf '%-12s %9s %9s %9s %10s %8s %8s %9s %9s  %s' \
+        "$name" "$rps" "$p50" "$p99" "$cpu_us" "$non2xx" "$errs" "$deadline" "$share" "$drops")")
+}
+
+# Capacity of mirror-off, closed loop, to pick RATE.
+if [[ -z "${RATE:-}" ]]; then
+    log "capacity: runoff mirror-off, closed loop oha -c $CONNS, ${WARMUP}s warm-up + 5s"
+    oha_run "$TMP/oha-capacity-warmup.json" "" "$WARMUP" "http://127.0.0.1:${R_PORT[off]}/"
+    oha_run "$TMP/oha-capacity.json" "" 5 "http://127.0.0.1:${R_PORT[off]}/"
+    CAPACITY="$(oha_fields "$TMP/oha-capacity.json")"
+    CAPACITY="${CAPACITY%% *}"
+    RATE="$(awk -v c="$CAPACITY" 'BEGIN { r = int(c / 2 / 100) * 100; if (r < 100) r = 100; print r }')"
+    log "capacity ${CAPACITY} req/s -> RATE=$RATE"
+else
+    CAPACITY="not measured (RATE set)"
+fi
+
+NGX_WORKER="$(nginx_worker "$NGX_MASTER")"
+bench off "${R_PORT[off]}" "${R_PID[off]}"
+bench mirror-fast "${R_PORT[mirror-fast]}" "${R_PID[mirror-fast]}" "${R_ADMIN[mirror-fast]}"
+bench mirror-slow "${R_PORT[mirror-slow]}" "${R_PID[mirror-slow]}" "${R_ADMIN[mirror-slow]}"
+bench nginx-mirror "$NGX_PORT" "$NGX_WORKER"
+
+# ------------------------------------------------------------- report -------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "-" || b == "-" || a == "nan") print "n/a"; else printf "%.2f", a / b }'; }
+
+echo
+echo "machine:  $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "note:     oha, the backends and the proxies all share these cores (loopback)"
+echo "capacity: runoff mirror-off, closed loop oha -c $CONNS: $CAPACITY req/s"
+echo "load:     oha -q $RATE --latency-correction -c $CONNS -z ${DURATION}s (open loop), after ${WARMUP}s at the same rate"
+echo "shadows:  fast = nginx 'ok\\n'; slow = bench/slow_backend.py, +${SLOW_MS} ms; mirror percent 100, timeout 5s"
+echo "proxies:  runoff threads=1 ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($("$NGINX" -v 2>&1 | sed 's/.*: //'))"
+echo
+printf '%-12s %9s %9s %9s %10s %8s %8s %9s %9s  %s\n' \
+    target req/s p50_ms p99_ms cpu_us/req non-2xx errors deadline copies_ok dropped_by_reason
+printf '%s\n' "${ROWS[@]}"
+echo
+echo "(errors: oha connection/timeout errors; deadline: requests cut off when the run ended;"
+echo " copies_ok: sum(runoff_requests_total{role=\"shadow\"}) / sum(runoff_mirror_requests_total),"
+echo " over the instance's life: warm-up + measured run, scraped ${SETTLE}s after the run)"
+printf '%s\n' "${NOTES[@]}"
+echo
+for t in mirror-fast mirror-slow nginx-mirror; do
+    printf '%-12s / off:  p50 %5s ×   p99 %5s ×\n' "$t" "$(ratio "${P50[$t]}" "${P50[off]}")" "$(ratio "${P99[$t]}" "${P99[off]}")"
+done
+echo
+echo "primary p99 with slow shadow = $(ratio "${P99[mirror-slow]}" "${P99[off]}") × mirror-off (target ≤ 1.05)"
+echo "nginx-mirror p99 = $(ratio "${P99[nginx-mirror]}" "${P99[off]}") × runoff mirror-off"
+
+# runoff's logs: oha stopping closes connections with requests in flight, which Pingora
+# logs as "Downstream ConnectionClosed"; anything else is news.
+echo
+for name in off mirror-fast mirror-slow; do
+    f="$TMP/runoff-$name.log"
+    lines="$(grep -c . "$f" || true)"
+    closed="$(grep -c 'Downstream ConnectionClosed' "$f" || true)"
+    echo "runoff $name log (RUST_LOG=warn): $lines lines, $closed 'Downstream ConnectionClosed'"
+    if ((lines > closed)); then
+        echo "  other lines (first 5):"
+        awk '/./ && !/Downstream ConnectionClosed/ && n++ < 5 { print "  " $0 }' "$f"
+    fi
+done
+ngx_err="$(grep -c . "$TMP/nginx-mirror/logs/error.log" || true)"
+echo "nginx-mirror error.log: $ngx_err lines"
+((ngx_err == 0)) || awk 'n++ < 3 { print "  " $0 }' "$TMP/nginx-mirror/logs/error.log"
