@@ -250,7 +250,8 @@ EOF
 
 # oha_run OUT QPS(''=closed loop) SECONDS URL
 oha_run() {
-    local out=$1 qps=$2 secs=$3 url=$4 args=(-z "${secs}s" -c "$CONNS" --no-tui --output-format json)
+    local out=$1 qps=$2 secs=$3 url=$4
+    local args=(-z "${secs}s" -c "$CONNS" --no-tui --output-format json)
     [[ -n "$qps" ]] && args+=(-q "$qps" --latency-correction)
     oha "${args[@]}" "$url" >"$out" 2>"$out.err" || { cat "$out.err" >&2; die "oha failed against $url"; }
 }

@@ -19,11 +19,20 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the proxy in the foreground. SIGTERM or Ctrl-C drains in-flight requests, then exits 0.
+    /// Run the proxy in the foreground. SIGTERM or Ctrl-C drains in-flight requests, then exits
+    /// 0; SIGHUP reloads the config file; SIGQUIT hands the listeners to a process started with
+    /// `--upgrade`.
     Run {
         /// The YAML config file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Reload whenever the config file changes (same as `server.watch: true`).
+        #[arg(long)]
+        watch: bool,
+        /// Take the listening sockets over from a running runoff (zero-downtime upgrade):
+        /// start this, then send the old process SIGQUIT.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file: exit 0, or print every problem and exit 1.
     Check {

@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod error;
 pub mod metrics;

@@ -7,7 +7,7 @@ use clap::Parser;
 use runoff::cli::{Cli, Command};
 use runoff::config::Config;
 use runoff::demo;
-use runoff::server::{self, Extras};
+use runoff::server::{self, Extras, RunOptions};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -31,8 +31,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => match Config::load(&config) {
-            Ok(c) => finish(server::run(c, Extras::default())),
+        Command::Run {
+            config,
+            watch,
+            upgrade,
+        } => match Config::load(&config) {
+            Ok(c) => {
+                let options = RunOptions {
+                    config_path: Some(config),
+                    upgrade,
+                    watch,
+                };
+                finish(server::run(c, options, Extras::default()))
+            }
             Err(e) => {
                 eprintln!("{}: invalid config", config.display());
                 for p in e.problems() {
@@ -55,7 +66,11 @@ fn demo() -> ExitCode {
     };
     println!("{}", demo::banner(&config));
     let demo_backends = demo::backends_for(&config);
-    finish(server::run(config, Extras { demo_backends }))
+    finish(server::run(
+        config,
+        RunOptions::default(),
+        Extras { demo_backends },
+    ))
 }
 
 fn finish(result: Result<(), server::StartError>) -> ExitCode {

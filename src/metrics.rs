@@ -149,6 +149,9 @@ pub struct Metrics {
     mirror_requests: IntCounterVec,
     mirror_dropped: IntCounterVec,
     mirror_ratio: HistogramVec,
+    rejected: IntCounterVec,
+    reloads: IntCounterVec,
+    pub last_reload_success: prometheus::Gauge,
     pub unrouted: IntCounter,
     pub access_log_dropped: IntCounter,
 }
@@ -243,6 +246,24 @@ impl Metrics {
             .buckets(ratio_buckets()),
             &["route", "backend"],
         )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "runoff_backend_rejected_total",
+                "Requests answered 503 by runoff because the backend's max_in_flight was reached.",
+            ),
+            &["route", "backend"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new("runoff_config_reloads_total", "Config reloads."),
+            &["result"],
+        )?;
+        for result in ["success", "error"] {
+            reloads.with_label_values(&[result]);
+        }
+        let last_reload_success = prometheus::Gauge::new(
+            "runoff_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last good config load (start-up or reload).",
+        )?;
         let unrouted = IntCounter::new(
             "runoff_unrouted_requests_total",
             "Requests that matched no route (answered 404).",
@@ -272,6 +293,9 @@ impl Metrics {
         registry.register(Box::new(mirror_requests.clone()))?;
         registry.register(Box::new(mirror_dropped.clone()))?;
         registry.register(Box::new(mirror_ratio.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(last_reload_success.clone()))?;
         registry.register(Box::new(unrouted.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -291,6 +315,9 @@ impl Metrics {
             mirror_requests,
             mirror_dropped,
             mirror_ratio,
+            rejected,
+            reloads,
+            last_reload_success,
             unrouted,
             access_log_dropped,
         })
@@ -313,6 +340,7 @@ impl Metrics {
                     .with_label_values(&[route, backend, role, k.as_str()])
             }),
             in_flight: self.in_flight.with_label_values(&rbr),
+            rejected: self.rejected.with_label_values(&[route, backend]),
             request_bytes: self.request_bytes.with_label_values(&rbr),
             response_bytes: self.response_bytes.with_label_values(&rbr),
         }
@@ -349,6 +377,30 @@ impl Metrics {
         self.route_weight
             .with_label_values(&[route, backend])
             .set(i64::from(weight));
+    }
+
+    /// Forget a (route, backend) weight that no longer exists after a reload.
+    pub fn remove_route_weight(&self, route: &str, backend: &str) {
+        let _ = self.route_weight.remove_label_values(&[route, backend]);
+    }
+
+    /// Count a config reload; a good one also stamps the time.
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "success" } else { "error" }])
+            .inc();
+        if ok {
+            self.stamp_good_load();
+        }
+    }
+
+    /// Record that a config was loaded successfully now.
+    pub fn stamp_good_load(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.last_reload_success.set(now);
     }
 }
 
@@ -416,6 +468,8 @@ pub struct RequestHandles {
     pub ttfb: Histogram,
     errors: [IntCounter; 8],
     pub in_flight: IntGauge,
+    /// Answered 503 by runoff: the backend's `max_in_flight` was reached (primary only).
+    pub rejected: IntCounter,
     pub request_bytes: IntCounter,
     pub response_bytes: IntCounter,
 }

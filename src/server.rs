@@ -1,17 +1,24 @@
 //! Assembles and runs the Pingora server: the proxy service, the admin service, optional demo
-//! backends, and shutdown that drains in-flight requests.
+//! backends, reload triggers (SIGHUP, file watch), shutdown that drains in-flight requests, and
+//! the SIGQUIT + `--upgrade` listener handoff.
 //!
-//! Lives here: start-up checks (listeners free), Pingora `ServerConf`, our signal handling and
-//! the drain watcher. Must not: decide anything per request.
+//! Lives here: start-up checks (listeners free, token present), Pingora `ServerConf`, our
+//! signal handling and the drain watcher. Must not: decide anything per request.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::server::configuration::ServerConf;
-use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use notify_debouncer_mini::notify::RecursiveMode;
+use notify_debouncer_mini::{new_debouncer, DebounceEventResult};
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{
+    ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use prometheus::Registry;
 use tokio::signal::unix::{signal, SignalKind};
@@ -19,6 +26,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::access_log::AccessLogger;
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::control::Control;
 use crate::demo::DemoBackend;
 use crate::metrics::Metrics;
 use crate::proxy::state::Shared;
@@ -37,6 +45,23 @@ pub enum StartError {
     AccessLog(std::io::Error),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("admin.token_env: the environment variable {0} is unset or empty; set it to the admin API's bearer token")]
+    Token(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("server.watch: cannot watch {path}: {reason}")]
+    Watch { path: PathBuf, reason: String },
+}
+
+/// How `run` was asked to start.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The file the config came from: what SIGHUP, `POST /api/reload` and the watcher re-read.
+    pub config_path: Option<PathBuf>,
+    /// Take the listeners over from a running runoff (which is then sent SIGQUIT).
+    pub upgrade: bool,
+    /// Reload when the file changes (also `server.watch: true`).
+    pub watch: bool,
 }
 
 /// Extra in-process services (the demo backends).
@@ -63,6 +88,17 @@ fn check_listeners(config: &Config, extras: &Extras) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The admin API token from the environment variable `admin.token_env` names, if any.
+fn admin_token(config: &Config) -> Result<Option<String>, StartError> {
+    let Some(name) = &config.admin.token_env else {
+        return Ok(None);
+    };
+    match std::env::var(name) {
+        Ok(t) if !t.is_empty() => Ok(Some(t)),
+        _ => Err(StartError::Token(name.clone())),
+    }
+}
+
 /// SIGTERM and SIGINT both drain (Pingora's SIGINT is immediate); SIGQUIT hands the listeners
 /// to a new process started with `--upgrade` (Pingora's zero-downtime upgrade).
 struct DrainingSignals;
@@ -81,16 +117,86 @@ impl ShutdownSignalWatch for DrainingSignals {
         tokio::select! {
             _ = term.recv() => { log::info!("SIGTERM: draining"); ShutdownSignal::GracefulTerminate }
             _ = int.recv() => { log::info!("SIGINT: draining"); ShutdownSignal::GracefulTerminate }
-            _ = quit.recv() => { log::info!("SIGQUIT: handing listeners over"); ShutdownSignal::GracefulUpgrade }
+            _ = quit.recv() => { log::info!("SIGQUIT: handing the listeners over"); ShutdownSignal::GracefulUpgrade }
         }
     }
 }
 
+/// SIGHUP reloads the config file.
+struct ReloadOnHangup {
+    control: Arc<Control>,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadOnHangup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            log::error!("cannot listen for SIGHUP; reload with POST /api/reload instead");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    log::info!("SIGHUP: reloading the config");
+                    let control = Arc::clone(&self.control);
+                    // `reload` logs and counts its own outcome.
+                    let _ = tokio::task::spawn_blocking(move || control.reload()).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Reload when the config file changes, debounced (editors write files in several steps).
+/// The directory is watched, not the file, so a file replaced by a rename is still seen.
+fn watch_config(control: Arc<Control>, path: &std::path::Path) -> Result<(), StartError> {
+    let watch_err = |reason: String| StartError::Watch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::canonicalize(path).map_err(|e| watch_err(e.to_string()))?;
+    let dir = file
+        .parent()
+        .map(PathBuf::from)
+        .ok_or_else(|| watch_err("no parent directory".into()))?;
+    let target = file.clone();
+    let mut debouncer = new_debouncer(
+        Duration::from_millis(300),
+        move |events: DebounceEventResult| {
+            let touched = match events {
+                Ok(events) => events.iter().any(|e| e.path == target),
+                Err(e) => {
+                    log::warn!("config watch: {e}");
+                    false
+                }
+            };
+            if touched {
+                log::info!("{} changed: reloading", target.display());
+                // `reload` logs and counts its own outcome.
+                let _ = control.reload();
+            }
+        },
+    )
+    .map_err(|e| watch_err(e.to_string()))?;
+    debouncer
+        .watcher()
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|e| watch_err(e.to_string()))?;
+    // The watcher lives as long as the process.
+    std::mem::forget(debouncer);
+    Ok(())
+}
+
 /// Build and run the server until it is told to stop. Returns after a drain.
-pub fn run(config: Config, extras: Extras) -> Result<(), StartError> {
-    check_listeners(&config, &extras)?;
+pub fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), StartError> {
+    if !options.upgrade {
+        check_listeners(&config, &extras)?;
+    }
+    let token = admin_token(&config)?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new(Registry::new())?);
+    metrics.stamp_good_load();
     let access_log = AccessLogger::start(&config.access_log, metrics.access_log_dropped.clone())
         .map_err(StartError::AccessLog)?;
     let shared = Arc::new(Shared::new(
@@ -98,6 +204,15 @@ pub fn run(config: Config, extras: Extras) -> Result<(), StartError> {
         Arc::clone(&metrics),
         access_log,
     ));
+    let control = Arc::new(Control::new(
+        Arc::clone(&shared),
+        options.config_path.clone(),
+    ));
+    if options.watch || config.server.watch {
+        if let Some(path) = &options.config_path {
+            watch_config(Arc::clone(&control), path)?;
+        }
+    }
 
     let drain = config.server.drain_timeout;
     let mut conf = ServerConf {
@@ -113,7 +228,12 @@ pub fn run(config: Config, extras: Extras) -> Result<(), StartError> {
         .join(format!("runoff-{}.pid", std::process::id()))
         .to_string_lossy()
         .into_owned();
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    conf.upgrade_sock = config.server.upgrade_sock.to_string_lossy().into_owned();
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -128,7 +248,13 @@ pub fn run(config: Config, extras: Extras) -> Result<(), StartError> {
 
     let mut admin = Service::new(
         "runoff admin".to_string(),
-        Admin::new(metrics.registry.clone(), config.listen.clone()),
+        Admin::new(
+            metrics.registry.clone(),
+            config.listen.clone(),
+            Arc::clone(&control),
+            token,
+            config.admin.listen,
+        ),
     );
     admin.threads = Some(1);
     admin.add_tcp(&config.admin.listen.to_string());
@@ -141,11 +267,15 @@ pub fn run(config: Config, extras: Extras) -> Result<(), StartError> {
         server.add_service(svc);
     }
 
+    let mut hup = background_service("reload on SIGHUP", ReloadOnHangup { control });
+    hup.threads = Some(1);
+    server.add_service(hup);
+
     let phases = server.watch_execution_phase();
     thread::Builder::new()
         .name("runoff-drain".into())
         .spawn(move || watch_for_drain(phases, shared, drain))
-        .map_err(StartError::AccessLog)?;
+        .map_err(StartError::Thread)?;
 
     log::info!(
         "runoff listening on {:?}, admin on {}",
@@ -158,8 +288,9 @@ pub fn run(config: Config, extras: Extras) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Once a graceful stop begins (listeners closed by Pingora), wait for in-flight requests to
-/// finish, bounded by `drain`, then exit 0 without sitting out Pingora's fixed grace period.
+/// Once a graceful stop begins (listeners closed by Pingora: at once on SIGTERM/SIGINT, a few
+/// seconds after handing them over on SIGQUIT), wait for in-flight requests to finish, bounded
+/// by `drain`, then exit 0 without sitting out Pingora's fixed grace period.
 fn watch_for_drain(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     shared: Arc<Shared>,
@@ -167,7 +298,7 @@ fn watch_for_drain(
 ) {
     loop {
         match phases.blocking_recv() {
-            Ok(ExecutionPhase::GracefulTerminate) => break,
+            Ok(ExecutionPhase::ShutdownGracePeriod) => break,
             Ok(ExecutionPhase::Terminated)
             | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

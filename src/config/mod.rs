@@ -36,6 +36,7 @@ pub mod defaults {
     pub const MIRROR_TIMEOUT: Duration = Duration::from_secs(5);
     pub const MIRROR_MARKER_HEADER: &str = "x-runoff-shadow";
     pub const MIRROR_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+    pub const UPGRADE_SOCK: &str = "/tmp/runoff-upgrade.sock";
 }
 
 /// The validated configuration.
@@ -59,11 +60,18 @@ pub struct ServerSettings {
     pub upstream_keepalive_pool_size: usize,
     /// Global budget for request-body bytes buffered for shadow copies.
     pub mirror_memory_bytes: u64,
+    /// Reload when the config file changes.
+    pub watch: bool,
+    /// Where a new process started with `--upgrade` receives the listeners (SIGQUIT handoff).
+    pub upgrade_sock: PathBuf,
 }
 
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    /// The environment variable holding the bearer token for `/api/*` (the name, never the
+    /// token itself).
+    pub token_env: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +98,8 @@ pub struct Backend {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// Requests under way to this backend at once; past it runoff answers 503.
+    pub max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +150,26 @@ pub enum StickyKey {
     Header(HeaderName),
     Cookie(String),
     ClientIp,
+}
+
+impl Mirror {
+    /// A mirror to backend `to` with every other setting at its documented default (used
+    /// when the admin API switches a mirror on for a route that has none).
+    pub fn with_defaults(to: usize, percent: f64) -> Mirror {
+        Mirror {
+            to,
+            percent,
+            methods: defaults::MIRROR_METHODS
+                .iter()
+                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                .collect(),
+            max_body_bytes: defaults::MIRROR_MAX_BODY_BYTES,
+            max_in_flight: defaults::MIRROR_MAX_IN_FLIGHT,
+            timeout: defaults::MIRROR_TIMEOUT,
+            marker_header: HeaderName::from_static(defaults::MIRROR_MARKER_HEADER),
+            strip_headers: Vec::new(),
+        }
+    }
 }
 
 impl Config {
@@ -298,6 +328,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             raw.server.mirror_memory_bytes,
             defaults::MIRROR_MEMORY_BYTES as usize,
         ) as u64,
+        watch: raw.server.watch.unwrap_or(false),
+        upgrade_sock: PathBuf::from(
+            raw.server
+                .upgrade_sock
+                .clone()
+                .unwrap_or_else(|| defaults::UPGRADE_SOCK.to_string()),
+        ),
     };
 
     let admin_text = raw
@@ -311,6 +348,26 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             c.report(
                 "admin.listen",
                 format!("`{admin_text}` is also a proxy listen address"),
+            );
+        }
+        if !a.ip().is_loopback() && raw.admin.token_env.is_none() {
+            c.report(
+                "admin.listen",
+                format!(
+                    "`{admin_text}` is reachable from other hosts: set admin.token_env to the name of an environment variable holding a bearer token, or listen on 127.0.0.1"
+                ),
+            );
+        }
+    }
+    if let Some(name) = &raw.admin.token_env {
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !ok {
+            c.report(
+                "admin.token_env",
+                format!("`{name}` is not an environment variable name"),
             );
         }
     }
@@ -373,6 +430,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 b.write_timeout.as_deref(),
                 defaults::WRITE_TIMEOUT,
             ),
+            max_in_flight: b
+                .max_in_flight
+                .map(|v| c.positive(&format!("{path}.max_in_flight"), Some(v), 1)),
         });
     }
 
@@ -401,6 +461,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         server,
         admin: AdminSettings {
             listen: admin_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9100))),
+            token_env: raw.admin.token_env.clone(),
         },
         forwarding,
         access_log,

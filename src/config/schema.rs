@@ -38,12 +38,15 @@ pub struct RawServer {
     pub drain_timeout: Option<String>,
     pub upstream_keepalive_pool_size: Option<i64>,
     pub mirror_memory_bytes: Option<i64>,
+    pub watch: Option<bool>,
+    pub upgrade_sock: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub token_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -62,6 +65,7 @@ pub struct RawBackend {
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
+    pub max_in_flight: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

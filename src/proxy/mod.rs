@@ -67,6 +67,23 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// Holds one unit of a backend's in-flight count until dropped.
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    /// Take a slot; returns it with the count including this request.
+    fn take(counter: &Arc<std::sync::atomic::AtomicUsize>) -> (Slot, usize) {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        (Slot(Arc::clone(counter)), n)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Per-request state, from the request header to `logging()`.
 pub struct RequestCtx {
     start: Instant,
@@ -91,6 +108,8 @@ pub struct RequestCtx {
     connected: bool,
     /// The shadow copy of this request, while its body is being fed.
     mirror: Option<CopyHandle>,
+    /// This request's unit of its backend's in-flight count.
+    _slot: Option<Slot>,
 }
 
 /// Decide the route and backend for a request. `None`: no route matches.
@@ -204,15 +223,17 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
 }
 
 const NO_ROUTE_BODY: &[u8] = b"runoff: no route matches this request\n";
+const BACKEND_FULL_BODY: &[u8] = b"runoff: the backend is at its max_in_flight limit\n";
 
-async fn answer_no_route(session: &mut Session) -> Result<()> {
-    let mut resp = ResponseHeader::build(404, Some(3))?;
+/// Answer with runoff's own small plain-text response; the caller's connection stays open.
+async fn answer_plain(session: &mut Session, status: u16, body: &'static [u8]) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(3))?;
     resp.insert_header("content-type", "text/plain; charset=utf-8")?;
-    resp.insert_header("content-length", NO_ROUTE_BODY.len().to_string())?;
+    resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("server", "runoff")?;
     session.write_response_header(Box::new(resp), false).await?;
     session
-        .write_response_body(Some(Bytes::from_static(NO_ROUTE_BODY)), true)
+        .write_response_body(Some(Bytes::from_static(body)), true)
         .await
 }
 
@@ -238,6 +259,7 @@ impl ProxyHttp for Runoff {
             answered: 0,
             connected: false,
             mirror: None,
+            _slot: None,
         }
     }
 
@@ -246,10 +268,22 @@ impl ProxyHttp for Runoff {
         let Some(target) = decide(&ctx.snapshot, session.req_header(), ip) else {
             self.shared.metrics.unrouted.inc();
             ctx.answered = 404;
-            answer_no_route(session).await?;
+            answer_plain(session, 404, NO_ROUTE_BODY).await?;
             return Ok(true);
         };
         ctx._gauge = Some(GaugeGuard::new(&target.handles.in_flight));
+        let (slot, under_way) = Slot::take(&ctx.snapshot.backends[target.backend].in_flight);
+        ctx._slot = Some(slot);
+        let limit = ctx.snapshot.config.backends[target.backend].max_in_flight;
+        if limit.is_some_and(|max| under_way > max) {
+            // Candidate protection: rather than pile onto an overloaded backend, answer 503
+            // now (counted as an `error` request of that backend, and as rejected).
+            target.handles.rejected.inc();
+            ctx.target = Some(target);
+            ctx.answered = 503;
+            answer_plain(session, 503, BACKEND_FULL_BODY).await?;
+            return Ok(true);
+        }
         ctx.target = Some(target);
         let id_header = &ctx.snapshot.config.forwarding.request_id_header;
         ctx.request_id = match session.req_header().headers.get(id_header) {

@@ -19,6 +19,9 @@ use crate::mirror::{MirrorRuntime, RouteMirror};
 pub struct BackendState {
     pub peer: HttpPeer,
     pub primary: BackendHandles,
+    /// Primary requests under way to this backend (carried across reloads by name), checked
+    /// against the backend's `max_in_flight`.
+    pub in_flight: Arc<AtomicUsize>,
 }
 
 /// Per-route state of a snapshot.
@@ -37,14 +40,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Build peers and metric handles for `config`, and publish its split weights.
-    pub fn build(config: Arc<Config>, metrics: &Metrics) -> Snapshot {
+    /// Build peers and metric handles for `config`, and publish its split weights. Counters
+    /// of things under way (per-backend and per-mirror in-flight) carry over from `previous`
+    /// by name, so a reload does not reset the limits' view of the world.
+    pub fn build(config: Arc<Config>, metrics: &Metrics, previous: Option<&Snapshot>) -> Snapshot {
         let backends = config
             .backends
             .iter()
             .map(|b| BackendState {
                 peer: peer_for(b),
                 primary: metrics.backend_handles(&b.name, Role::Primary),
+                in_flight: previous
+                    .and_then(|p| p.backend_in_flight(&b.name))
+                    .unwrap_or_default(),
             })
             .collect();
         let routes = config
@@ -69,7 +77,9 @@ impl Snapshot {
                         route_name: r.name.clone(),
                         backend_name: backend.name.clone(),
                         request_id_header: config.forwarding.request_id_header.clone(),
-                        in_flight: Arc::new(AtomicUsize::new(0)),
+                        in_flight: previous
+                            .and_then(|p| p.mirror_in_flight(&r.name))
+                            .unwrap_or_default(),
                     })
                 }),
             })
@@ -79,6 +89,30 @@ impl Snapshot {
             backends,
             routes,
         }
+    }
+
+    fn backend_in_flight(&self, name: &str) -> Option<Arc<AtomicUsize>> {
+        let i = self.config.backend_index(name)?;
+        Some(Arc::clone(&self.backends[i].in_flight))
+    }
+
+    fn mirror_in_flight(&self, route: &str) -> Option<Arc<AtomicUsize>> {
+        let i = self.config.routes.iter().position(|r| r.name == route)?;
+        let m = self.routes[i].mirror.as_ref()?;
+        Some(Arc::clone(&m.in_flight))
+    }
+
+    /// The (route, backend) pairs whose weights this snapshot publishes.
+    fn weight_series(&self) -> Vec<(String, String)> {
+        self.config
+            .routes
+            .iter()
+            .flat_map(|r| {
+                r.split
+                    .iter()
+                    .map(|e| (r.name.clone(), self.config.backends[e.backend].name.clone()))
+            })
+            .collect()
     }
 }
 
@@ -111,7 +145,7 @@ impl Shared {
             config.server.upstream_keepalive_pool_size,
             access_log.clone(),
         ));
-        let snapshot = Snapshot::build(config, &metrics);
+        let snapshot = Snapshot::build(config, &metrics, None);
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -119,6 +153,20 @@ impl Shared {
             mirrors,
             in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// Put a new config into force. Requests already under way keep the snapshot they started
+    /// with; the next request sees the new one.
+    pub fn install(&self, config: Arc<Config>) {
+        let old = self.snapshot.load_full();
+        let new = Snapshot::build(config, &self.metrics, Some(&old));
+        let keep = new.weight_series();
+        for (route, backend) in old.weight_series() {
+            if !keep.contains(&(route.clone(), backend.clone())) {
+                self.metrics.remove_route_weight(&route, &backend);
+            }
+        }
+        self.snapshot.store(Arc::new(new));
     }
 
     pub fn in_flight(&self) -> usize {

@@ -1,0 +1,3 @@
+module example.com/runoff-example
+
+go 1.19
