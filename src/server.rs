@@ -12,8 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use notify_debouncer_mini::notify::RecursiveMode;
-use notify_debouncer_mini::{new_debouncer, DebounceEventResult};
+use notify::{EventKind, RecursiveMode, Watcher};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{
     ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
@@ -149,7 +148,9 @@ impl BackgroundService for ReloadOnHangup {
 }
 
 /// Reload when the config file changes, debounced (editors write files in several steps).
-/// The directory is watched, not the file, so a file replaced by a rename is still seen.
+/// The directory is watched, not the file, so a file replaced by a rename is still seen. Only
+/// writes, creations, renames and removals count: reading the file (as a reload does) must
+/// not trigger another reload.
 fn watch_config(control: Arc<Control>, path: &std::path::Path) -> Result<(), StartError> {
     let watch_err = |reason: String| StartError::Watch {
         path: path.to_path_buf(),
@@ -160,31 +161,45 @@ fn watch_config(control: Arc<Control>, path: &std::path::Path) -> Result<(), Sta
         .parent()
         .map(PathBuf::from)
         .ok_or_else(|| watch_err("no parent directory".into()))?;
-    let target = file.clone();
-    let mut debouncer = new_debouncer(
-        Duration::from_millis(300),
-        move |events: DebounceEventResult| {
-            let touched = match events {
-                Ok(events) => events.iter().any(|e| e.path == target),
-                Err(e) => {
-                    log::warn!("config watch: {e}");
-                    false
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(tx).map_err(|e| watch_err(e.to_string()))?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|e| watch_err(e.to_string()))?;
+    let changed = move |event: &notify::Result<notify::Event>| match event {
+        Ok(e) => {
+            matches!(
+                e.kind,
+                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+            ) && e.paths.iter().any(|p| p == &file)
+        }
+        Err(e) => {
+            log::warn!("config watch: {e}");
+            false
+        }
+    };
+    thread::Builder::new()
+        .name("runoff-watch".into())
+        .spawn(move || {
+            let _watcher = watcher;
+            while let Ok(event) = rx.recv() {
+                if !changed(&event) {
+                    continue;
                 }
-            };
-            if touched {
-                log::info!("{} changed: reloading", target.display());
+                // Debounce: wait until the directory has been quiet for a moment.
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(300)) {
+                        Ok(_) => continue,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                log::info!("the config file changed: reloading");
                 // `reload` logs and counts its own outcome.
                 let _ = control.reload();
             }
-        },
-    )
-    .map_err(|e| watch_err(e.to_string()))?;
-    debouncer
-        .watcher()
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|e| watch_err(e.to_string()))?;
-    // The watcher lives as long as the process.
-    std::mem::forget(debouncer);
+        })
+        .map_err(StartError::Thread)?;
     Ok(())
 }
 

@@ -306,6 +306,8 @@ pub fn free_port() -> u16 {
 pub struct Ports {
     pub listen: u16,
     pub admin: u16,
+    /// A per-process temporary directory (for upgrade sockets, logs, ...).
+    pub dir: PathBuf,
 }
 
 /// A running `runoff run` process, killed on drop.
@@ -323,23 +325,25 @@ pub fn bin() -> &'static str {
 impl Runoff {
     /// Start runoff on a config made from fresh ports; retry on address-in-use.
     pub async fn start(make_config: impl Fn(&Ports) -> String) -> Runoff {
+        Self::start_with(make_config, &[], &[]).await
+    }
+
+    /// Start with extra `run` flags and environment variables.
+    pub async fn start_with(
+        make_config: impl Fn(&Ports) -> String,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Runoff {
         for _attempt in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
             let ports = Ports {
                 listen: free_port(),
                 admin: free_port(),
+                dir: dir.path().to_path_buf(),
             };
-            let dir = tempfile::tempdir().unwrap();
             let config_path = dir.path().join("runoff.yaml");
             std::fs::write(&config_path, make_config(&ports)).unwrap();
-            let child = Command::new(bin())
-                .args(["run", "--config"])
-                .arg(&config_path)
-                .env("RUST_LOG", "warn")
-                .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
-                .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap();
+            let child = spawn_run(&config_path, args, env, dir.path());
             let mut r = Runoff {
                 child: Some(child),
                 ports,
@@ -353,6 +357,31 @@ impl Runoff {
             }
         }
         panic!("runoff could not find free ports in 5 attempts");
+    }
+
+    /// A second process on the same config and ports, started with `run --upgrade` (it waits
+    /// for this one's listeners); not waited for.
+    pub fn spawn_upgrade(&self) -> Runoff {
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn_run(&self.config_path, &["--upgrade"], &[], dir.path());
+        Runoff {
+            child: Some(child),
+            ports: Ports {
+                listen: self.ports.listen,
+                admin: self.ports.admin,
+                dir: self.ports.dir.clone(),
+            },
+            dir,
+            config_path: self.config_path.clone(),
+        }
+    }
+
+    /// POST/PUT/GET on the admin API.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new().request(
+            method,
+            format!("http://127.0.0.1:{}{path}", self.ports.admin),
+        )
     }
 
     async fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
@@ -443,6 +472,26 @@ impl Runoff {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+fn spawn_run(
+    config: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    logs: &std::path::Path,
+) -> Child {
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::fs::File::create(logs.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(logs.join("stderr")).unwrap())
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
 }
 
 impl Drop for Runoff {
