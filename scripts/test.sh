@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
 # Runs the whole test suite (unit and integration; every network test stays on 127.0.0.1).
+# Installs what the tests need and is missing: cmake (build), Prometheus and promtool (the
+# dashboard test), Go and the Node example's packages (the example backends' test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing: prometheus" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+bash examples/setup.sh
 cargo test --all-targets "$@"
