@@ -17,6 +17,9 @@ async fn requests_and_responses_pass_through_unchanged() {
         .body("created\n")
         .header("x-backend-header", "kept")
         .header("set-cookie", "a=1")
+        .header("keep-alive", "timeout=65")
+        .header("connection", "x-hop-only")
+        .header("x-hop-only", "1")
         .start()
         .await;
     let dir = tempfile::tempdir().unwrap();
@@ -45,6 +48,9 @@ async fn requests_and_responses_pass_through_unchanged() {
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.headers()["x-backend-header"], "kept");
     assert_eq!(resp.headers()["set-cookie"], "a=1");
+    // Hop-by-hop response fields stop at runoff.
+    assert!(resp.headers().get("keep-alive").is_none());
+    assert!(resp.headers().get("x-hop-only").is_none());
     assert_eq!(resp.text().await.unwrap(), "created\n");
 
     // A caller's own request id is kept.

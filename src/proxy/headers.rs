@@ -91,6 +91,26 @@ pub fn shadow_request(
     Ok(req)
 }
 
+/// Remove hop-by-hop fields from a backend's response before it goes on to the caller:
+/// `Keep-Alive`, `Proxy-Connection` and whatever `Connection` nominates (Pingora writes the
+/// caller's own `Connection` and framing). A `101` keeps `Upgrade`, which it needs.
+pub fn strip_response_hops(resp: &mut pingora::http::ResponseHeader) {
+    let nominated: Vec<String> = resp
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
+        .collect();
+    for name in nominated {
+        resp.remove_header(name.as_str());
+    }
+    resp.remove_header("keep-alive");
+    resp.remove_header("proxy-connection");
+}
+
 /// How a request's body arrives, from its framing headers (RFC 9112 section 6.3: a request
 /// with neither `Transfer-Encoding` nor `Content-Length` has no body).
 pub fn body_plan(req: &RequestHeader) -> BodyPlan {

@@ -378,6 +378,7 @@ impl ProxyHttp for Runoff {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        headers::strip_response_hops(upstream_response);
         let status = upstream_response.status;
         if !status.is_informational() || status.as_u16() == 101 {
             if ctx.ttfb.is_none() {
