@@ -12,8 +12,11 @@
 #                200 ms backend: nginx holds the client connection until the mirror
 #                subrequest ends, the behaviour runoff must not have.
 # The fast backends are nginx `return 200 "ok\n"`; the slow one is bench/slow_backend.py.
-# RATE defaults to half of runoff's mirror-off capacity, measured first with a 5 s
-# closed-loop oha run (-c 64).
+# RATE defaults to RATE_FRACTION (0.5) of runoff's mirror-off capacity, measured first
+# with a 5 s closed-loop oha run (-c 64). On a 2-core box where oha, backends and proxy
+# share the cores, half of capacity is already close to saturation for open-loop oha;
+# RATE=4000 keeps the system well below it and the slow shadow's in-flight copies
+# (RATE x 0.2 s) under runoff's default mirror max_in_flight (1024).
 #
 # Reported per target: achieved req/s, p50/p99 (ms, from the scheduled send time), errors,
 # the proxy's CPU µs per request (/proc/PID/stat utime+stime around the measured run: the
@@ -24,13 +27,15 @@
 # (warm-up + measured run). Then the ratios to mirror-off.
 #
 # Usage: bash bench/mirror.sh
-# env: RATE (req/s, default: half the measured capacity), DURATION (s, default 10),
+# env: RATE (req/s; default RATE_FRACTION x measured capacity), RATE_FRACTION (default 0.5),
+#      DURATION (s, default 10),
 #      SETTLE (s, default 6), SLOW_MS (shadow delay, default 200), RUNOFF_BIN, KEEP_TMP=1
 set -euo pipefail
 
 DURATION="${DURATION:-10}"
 SETTLE="${SETTLE:-6}"
 SLOW_MS="${SLOW_MS:-200}"
+RATE_FRACTION="${RATE_FRACTION:-0.5}"
 CONNS=64
 WARMUP=2
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -342,8 +347,9 @@ if [[ -z "${RATE:-}" ]]; then
     oha_run "$TMP/oha-capacity.json" "" 5 "http://127.0.0.1:${R_PORT[off]}/"
     CAPACITY="$(oha_fields "$TMP/oha-capacity.json")"
     CAPACITY="${CAPACITY%% *}"
-    RATE="$(awk -v c="$CAPACITY" 'BEGIN { r = int(c / 2 / 100) * 100; if (r < 100) r = 100; print r }')"
-    log "capacity ${CAPACITY} req/s -> RATE=$RATE"
+    RATE="$(awk -v c="$CAPACITY" -v f="$RATE_FRACTION" 'BEGIN { r = int(c * f / 100) * 100; if (r < 100) r = 100; print r }')"
+    log "capacity ${CAPACITY} req/s -> RATE=$RATE ($RATE_FRACTION of it)"
+    CAPACITY="$CAPACITY req/s (RATE = $RATE_FRACTION of it)"
 else
     CAPACITY="not measured (RATE set)"
 fi
@@ -360,7 +366,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "-" || b == "-
 echo
 echo "machine:  $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 echo "note:     oha, the backends and the proxies all share these cores (loopback)"
-echo "capacity: runoff mirror-off, closed loop oha -c $CONNS: $CAPACITY req/s"
+echo "capacity: runoff mirror-off, closed loop oha -c $CONNS: $CAPACITY"
 echo "load:     oha -q $RATE --latency-correction -c $CONNS -z ${DURATION}s (open loop), after ${WARMUP}s at the same rate"
 echo "shadows:  fast = nginx 'ok\\n'; slow = bench/slow_backend.py, +${SLOW_MS} ms; mirror percent 100, timeout 5s"
 echo "proxies:  runoff threads=1 ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($("$NGINX" -v 2>&1 | sed 's/.*: //'))"
