@@ -257,6 +257,35 @@ impl Control {
         json!({ "routes": routes })
     }
 
+    /// `GET /api/mismatches`: recent mismatch samples, newest first (of one route, or all).
+    pub fn mismatches_json(
+        &self,
+        route: Option<&str>,
+        limit: usize,
+    ) -> Result<Value, ControlError> {
+        if let Some(r) = route {
+            self.known_route(r)?;
+        }
+        let samples = self.shared.compare_store.samples(route, limit);
+        Ok(json!({ "samples": samples }))
+    }
+
+    /// `GET /api/mismatches/paths`: per-path mismatch counts of a route, with their share of
+    /// compared pairs: the fields that differ on (almost) every pair are the ones to ignore.
+    pub fn mismatch_paths_json(&self, route: &str) -> Result<Value, ControlError> {
+        self.known_route(route)?;
+        Ok(self.shared.compare_store.paths(route))
+    }
+
+    fn known_route(&self, route: &str) -> Result<(), ControlError> {
+        let snapshot = self.shared.snapshot.load();
+        if snapshot.config.routes.iter().any(|r| r.name == route) {
+            Ok(())
+        } else {
+            Err(ControlError::NoRoute(route.to_string()))
+        }
+    }
+
     /// `GET /api/config`: the effective config (secrets redacted), overrides marked.
     pub fn config_json(&self) -> Value {
         let st = self.lock();

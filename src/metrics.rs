@@ -150,6 +150,8 @@ pub struct Metrics {
     mirror_dropped: IntCounterVec,
     mirror_ratio: HistogramVec,
     rejected: IntCounterVec,
+    compare_results: IntCounterVec,
+    compare_parts: IntCounterVec,
     reloads: IntCounterVec,
     pub last_reload_success: prometheus::Gauge,
     pub unrouted: IntCounter,
@@ -253,6 +255,20 @@ impl Metrics {
             ),
             &["route", "backend"],
         )?;
+        let compare_results = IntCounterVec::new(
+            Opts::new(
+                "runoff_compare_total",
+                "Primary/shadow response pairs compared.",
+            ),
+            &["route", "result"],
+        )?;
+        let compare_parts = IntCounterVec::new(
+            Opts::new(
+                "runoff_compare_mismatches_total",
+                "Mismatching pairs by the part that differed.",
+            ),
+            &["route", "part"],
+        )?;
         let reloads = IntCounterVec::new(
             Opts::new("runoff_config_reloads_total", "Config reloads."),
             &["result"],
@@ -294,6 +310,8 @@ impl Metrics {
         registry.register(Box::new(mirror_dropped.clone()))?;
         registry.register(Box::new(mirror_ratio.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(compare_results.clone()))?;
+        registry.register(Box::new(compare_parts.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_reload_success.clone()))?;
         registry.register(Box::new(unrouted.clone()))?;
@@ -316,6 +334,8 @@ impl Metrics {
             mirror_dropped,
             mirror_ratio,
             rejected,
+            compare_results,
+            compare_parts,
             reloads,
             last_reload_success,
             unrouted,
@@ -370,6 +390,16 @@ impl Metrics {
             ratio: self.mirror_ratio.with_label_values(&[route, backend]),
             shadow: self.request_handles(route, backend, Role::Shadow),
             backend: self.backend_handles(backend, Role::Shadow),
+        }
+    }
+
+    /// Handles for a route's comparison results; every result and part exists from now, at 0.
+    pub fn compare_handles(&self, route: &str) -> CompareHandles {
+        CompareHandles {
+            results: ["match", "mismatch", "skipped"]
+                .map(|r| self.compare_results.with_label_values(&[route, r])),
+            parts: ["status", "headers", "body"]
+                .map(|p| self.compare_parts.with_label_values(&[route, p])),
         }
     }
 
@@ -442,6 +472,15 @@ impl DropReason {
             DropReason::PrimaryFailed => "primary_failed",
         }
     }
+}
+
+/// Pre-resolved comparison series of one route.
+#[derive(Clone)]
+pub struct CompareHandles {
+    /// match, mismatch, skipped
+    pub results: [IntCounter; 3],
+    /// status, headers, body
+    pub parts: [IntCounter; 3],
 }
 
 /// Pre-resolved series for one route's mirror.

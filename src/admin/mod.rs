@@ -123,6 +123,28 @@ impl Admin {
         match (&method, parts.as_slice()) {
             (&Method::GET, ["config"]) => json_reply(StatusCode::OK, &self.control.config_json()),
             (&Method::GET, ["routes"]) => json_reply(StatusCode::OK, &self.control.routes_json()),
+            (&Method::GET, ["mismatches"]) => {
+                let q = query(session);
+                let limit = q
+                    .get("limit")
+                    .and_then(|l| l.parse::<usize>().ok())
+                    .unwrap_or(20)
+                    .min(1000);
+                match self.control.mismatches_json(q.get("route").map(String::as_str), limit) {
+                    Ok(v) => json_reply(StatusCode::OK, &v),
+                    Err(e) => control_error(e),
+                }
+            }
+            (&Method::GET, ["mismatches", "paths"]) => {
+                let q = query(session);
+                let Some(route) = q.get("route") else {
+                    return api_error(StatusCode::BAD_REQUEST, "give ?route=NAME");
+                };
+                match self.control.mismatch_paths_json(route) {
+                    Ok(v) => json_reply(StatusCode::OK, &v),
+                    Err(e) => control_error(e),
+                }
+            }
             (&Method::POST, ["reload"]) => {
                 let control = Arc::clone(&self.control);
                 match tokio::task::spawn_blocking(move || control.reload()).await {
@@ -158,15 +180,36 @@ impl Admin {
                     Err(resp) => resp,
                 }
             }
-            (_, ["config"] | ["routes"] | ["reload"] | ["routes", _, "weights" | "mirror"]) => {
+            (
+                _,
+                ["config"]
+                | ["routes"]
+                | ["reload"]
+                | ["mismatches"]
+                | ["mismatches", "paths"]
+                | ["routes", _, "weights" | "mirror"],
+            ) => {
                 api_error(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed here"))
             }
             _ => api_error(
                 StatusCode::NOT_FOUND,
-                "try GET /api/config, GET /api/routes, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/reload",
+                "try GET /api/config, GET /api/routes, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/reload",
             ),
         }
     }
+}
+
+/// The query string as key/value pairs (route names need no percent-decoding).
+fn query(session: &ServerSession) -> std::collections::HashMap<String, String> {
+    session
+        .req_header()
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 async fn read_json(session: &mut ServerSession) -> Result<Value, Response<Vec<u8>>> {

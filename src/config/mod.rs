@@ -37,6 +37,9 @@ pub mod defaults {
     pub const MIRROR_MARKER_HEADER: &str = "x-runoff-shadow";
     pub const MIRROR_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
     pub const UPGRADE_SOCK: &str = "/tmp/runoff-upgrade.sock";
+    pub const COMPARE_HEADERS: [&str; 1] = ["content-type"];
+    pub const COMPARE_MAX_BYTES: usize = 262_144;
+    pub const COMPARE_SAMPLES: usize = 100;
 }
 
 /// The validated configuration.
@@ -111,6 +114,39 @@ pub struct Route {
     pub sticky: Option<StickyKey>,
     pub force_header: Option<HeaderName>,
     pub mirror: Option<Mirror>,
+    /// Compare the primary's and the shadow's answers (needs `mirror`).
+    pub compare: Option<Compare>,
+}
+
+/// How primary and shadow responses are compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compare {
+    pub status: bool,
+    pub headers: HeaderRule,
+    /// Pairs with a (decoded) body larger than this are `skipped`.
+    pub body_max_bytes: usize,
+    pub json: JsonRules,
+    /// Mismatch samples kept in memory per route.
+    pub samples: usize,
+}
+
+/// Which response headers are compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderRule {
+    /// Only these.
+    Compare(Vec<HeaderName>),
+    /// All but these (and framing headers, which differ by transport, not by answer).
+    Ignore(Vec<HeaderName>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonRules {
+    /// JSON Pointers, `*` matching any key or index, removed on both sides before comparing.
+    pub ignore_paths: Vec<Vec<String>>,
+    /// Compare arrays as multisets.
+    pub array_order_ignore: bool,
+    /// Absolute tolerance for numbers.
+    pub float_tolerance: f64,
 }
 
 /// Shadow traffic for a route: copies of its requests go to `to`, whose answers are measured
@@ -589,6 +625,16 @@ fn validate_route(
         .mirror
         .as_ref()
         .and_then(|m| validate_mirror(c, &format!("{path}.mirror"), m, backends));
+    let compare = r
+        .compare
+        .as_ref()
+        .and_then(|cmp| validate_compare(c, &format!("{path}.compare"), cmp));
+    if r.compare.is_some() && r.mirror.is_none() {
+        c.report(
+            format!("{path}.compare"),
+            "needs a `mirror` on the same route: it compares the primary's answer with the shadow's",
+        );
+    }
 
     if c.problems.len() > before {
         return None;
@@ -604,6 +650,118 @@ fn validate_route(
         sticky,
         force_header,
         mirror,
+        compare,
+    })
+}
+
+/// Parse a JSON Pointer (`/items/*/id`, `~0` for `~`, `~1` for `/`) into its segments.
+pub fn json_pointer(text: &str) -> Option<Vec<String>> {
+    let rest = text.strip_prefix('/')?;
+    Some(
+        rest.split('/')
+            .map(|seg| seg.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+    )
+}
+
+fn validate_compare(c: &mut Checker, path: &str, raw: &schema::RawCompare) -> Option<Compare> {
+    let before = c.problems.len();
+    let names = |c: &mut Checker, p: &str, list: &[String]| -> Vec<HeaderName> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(j, h)| c.header_name(&format!("{p}[{j}]"), h))
+            .collect()
+    };
+    let headers = match &raw.headers {
+        None => HeaderRule::Compare(
+            defaults::COMPARE_HEADERS
+                .iter()
+                .map(|h| HeaderName::from_static(h))
+                .collect(),
+        ),
+        Some(rule) => match (&rule.compare, &rule.ignore) {
+            (Some(list), None) => {
+                HeaderRule::Compare(names(c, &format!("{path}.headers.compare"), list))
+            }
+            (None, Some(list)) => {
+                HeaderRule::Ignore(names(c, &format!("{path}.headers.ignore"), list))
+            }
+            _ => {
+                c.report(
+                    format!("{path}.headers"),
+                    "give exactly one of `compare: [...]` (only these) or `ignore: [...]` (all but these)",
+                );
+                HeaderRule::Compare(Vec::new())
+            }
+        },
+    };
+    let body = raw.body.clone().unwrap_or_default();
+    let body_max_bytes = c.positive(
+        &format!("{path}.body.max_bytes"),
+        body.max_bytes,
+        defaults::COMPARE_MAX_BYTES,
+    );
+    let json = body.json.unwrap_or_default();
+    let ignore_paths = json
+        .ignore_paths
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(j, p)| {
+            let parsed = json_pointer(p);
+            if parsed.is_none() {
+                c.report(
+                    format!("{path}.body.json.ignore_paths[{j}]"),
+                    format!(
+                        "`{p}` is not a JSON Pointer: it must start with `/`, e.g. /items/*/id"
+                    ),
+                );
+            }
+            parsed
+        })
+        .collect();
+    let array_order_ignore = match json.array_order.as_deref() {
+        None | Some("strict") => false,
+        Some("ignore") => true,
+        Some(other) => {
+            c.report(
+                format!("{path}.body.json.array_order"),
+                format!("must be `strict` or `ignore`, got `{other}`"),
+            );
+            false
+        }
+    };
+    let float_tolerance = json.float_tolerance.unwrap_or(0.0);
+    if !(float_tolerance >= 0.0 && float_tolerance.is_finite()) {
+        c.report(
+            format!("{path}.body.json.float_tolerance"),
+            format!("must be a number >= 0, got {float_tolerance}"),
+        );
+    }
+    let samples = match raw.samples {
+        None => defaults::COMPARE_SAMPLES,
+        Some(n) if (0..=100_000).contains(&n) => n as usize,
+        Some(n) => {
+            c.report(
+                format!("{path}.samples"),
+                format!("must be from 0 to 100000, got {n}"),
+            );
+            0
+        }
+    };
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(Compare {
+        status: raw.status.unwrap_or(true),
+        headers,
+        body_max_bytes,
+        json: JsonRules {
+            ignore_paths,
+            array_order_ignore,
+            float_tolerance,
+        },
+        samples,
     })
 }
 

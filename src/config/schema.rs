@@ -78,6 +78,39 @@ pub struct RawRoute {
     pub sticky: Option<RawSticky>,
     pub force_header: Option<RawForceHeader>,
     pub mirror: Option<RawMirror>,
+    pub compare: Option<RawCompare>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompare {
+    pub status: Option<bool>,
+    pub headers: Option<RawHeaderRule>,
+    pub body: Option<RawCompareBody>,
+    pub samples: Option<i64>,
+}
+
+/// `{ compare: [content-type] }` or `{ ignore: [date, server] }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderRule {
+    pub compare: Option<Vec<String>>,
+    pub ignore: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompareBody {
+    pub max_bytes: Option<i64>,
+    pub json: Option<RawJsonRules>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJsonRules {
+    pub ignore_paths: Option<Vec<String>>,
+    pub array_order: Option<String>,
+    pub float_tolerance: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

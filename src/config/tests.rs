@@ -262,3 +262,38 @@ fn empty_sections_are_errors() {
         "{p:?}"
     );
 }
+
+#[test]
+fn compare_defaults_and_mistakes() {
+    let yaml = format!("{MINIMAL}    mirror: {{ to: go }}\n    compare: {{}}\n");
+    let c = Config::from_yaml(&yaml).expect("valid");
+    let cmp = c.routes[0].compare.as_ref().expect("compare");
+    assert!(cmp.status);
+    assert_eq!(cmp.headers, HeaderRule::Compare(vec![HeaderName::from_static("content-type")]));
+    assert_eq!(cmp.body_max_bytes, 262_144);
+    assert!(!cmp.json.array_order_ignore);
+    assert_eq!(cmp.samples, 100);
+
+    let yaml = format!("{MINIMAL}    compare: {{}}\n");
+    assert_eq!(
+        problems(&yaml),
+        vec!["routes[0].compare: needs a `mirror` on the same route: it compares the primary's answer with the shadow's".to_string()]
+    );
+
+    let yaml = format!(
+        "{MINIMAL}    mirror: {{ to: go }}\n    compare: {{ headers: {{ compare: [a], ignore: [b] }}, body: {{ max_bytes: 0, json: {{ ignore_paths: [items], array_order: sorted, float_tolerance: -1 }} }}, samples: -5 }}\n"
+    );
+    let p = problems(&yaml);
+    for want in [
+        "routes[0].compare.headers: give exactly one of",
+        "routes[0].compare.body.max_bytes: must be greater than 0",
+        "routes[0].compare.body.json.ignore_paths[0]: `items` is not a JSON Pointer",
+        "routes[0].compare.body.json.array_order: must be `strict` or `ignore`, got `sorted`",
+        "routes[0].compare.body.json.float_tolerance: must be a number >= 0, got -1",
+        "routes[0].compare.samples: must be from 0 to 100000, got -5",
+    ] {
+        assert!(p.iter().any(|l| l.starts_with(want)), "missing `{want}` in:\n{}", p.join("\n"));
+    }
+    assert_eq!(p.len(), 6, "{}", p.join("\n"));
+    assert_eq!(json_pointer("/a~1b/~0c/*"), Some(vec!["a/b".to_string(), "~c".into(), "*".into()]));
+}

@@ -21,9 +21,11 @@ use pingora::upstreams::peer::HttpPeer;
 use prometheus::Histogram;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-use crate::access_log::AccessLogger;
-use crate::config::Mirror;
-use crate::metrics::{DropReason, MirrorHandles};
+use crate::access_log::{now_rfc3339, AccessLogger};
+use crate::compare::store::{CompareStore, PairMeta};
+use crate::compare::{self, Captured, Verdict};
+use crate::config::{Compare, Mirror};
+use crate::metrics::{CompareHandles, DropReason, MirrorHandles};
 
 /// Process-wide mirroring resources: the shadow connection pool and the memory budget.
 pub struct MirrorRuntime {
@@ -88,6 +90,37 @@ enum BodyEvent {
     Abort(DropReason),
 }
 
+/// A route's comparison settings and where its results go.
+pub struct CompareCtx {
+    pub config: Compare,
+    pub handles: CompareHandles,
+    pub store: Arc<CompareStore>,
+}
+
+impl CompareCtx {
+    /// Judge one pair and record the verdict (counters, samples, path counts).
+    fn judge(&self, meta: &PairMeta, primary: &Captured, shadow: &Captured) {
+        let verdict = compare::compare(primary, shadow, &self.config);
+        match &verdict {
+            Verdict::Match => self.handles.results[0].inc(),
+            Verdict::Mismatch(diff) => {
+                for part in diff.parts() {
+                    self.handles.parts[part as usize].inc();
+                }
+                self.handles.results[1].inc();
+            }
+            Verdict::Skipped(_) => self.handles.results[2].inc(),
+        }
+        self.store.record(
+            meta,
+            (primary.status, shadow.status),
+            &verdict,
+            self.config.samples,
+            now_rfc3339(),
+        );
+    }
+}
+
 /// One route's mirror, as the snapshot holds it.
 pub struct RouteMirror {
     pub config: Mirror,
@@ -98,6 +131,8 @@ pub struct RouteMirror {
     pub request_id_header: http::HeaderName,
     /// Copies under way for this route.
     pub in_flight: Arc<AtomicUsize>,
+    /// Compare the two answers, when the route says so.
+    pub compare: Option<Arc<CompareCtx>>,
 }
 
 /// How the copy's body will arrive.
@@ -133,7 +168,26 @@ pub fn dispatch(
         h.dropped(DropReason::Overloaded);
         return None;
     }
-    let pair = Arc::new(Pair::new(h.ratio.clone()));
+    let judge = rm.compare.as_ref().map(|c| {
+        let meta = PairMeta {
+            route: rm.route_name.clone(),
+            method: header.method.as_str().to_string(),
+            path: header
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+            request_id: header
+                .headers
+                .get(&rm.request_id_header)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            redact: rm.config.strip_headers.clone(),
+        };
+        (Arc::clone(c), meta)
+    });
+    let pair = Arc::new(Pair::new(h.ratio.clone(), judge));
     let (tx, rx) = if body == BodyPlan::None {
         (None, None)
     } else {
@@ -216,15 +270,29 @@ impl CopyHandle {
     }
 
     /// The primary is done. `duration`: its full duration if it completed, for the paired
-    /// ratio. `caller_gone`: the caller aborted (else a body that stopped short means the
-    /// primary failed, so the copy's body never arrived).
-    pub fn primary_done(&mut self, duration: Option<Duration>, caller_gone: bool) {
+    /// ratio; `answer`: its response as captured for comparison. `caller_gone`: the caller
+    /// aborted (else a body that stopped short means the primary failed, so the copy's body
+    /// never arrived).
+    pub fn primary_done(
+        &mut self,
+        duration: Option<Duration>,
+        answer: Option<Captured>,
+        caller_gone: bool,
+    ) {
         self.abandon(if caller_gone {
             DropReason::ClientAborted
         } else {
             DropReason::PrimaryFailed
         });
-        self.pair.primary(duration);
+        self.pair.primary(duration.map(|d| (d, answer)));
+    }
+
+    /// Whether this copy's answers will be compared (then the primary's answer is captured).
+    pub fn compares(&self) -> Option<usize> {
+        self.pair
+            .judge
+            .as_ref()
+            .map(|(c, _)| c.config.body_max_bytes)
     }
 }
 
@@ -234,40 +302,61 @@ impl Drop for CopyHandle {
     }
 }
 
-/// One leg's outcome: `None` while under way, `Some(None)` failed, `Some(Some(seconds))` done.
-type Leg = Option<Option<f64>>;
+/// A completed leg: its duration and, when the route compares, its captured answer.
+type Done = (Duration, Option<Captured>);
 
-/// Primary and shadow durations of one request; the second to arrive records the ratio.
+/// One leg's outcome: `None` while under way, `Some(None)` failed, `Some(Some(done))`.
+type Leg = Option<Option<Done>>;
+
+/// Primary and shadow legs of one request; the second to finish records the paired ratio and
+/// hands both answers to the comparison, on a blocking-pool thread.
 struct Pair {
     ratio: Histogram,
+    judge: Option<(Arc<CompareCtx>, PairMeta)>,
     state: Mutex<(Leg, Leg)>,
 }
 
 impl Pair {
-    fn new(ratio: Histogram) -> Pair {
+    fn new(ratio: Histogram, judge: Option<(Arc<CompareCtx>, PairMeta)>) -> Pair {
         Pair {
             ratio,
+            judge,
             state: Mutex::new((None, None)),
         }
     }
 
-    fn primary(&self, d: Option<Duration>) {
-        self.settle(|s| s.0 = Some(d.map(|d| d.as_secs_f64())));
+    fn primary(&self, done: Option<Done>) {
+        self.settle(|s| s.0 = Some(done));
     }
 
-    fn shadow(&self, d: Option<Duration>) {
-        self.settle(|s| s.1 = Some(d.map(|d| d.as_secs_f64())));
+    fn shadow(&self, done: Option<Done>) {
+        self.settle(|s| s.1 = Some(done));
     }
 
     fn settle(&self, f: impl FnOnce(&mut (Leg, Leg))) {
         let Ok(mut s) = self.state.lock() else { return };
         f(&mut s);
-        if let (Some(Some(p)), Some(Some(sh))) = *s {
-            if p > 0.0 {
-                self.ratio.observe(sh / p);
+        if !matches!(*s, (Some(Some(_)), Some(Some(_)))) {
+            return;
+        }
+        // Both completed: take them out (so this happens once).
+        let (Some(Some((pd, pa))), Some(Some((sd, sa)))) =
+            std::mem::replace(&mut *s, (Some(None), Some(None)))
+        else {
+            return;
+        };
+        drop(s);
+        if pd > Duration::ZERO {
+            self.ratio.observe(sd.as_secs_f64() / pd.as_secs_f64());
+        }
+        if let (Some((ctx, meta)), Some(p), Some(sh)) = (&self.judge, pa, sa) {
+            let (ctx, meta) = (Arc::clone(ctx), meta.clone());
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(move || ctx.judge(&meta, &p, &sh));
+                }
+                Err(_) => ctx.judge(&meta, &p, &sh),
             }
-            // Record once.
-            *s = (Some(None), Some(None));
         }
     }
 }
@@ -309,7 +398,7 @@ mod tests {
             teed: 0,
             max_body,
             budget: Arc::clone(&budget),
-            pair: Arc::new(Pair::new(ratio)),
+            pair: Arc::new(Pair::new(ratio, None)),
         };
         (h, rx, budget)
     }
@@ -372,15 +461,15 @@ mod tests {
     fn a_primary_that_stops_short_aborts_the_copy() {
         let (mut h, mut rx, _) = handle(1 << 20, 1 << 20);
         h.tee(Some(&Bytes::from_static(b"part")), 4, false);
-        h.primary_done(None, true);
+        h.primary_done(None, None, true);
         assert_eq!(drain(&mut rx).1, Some("client_aborted"));
         let (mut h, mut rx, _) = handle(1 << 20, 1 << 20);
-        h.primary_done(None, false);
+        h.primary_done(None, None, false);
         assert_eq!(drain(&mut rx).1, Some("primary_failed"));
         // A finished body is not aborted afterwards.
         let (mut h, mut rx, _) = handle(1 << 20, 1 << 20);
         h.tee(None, 0, true);
-        h.primary_done(Some(Duration::from_millis(3)), false);
+        h.primary_done(Some(Duration::from_millis(3)), None, false);
         assert_eq!(drain(&mut rx).1, Some("end"));
     }
 
@@ -388,14 +477,14 @@ mod tests {
     fn the_pair_records_one_ratio_when_both_complete() {
         let ratio =
             Histogram::with_opts(prometheus::HistogramOpts::new("r", "r")).expect("histogram");
-        let p = Pair::new(ratio.clone());
-        p.shadow(Some(Duration::from_millis(30)));
-        p.primary(Some(Duration::from_millis(10)));
+        let p = Pair::new(ratio.clone(), None);
+        p.shadow(Some((Duration::from_millis(30), None)));
+        p.primary(Some((Duration::from_millis(10), None)));
         assert_eq!(ratio.get_sample_count(), 1);
         assert!((ratio.get_sample_sum() - 3.0).abs() < 1e-9);
-        let p = Pair::new(ratio.clone());
+        let p = Pair::new(ratio.clone(), None);
         p.primary(None);
-        p.shadow(Some(Duration::from_millis(30)));
+        p.shadow(Some((Duration::from_millis(30), None)));
         assert_eq!(ratio.get_sample_count(), 1);
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{BodyEvent, MirrorRuntime, Pair, RouteMirror};
 use crate::access_log::{now_rfc3339, Entry};
+use crate::compare::Captured;
 use crate::metrics::{DropReason, StatusClass};
 use crate::proxy::outcome::error_kind;
 
@@ -32,6 +33,8 @@ struct Done {
     ttfb: Duration,
     request_bytes: u64,
     response_bytes: u64,
+    /// The answer, captured when the route compares.
+    answer: Option<Captured>,
 }
 
 /// Lowers the route's in-flight count and the shadow gauge when the copy ends, however.
@@ -71,8 +74,8 @@ pub(super) async fn run(job: Job) {
     let h = &rm.handles;
     let duration = start.elapsed();
     let status = match outcome {
-        Ok(Ok(done)) => {
-            pair.shadow(Some(duration));
+        Ok(Ok(mut done)) => {
+            pair.shadow(Some((duration, done.answer.take())));
             h.shadow.duration.observe(duration.as_secs_f64());
             h.shadow.ttfb.observe(done.ttfb.as_secs_f64());
             h.shadow.request_bytes.inc_by(done.request_bytes);
@@ -267,11 +270,21 @@ async fn attempt(
         }
     };
     let ttfb = sent_at.elapsed();
+    let mut answer = rm.compare.as_ref().and_then(|c| {
+        session
+            .response_header()
+            .map(|h| Captured::new(status, h.headers.clone(), c.config.body_max_bytes))
+    });
 
     let mut response_bytes = 0u64;
     while !session.response_done() {
         match session.read_response_body().await {
-            Ok(Some(b)) => response_bytes += b.len() as u64,
+            Ok(Some(b)) => {
+                response_bytes += b.len() as u64;
+                if let Some(a) = answer.as_mut() {
+                    a.push(&b);
+                }
+            }
             Ok(None) => break,
             Err(e) => return Err(Failure::Upstream(e)),
         }
@@ -284,6 +297,7 @@ async fn attempt(
         ttfb,
         request_bytes,
         response_bytes,
+        answer,
     })
 }
 

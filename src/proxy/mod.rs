@@ -25,6 +25,7 @@ use prometheus::IntGauge;
 use rand::Rng;
 
 use crate::access_log::{now_rfc3339, Entry};
+use crate::compare::Captured;
 use crate::metrics::RequestHandles;
 use crate::mirror::{self, CopyHandle};
 use crate::routing::{self, ChoiceReason, MirrorFacts, RequestFacts};
@@ -110,6 +111,8 @@ pub struct RequestCtx {
     mirror: Option<CopyHandle>,
     /// This request's unit of its backend's in-flight count.
     _slot: Option<Slot>,
+    /// The primary's answer, kept (up to the compare limit) when the route compares.
+    answer: Option<Captured>,
 }
 
 /// Decide the route and backend for a request. `None`: no route matches.
@@ -260,6 +263,7 @@ impl ProxyHttp for Runoff {
             connected: false,
             mirror: None,
             _slot: None,
+            answer: None,
         }
     }
 
@@ -381,6 +385,13 @@ impl ProxyHttp for Runoff {
         headers::strip_response_hops(upstream_response);
         let status = upstream_response.status;
         if !status.is_informational() || status.as_u16() == 101 {
+            if let Some(limit) = ctx.mirror.as_ref().and_then(CopyHandle::compares) {
+                ctx.answer = Some(Captured::new(
+                    status.as_u16(),
+                    upstream_response.headers.clone(),
+                    limit,
+                ));
+            }
             if ctx.ttfb.is_none() {
                 ctx.ttfb = ctx.sent_upstream_at.map(|t| t.elapsed());
             }
@@ -408,6 +419,9 @@ impl ProxyHttp for Runoff {
     ) -> Result<Option<Duration>> {
         if let Some(b) = body {
             ctx.response_body_bytes += b.len() as u64;
+            if let Some(a) = ctx.answer.as_mut() {
+                a.push(b);
+            }
         }
         Ok(None)
     }
@@ -480,7 +494,7 @@ impl ProxyHttp for Runoff {
         if let Some(mut copy) = ctx.mirror.take() {
             let completed = e.is_none() && ctx.upstream_status.is_some();
             let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
-            copy.primary_done(completed.then_some(elapsed), caller_gone);
+            copy.primary_done(completed.then_some(elapsed), ctx.answer.take(), caller_gone);
         }
         if let Some(target) = &ctx.target {
             let h = &target.handles;

@@ -11,9 +11,10 @@ use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::access_log::AccessLogger;
+use crate::compare::store::CompareStore;
 use crate::config::{Backend, Config};
 use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
-use crate::mirror::{MirrorRuntime, RouteMirror};
+use crate::mirror::{CompareCtx, MirrorRuntime, RouteMirror};
 
 /// Per-backend state of a snapshot.
 pub struct BackendState {
@@ -43,7 +44,12 @@ impl Snapshot {
     /// Build peers and metric handles for `config`, and publish its split weights. Counters
     /// of things under way (per-backend and per-mirror in-flight) carry over from `previous`
     /// by name, so a reload does not reset the limits' view of the world.
-    pub fn build(config: Arc<Config>, metrics: &Metrics, previous: Option<&Snapshot>) -> Snapshot {
+    pub fn build(
+        config: Arc<Config>,
+        metrics: &Metrics,
+        compare_store: &Arc<CompareStore>,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         let backends = config
             .backends
             .iter()
@@ -80,6 +86,13 @@ impl Snapshot {
                         in_flight: previous
                             .and_then(|p| p.mirror_in_flight(&r.name))
                             .unwrap_or_default(),
+                        compare: r.compare.as_ref().map(|c| {
+                            Arc::new(CompareCtx {
+                                config: c.clone(),
+                                handles: metrics.compare_handles(&r.name),
+                                store: Arc::clone(compare_store),
+                            })
+                        }),
                     })
                 }),
             })
@@ -134,6 +147,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLogger,
     pub mirrors: Arc<MirrorRuntime>,
+    /// Mismatch samples and per-path counts, kept across reloads.
+    pub compare_store: Arc<CompareStore>,
     /// Requests under way (all routes), for draining on shutdown.
     in_flight: AtomicUsize,
 }
@@ -145,8 +160,10 @@ impl Shared {
             config.server.upstream_keepalive_pool_size,
             access_log.clone(),
         ));
-        let snapshot = Snapshot::build(config, &metrics, None);
+        let compare_store = Arc::new(CompareStore::default());
+        let snapshot = Snapshot::build(config, &metrics, &compare_store, None);
         Shared {
+            compare_store,
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             access_log,
@@ -159,7 +176,7 @@ impl Shared {
     /// with; the next request sees the new one.
     pub fn install(&self, config: Arc<Config>) {
         let old = self.snapshot.load_full();
-        let new = Snapshot::build(config, &self.metrics, Some(&old));
+        let new = Snapshot::build(config, &self.metrics, &self.compare_store, Some(&old));
         let keep = new.weight_series();
         for (route, backend) in old.weight_series() {
             if !keep.contains(&(route.clone(), backend.clone())) {

@@ -142,6 +142,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<Vec<Metho
         sticky: None,
         force_header: None,
         mirror: None,
+        compare: None,
     }
 }
 

@@ -1,0 +1,213 @@
+//! Structural JSON comparison: key order never matters, numbers compare as numbers within a
+//! tolerance, arrays in order or as multisets, and paths can be removed first.
+//!
+//! Must not: report more than `MAX_BODY_DIFFS` differences for one pair.
+
+use serde_json::{Map, Number, Value};
+
+use super::{truncate, BodyDiff, MAX_BODY_DIFFS};
+use crate::config::JsonRules;
+
+/// Remove every node matching `path` (segments; `*` matches any key or index).
+pub fn remove(v: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    match v {
+        Value::Object(map) => {
+            if rest.is_empty() {
+                if first == "*" {
+                    map.clear();
+                } else {
+                    map.remove(first);
+                }
+            } else if first == "*" {
+                for child in map.values_mut() {
+                    remove(child, rest);
+                }
+            } else if let Some(child) = map.get_mut(first) {
+                remove(child, rest);
+            }
+        }
+        Value::Array(items) => {
+            if first == "*" {
+                if rest.is_empty() {
+                    items.clear();
+                } else {
+                    for child in items.iter_mut() {
+                        remove(child, rest);
+                    }
+                }
+            } else if let Ok(i) = first.parse::<usize>() {
+                if rest.is_empty() {
+                    if i < items.len() {
+                        items.remove(i);
+                    }
+                } else if let Some(child) = items.get_mut(i) {
+                    remove(child, rest);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// A value as it goes into a sample: small values whole, large ones as truncated text.
+fn sample(v: Option<&Value>) -> Value {
+    match v {
+        None => Value::Null,
+        Some(v @ (Value::Null | Value::Bool(_) | Value::Number(_))) => v.clone(),
+        Some(Value::String(s)) => Value::String(truncate(s)),
+        Some(other) => {
+            let text = other.to_string();
+            if text.chars().count() <= super::PREVIEW_CHARS {
+                other.clone()
+            } else {
+                Value::String(truncate(&text))
+            }
+        }
+    }
+}
+
+fn push(out: &mut Vec<BodyDiff>, path: &str, a: Option<&Value>, b: Option<&Value>) {
+    if out.len() < MAX_BODY_DIFFS {
+        out.push(BodyDiff {
+            path: path.to_string(),
+            primary: sample(a),
+            shadow: sample(b),
+        });
+    }
+}
+
+/// Numbers are equal as numbers: integers exactly (however large), otherwise as floats within
+/// `tolerance` (so `1` equals `1.0`).
+fn numbers_equal(a: &Number, b: &Number, tolerance: f64) -> bool {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x == y || (x as f64 - y as f64).abs() <= tolerance;
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        return x == y || (x as f64 - y as f64).abs() <= tolerance;
+    }
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y || (x - y).abs() <= tolerance,
+        _ => a == b,
+    }
+}
+
+/// Whether two values are equal under the rules (no paths reported).
+pub fn equal(a: &Value, b: &Value, rules: &JsonRules) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => numbers_equal(x, y, rules.float_tolerance),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w, rules)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            if rules.array_order_ignore {
+                multiset_equal(x, y, rules)
+            } else {
+                x.iter().zip(y).all(|(v, w)| equal(v, w, rules))
+            }
+        }
+        _ => a == b,
+    }
+}
+
+/// Arrays as multisets: every element of `x` pairs with a distinct equal element of `y`.
+fn multiset_equal(x: &[Value], y: &[Value], rules: &JsonRules) -> bool {
+    let mut used = vec![false; y.len()];
+    x.iter().all(
+        |v| match (0..y.len()).find(|&j| !used[j] && equal(v, &y[j], rules)) {
+            Some(j) => {
+                used[j] = true;
+                true
+            }
+            None => false,
+        },
+    )
+}
+
+/// Record every path where `a` and `b` differ.
+pub fn diff(a: &Value, b: &Value, path: &mut String, rules: &JsonRules, out: &mut Vec<BodyDiff>) {
+    if out.len() >= MAX_BODY_DIFFS {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => diff_objects(x, y, path, rules, out),
+        (Value::Array(x), Value::Array(y)) => {
+            if rules.array_order_ignore {
+                if !(x.len() == y.len() && multiset_equal(x, y, rules)) {
+                    push(out, path, Some(a), Some(b));
+                }
+                return;
+            }
+            for i in 0..x.len().max(y.len()) {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&i.to_string());
+                match (x.get(i), y.get(i)) {
+                    (Some(v), Some(w)) => diff(v, w, path, rules, out),
+                    (v, w) => push(out, path, v, w),
+                }
+                path.truncate(len);
+            }
+        }
+        _ => {
+            if !equal(a, b, rules) {
+                push(out, path, Some(a), Some(b));
+            }
+        }
+    }
+}
+
+fn diff_objects(
+    x: &Map<String, Value>,
+    y: &Map<String, Value>,
+    path: &mut String,
+    rules: &JsonRules,
+    out: &mut Vec<BodyDiff>,
+) {
+    let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let len = path.len();
+        path.push('/');
+        path.push_str(&escape(k));
+        match (x.get(k), y.get(k)) {
+            (Some(v), Some(w)) => diff(v, w, path, rules, out),
+            (v, w) => push(out, path, v, w),
+        }
+        path.truncate(len);
+    }
+}
+
+/// A path with array indices replaced by `*`: how per-path counts group differences, and
+/// the form `ignore_paths` takes.
+pub fn generalize(path: &str) -> String {
+    if path.is_empty() {
+        return String::new();
+    }
+    path.split('/')
+        .skip(1)
+        .map(|seg| {
+            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+                "*"
+            } else {
+                seg
+            }
+        })
+        .fold(String::new(), |mut acc, seg| {
+            acc.push('/');
+            acc.push_str(seg);
+            acc
+        })
+}

@@ -1,0 +1,192 @@
+//! Mismatch samples (a ring buffer per route) and per-path mismatch counts, for the admin API.
+//!
+//! Must not: hold more than the configured number of samples per route, a bounded number of
+//! distinct paths, or any header value that could be a credential.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use http::header::HeaderName;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::json::generalize;
+use super::{BodyDiff, HeaderDiff, Part, Verdict};
+
+/// Distinct paths counted per route; past it new paths count under `(other)`.
+const MAX_PATHS: usize = 1000;
+
+/// Headers never shown in samples, whatever the config says.
+const ALWAYS_REDACTED: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// What a pair is about, known when its copy was dispatched.
+#[derive(Debug, Clone)]
+pub struct PairMeta {
+    pub route: String,
+    pub method: String,
+    /// Path and query string.
+    pub path: String,
+    pub request_id: String,
+    /// The mirror's `strip_headers`: redacted in samples too.
+    pub redact: Vec<HeaderName>,
+}
+
+/// One recorded mismatch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub time: String,
+    pub route: String,
+    pub method: String,
+    pub path: String,
+    pub request_id: String,
+    pub primary_status: u16,
+    pub shadow_status: u16,
+    pub parts: Vec<Part>,
+    pub headers: Vec<HeaderDiff>,
+    pub body: Vec<BodyDiff>,
+}
+
+#[derive(Default)]
+struct RouteLog {
+    samples: VecDeque<Sample>,
+    /// Pairs compared (match or mismatch; skipped ones are not).
+    pairs: u64,
+    paths: HashMap<String, u64>,
+}
+
+/// Samples and counts for every route (kept across reloads, keyed by route name).
+#[derive(Default)]
+pub struct CompareStore {
+    routes: Mutex<HashMap<String, RouteLog>>,
+}
+
+fn redact(diffs: &[HeaderDiff], extra: &[HeaderName]) -> Vec<HeaderDiff> {
+    diffs
+        .iter()
+        .map(|d| {
+            let secret = ALWAYS_REDACTED.contains(&d.name.as_str())
+                || extra.iter().any(|h| h.as_str() == d.name);
+            if secret {
+                HeaderDiff {
+                    name: d.name.clone(),
+                    primary: d.primary.as_ref().map(|_| "<redacted>".to_string()),
+                    shadow: d.shadow.as_ref().map(|_| "<redacted>".to_string()),
+                }
+            } else {
+                d.clone()
+            }
+        })
+        .collect()
+}
+
+impl CompareStore {
+    /// Record one pair's verdict; `capacity` is the route's `samples`.
+    pub fn record(
+        &self,
+        meta: &PairMeta,
+        statuses: (u16, u16),
+        verdict: &Verdict,
+        capacity: usize,
+        time: String,
+    ) {
+        let Ok(mut routes) = self.routes.lock() else {
+            return;
+        };
+        let log = routes.entry(meta.route.clone()).or_default();
+        let diff = match verdict {
+            Verdict::Skipped(_) => return,
+            Verdict::Match => {
+                log.pairs += 1;
+                return;
+            }
+            Verdict::Mismatch(d) => d,
+        };
+        log.pairs += 1;
+        let mut keys: Vec<String> = Vec::new();
+        if diff.status.is_some() {
+            keys.push("(status)".into());
+        }
+        keys.extend(diff.headers.iter().map(|h| format!("(header) {}", h.name)));
+        let mut body_keys: Vec<String> = diff
+            .body
+            .iter()
+            .map(|b| {
+                if b.path.is_empty() {
+                    "(body)".to_string()
+                } else {
+                    generalize(&b.path)
+                }
+            })
+            .collect();
+        body_keys.sort();
+        body_keys.dedup();
+        keys.extend(body_keys);
+        for key in keys {
+            if log.paths.len() >= MAX_PATHS && !log.paths.contains_key(&key) {
+                *log.paths.entry("(other)".into()).or_default() += 1;
+            } else {
+                *log.paths.entry(key).or_default() += 1;
+            }
+        }
+        if capacity == 0 {
+            return;
+        }
+        while log.samples.len() >= capacity {
+            log.samples.pop_front();
+        }
+        log.samples.push_back(Sample {
+            time,
+            route: meta.route.clone(),
+            method: meta.method.clone(),
+            path: meta.path.clone(),
+            request_id: meta.request_id.clone(),
+            primary_status: statuses.0,
+            shadow_status: statuses.1,
+            parts: diff.parts(),
+            headers: redact(&diff.headers, &meta.redact),
+            body: diff.body.clone(),
+        });
+    }
+
+    /// The most recent samples, newest first, of one route or all.
+    pub fn samples(&self, route: Option<&str>, limit: usize) -> Vec<Sample> {
+        let Ok(routes) = self.routes.lock() else {
+            return Vec::new();
+        };
+        let mut all: Vec<Sample> = routes
+            .iter()
+            .filter(|(name, _)| route.is_none_or(|r| r == name.as_str()))
+            .flat_map(|(_, log)| log.samples.iter().cloned())
+            .collect();
+        all.sort_by(|a, b| b.time.cmp(&a.time));
+        all.truncate(limit);
+        all
+    }
+
+    /// Per-path mismatch counts of a route, most frequent first, with their share of pairs.
+    pub fn paths(&self, route: &str) -> Value {
+        let Ok(routes) = self.routes.lock() else {
+            return json!({"route": route, "pairs": 0, "paths": []});
+        };
+        let Some(log) = routes.get(route) else {
+            return json!({"route": route, "pairs": 0, "paths": []});
+        };
+        let mut paths: Vec<(&String, &u64)> = log.paths.iter().collect();
+        paths.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let pairs = log.pairs.max(1) as f64;
+        json!({
+            "route": route,
+            "pairs": log.pairs,
+            "paths": paths.iter().map(|(p, n)| json!({
+                "path": p,
+                "count": n,
+                "share": (**n as f64) / pairs,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}

@@ -1,0 +1,266 @@
+//! Comparison rules, case by case.
+
+use super::*;
+use crate::config::{Compare, HeaderRule, JsonRules};
+use http::header::HeaderValue;
+
+fn rules() -> Compare {
+    Compare {
+        status: true,
+        headers: HeaderRule::Compare(vec![HeaderName::from_static("content-type")]),
+        body_max_bytes: 1 << 20,
+        json: JsonRules {
+            ignore_paths: vec![],
+            array_order_ignore: false,
+            float_tolerance: 0.0,
+        },
+        samples: 10,
+    }
+}
+
+fn resp(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Captured {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    let mut c = Captured::new(status, h, 1 << 20);
+    c.push(&Bytes::copy_from_slice(body));
+    c
+}
+
+fn json_resp(body: &str) -> Captured {
+    resp(
+        200,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+fn body_paths(v: &Verdict) -> Vec<String> {
+    match v {
+        Verdict::Mismatch(d) => d.body.iter().map(|b| b.path.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn json_is_compared_structurally() {
+    let cfg = rules();
+    let same = [
+        (r#"{"a":1,"b":[1,2]}"#, r#"{"b":[1,2],"a":1}"#), // key order
+        (r#"{"n":1}"#, r#"{"n":1.0}"#),                   // 1 == 1.0
+        (
+            r#"{"big":12345678901234567890}"#,
+            r#"{"big":12345678901234567890}"#,
+        ),
+        ("[]", " [ ] "),
+    ];
+    for (a, b) in same {
+        assert_eq!(
+            compare(&json_resp(a), &json_resp(b), &cfg),
+            Verdict::Match,
+            "{a} vs {b}"
+        );
+    }
+    let v = compare(
+        &json_resp(r#"{"user":{"name":"ann","age":30},"items":[{"id":1,"price":10}]}"#),
+        &json_resp(
+            r#"{"user":{"name":"ann","age":31},"items":[{"id":1,"price":12}],"extra":true}"#,
+        ),
+        &cfg,
+    );
+    assert_eq!(
+        body_paths(&v),
+        vec!["/extra", "/items/0/price", "/user/age"]
+    );
+    let Verdict::Mismatch(d) = v else { panic!() };
+    assert_eq!(d.body[2].primary, serde_json::json!(30));
+    assert_eq!(d.body[2].shadow, serde_json::json!(31));
+    assert_eq!(d.body[0].primary, Value::Null);
+    assert_eq!(d.parts(), vec![Part::Body]);
+}
+
+#[test]
+fn ignored_paths_with_wildcards_are_removed_first() {
+    let mut cfg = rules();
+    cfg.json.ignore_paths = vec![
+        crate::config::json_pointer("/generated_at").expect("ptr"),
+        crate::config::json_pointer("/items/*/id").expect("ptr"),
+    ];
+    let a = r#"{"generated_at":"2026-01-01","items":[{"id":"x1","v":1},{"id":"x2","v":2}]}"#;
+    let b = r#"{"generated_at":"2027-02-02","items":[{"id":"y1","v":1},{"id":"y2","v":2}]}"#;
+    assert_eq!(compare(&json_resp(a), &json_resp(b), &cfg), Verdict::Match);
+    let c = r#"{"generated_at":"2027-02-02","items":[{"id":"y1","v":1},{"id":"y2","v":3}]}"#;
+    assert_eq!(
+        body_paths(&compare(&json_resp(a), &json_resp(c), &cfg)),
+        vec!["/items/1/v"]
+    );
+}
+
+#[test]
+fn arrays_in_order_or_as_multisets() {
+    let mut cfg = rules();
+    let (a, b) = (json_resp("[1,2,3]"), json_resp("[3,2,1]"));
+    assert_eq!(body_paths(&compare(&a, &b, &cfg)), vec!["/0", "/2"]);
+    cfg.json.array_order_ignore = true;
+    assert_eq!(compare(&a, &b, &cfg), Verdict::Match);
+    assert_eq!(
+        body_paths(&compare(&a, &json_resp("[1,2,2]"), &cfg)),
+        vec![""]
+    );
+    assert_eq!(
+        compare(
+            &json_resp(r#"{"t":[{"a":1},{"b":2}]}"#),
+            &json_resp(r#"{"t":[{"b":2},{"a":1}]}"#),
+            &cfg
+        ),
+        Verdict::Match
+    );
+}
+
+#[test]
+fn float_tolerance() {
+    let mut cfg = rules();
+    let (a, b) = (
+        json_resp(r#"{"x":0.30000000000000004}"#),
+        json_resp(r#"{"x":0.3}"#),
+    );
+    assert_ne!(compare(&a, &b, &cfg), Verdict::Match);
+    cfg.json.float_tolerance = 1e-9;
+    assert_eq!(compare(&a, &b, &cfg), Verdict::Match);
+}
+
+#[test]
+fn status_and_headers() {
+    let cfg = rules();
+    let a = resp(
+        200,
+        &[
+            ("content-type", "application/json"),
+            ("x-powered-by", "Express"),
+        ],
+        b"{}",
+    );
+    let b = resp(500, &[("content-type", "text/plain")], b"{}");
+    let Verdict::Mismatch(d) = compare(&a, &b, &cfg) else {
+        panic!()
+    };
+    assert_eq!(d.status, Some((200, 500)));
+    assert_eq!(d.parts(), vec![Part::Status, Part::Headers]);
+    assert_eq!(d.headers[0].name, "content-type");
+    // Only the allowlist by default: x-powered-by is not compared.
+    assert_eq!(d.headers.len(), 1);
+    // Ignore mode compares all but the listed and the framing headers.
+    let mut cfg = rules();
+    cfg.headers = HeaderRule::Ignore(vec![HeaderName::from_static("server")]);
+    let a = resp(
+        200,
+        &[("content-length", "2"), ("server", "a"), ("etag", "1")],
+        b"{}",
+    );
+    let b = resp(
+        200,
+        &[("transfer-encoding", "chunked"), ("server", "b")],
+        b"{}",
+    );
+    let Verdict::Mismatch(d) = compare(&a, &b, &cfg) else {
+        panic!()
+    };
+    assert_eq!(
+        d.headers
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["etag"]
+    );
+}
+
+#[test]
+fn non_json_bodies_compare_byte_for_byte_after_decoding() {
+    use std::io::Write;
+    let cfg = rules();
+    let plain = resp(200, &[], b"hello world");
+    assert_eq!(
+        compare(&plain, &resp(200, &[], b"hello world"), &cfg),
+        Verdict::Match
+    );
+    assert_eq!(
+        body_paths(&compare(&plain, &resp(200, &[], b"hello there"), &cfg)),
+        vec![""]
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"hello world").expect("gzip");
+    let zipped = resp(
+        200,
+        &[("content-encoding", "gzip")],
+        &gz.finish().expect("gzip"),
+    );
+    assert_eq!(compare(&plain, &zipped, &cfg), Verdict::Match);
+    let br = resp(
+        200,
+        &[("content-encoding", "br")],
+        b"\x0b\x05\x80hello world\x03",
+    );
+    assert!(matches!(compare(&plain, &br, &cfg), Verdict::Skipped(_)));
+}
+
+#[test]
+fn bodies_over_the_limit_are_skipped_and_not_kept() {
+    let cfg = rules();
+    let mut big = Captured::new(200, HeaderMap::new(), 8);
+    big.push(&Bytes::from_static(b"12345"));
+    big.push(&Bytes::from_static(b"67890"));
+    assert!(big.truncated);
+    assert!(big.body.is_empty());
+    assert!(matches!(
+        compare(&big, &resp(200, &[], b"x"), &cfg),
+        Verdict::Skipped(_)
+    ));
+}
+
+#[test]
+fn the_store_redacts_counts_paths_and_keeps_a_bounded_ring() {
+    let store = store::CompareStore::default();
+    let meta = store::PairMeta {
+        route: "api".into(),
+        method: "GET".into(),
+        path: "/u?id=1".into(),
+        request_id: "r1".into(),
+        redact: vec![HeaderName::from_static("x-api-key")],
+    };
+    let mut cfg = rules();
+    cfg.headers = HeaderRule::Ignore(vec![]);
+    for i in 0..5 {
+        let a = resp(
+            200,
+            &[("set-cookie", "s=1"), ("x-api-key", "k1")],
+            format!(r#"{{"items":[{{"ts":{i}}}],"n":1}}"#).as_bytes(),
+        );
+        let b = resp(
+            200,
+            &[("set-cookie", "s=2"), ("x-api-key", "k2")],
+            br#"{"items":[{"ts":-1}],"n":1}"#,
+        );
+        let v = compare(&a, &b, &cfg);
+        store.record(&meta, (200, 200), &v, 3, format!("t{i}"));
+    }
+    store.record(&meta, (200, 200), &Verdict::Match, 3, "t9".into());
+    let samples = store.samples(Some("api"), 10);
+    assert_eq!(samples.len(), 3);
+    assert_eq!(samples[0].time, "t4");
+    let shown = serde_json::to_string(&samples).expect("json");
+    assert!(!shown.contains("s=1") && !shown.contains("k1"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+    let paths = store.paths("api");
+    assert_eq!(paths["pairs"], 6);
+    let list = paths["paths"].as_array().expect("paths");
+    let ts = list
+        .iter()
+        .find(|p| p["path"] == "/items/*/ts")
+        .expect("generalized path");
+    assert_eq!(ts["count"], 5);
+    assert!((ts["share"].as_f64().expect("share") - 5.0 / 6.0).abs() < 1e-9);
+}
