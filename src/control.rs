@@ -16,6 +16,10 @@ use serde_json::{json, Value};
 
 use crate::config::{AccessLog, Config, Mirror, StickyKey};
 use crate::proxy::state::Shared;
+use crate::summary::model::{
+    BackendSummary, CompareSummary, MirrorSummary, PairStats, RouteSummary, Summary,
+};
+use std::time::Duration;
 
 /// Why a control action was refused.
 #[derive(Debug, thiserror::Error)]
@@ -283,6 +287,93 @@ impl Control {
             Ok(())
         } else {
             Err(ControlError::NoRoute(route.to_string()))
+        }
+    }
+
+    /// `GET /api/summary`: counts and exact latency quantiles per route, backend and role,
+    /// over the last `window` and since start.
+    pub fn summary(&self, window: Duration) -> Summary {
+        let snapshot = self.shared.snapshot.load_full();
+        let c = &snapshot.config;
+        let book = &self.shared.book;
+        let uptime = book.started.elapsed().as_secs_f64();
+        let window_secs = window.as_secs_f64().min(uptime).max(f64::MIN_POSITIVE);
+        let stats = |route: &str, backend: &str, role: &'static str| {
+            let (w, t) = book
+                .existing(route, backend, role)
+                .map(|r| r.stats(window, window_secs, uptime))
+                .unwrap_or_default();
+            BackendSummary {
+                backend: backend.to_string(),
+                role: role.to_string(),
+                window: w,
+                total: t,
+            }
+        };
+        let routes = c
+            .routes
+            .iter()
+            .zip(snapshot.routes.iter())
+            .map(|(r, rs)| {
+                let mut backends: Vec<BackendSummary> = r
+                    .split
+                    .iter()
+                    .map(|e| stats(&r.name, &c.backends[e.backend].name, "primary"))
+                    .collect();
+                let mirror = r.mirror.as_ref().zip(rs.mirror.as_ref()).map(|(m, rm)| {
+                    let to = c.backends[m.to].name.clone();
+                    backends.push(stats(&r.name, &to, "shadow"));
+                    let (w, t) = book
+                        .existing_ratio(&r.name)
+                        .map(|x| x.ratio_quantiles(window))
+                        .unwrap_or_default();
+                    let pair = |(pairs, ratio_p50, ratio_p90)| PairStats {
+                        pairs,
+                        ratio_p50,
+                        ratio_p90,
+                    };
+                    MirrorSummary {
+                        to,
+                        percent: m.percent,
+                        copies: rm.handles.requests.get(),
+                        completed: rm.handles.shadow.finished_total(),
+                        dropped: rm.handles.dropped_total(),
+                        window: pair(w),
+                        total: pair(t),
+                    }
+                });
+                let compare = rs
+                    .mirror
+                    .as_ref()
+                    .and_then(|rm| rm.compare.as_ref())
+                    .map(|cmp| {
+                        let [m, mm, sk] = &cmp.handles.results;
+                        let (matched, mismatched, skipped) = (m.get(), mm.get(), sk.get());
+                        CompareSummary {
+                            matched,
+                            mismatched,
+                            skipped,
+                            match_rate: (matched + mismatched > 0)
+                                .then(|| matched as f64 / (matched + mismatched) as f64),
+                        }
+                    });
+                RouteSummary {
+                    name: r.name.clone(),
+                    baseline: c.backends[r.baseline].name.clone(),
+                    candidate: r.candidate().map(|b| c.backends[b].name.clone()),
+                    backends,
+                    mirror,
+                    compare,
+                }
+            })
+            .collect();
+        Summary {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            generated_at: crate::access_log::now_rfc3339(),
+            uptime_seconds: uptime,
+            window_seconds: window_secs,
+            routes,
+            processes: self.shared.processes(window),
         }
     }
 

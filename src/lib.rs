@@ -14,9 +14,11 @@ pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod mirror;
+pub mod process;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod summary;
 
 /// The example config, documented field by field; `runoff demo` runs on it.
 pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.yaml");

@@ -497,6 +497,11 @@ impl MirrorHandles {
     pub fn dropped(&self, reason: DropReason) {
         self.dropped[reason as usize].inc();
     }
+
+    /// Copies dropped so far, all reasons.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(IntCounter::get).sum()
+    }
 }
 
 /// Pre-resolved per-(route, backend, role) series.
@@ -516,6 +521,11 @@ pub struct RequestHandles {
 impl RequestHandles {
     pub fn finished(&self, class: StatusClass) {
         self.requests[class.index()].inc();
+    }
+
+    /// Requests finished so far, all classes.
+    pub fn finished_total(&self) -> u64 {
+        self.requests.iter().map(IntCounter::get).sum()
     }
 
     pub fn error(&self, kind: ErrorKind) {

@@ -98,6 +98,39 @@ fn admin_token(config: &Config) -> Result<Option<String>, StartError> {
     }
 }
 
+/// How long, after the listeners stop accepting, connections accepted in the last instant still
+/// get their first request read and served before idle keep-alive connections are closed.
+const LAST_ACCEPT_GRACE: Duration = Duration::from_millis(1500);
+
+/// Wraps the proxy application so that stopping to accept and closing idle connections are
+/// two steps, not one. Pingora closes every connection still waiting for a request header the
+/// moment its accept loops end, which includes a connection accepted a microsecond earlier
+/// whose request bytes are still on the wire: during a SIGQUIT handoff that is a failed
+/// request. Delaying the close by a short grace lets those requests in (and served, with
+/// keep-alive off since the shutdown flag is up).
+struct LastAcceptGrace<A> {
+    inner: Arc<A>,
+}
+
+#[async_trait]
+impl<A> pingora::apps::ServerApp for LastAcceptGrace<A>
+where
+    A: pingora::apps::ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        session: pingora::protocols::Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<pingora::protocols::Stream> {
+        self.inner.process_new(session, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        tokio::time::sleep(LAST_ACCEPT_GRACE).await;
+        self.inner.cleanup().await;
+    }
+}
+
 /// SIGTERM and SIGINT both drain (Pingora's SIGINT is immediate); SIGQUIT hands the listeners
 /// to a new process started with `--upgrade` (Pingora's zero-downtime upgrade).
 struct DrainingSignals;
@@ -251,10 +284,15 @@ pub fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), St
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let proxy_app = pingora::proxy::http_proxy(
         &server.configuration,
         Runoff::new(Arc::clone(&shared)),
-        "runoff proxy",
+    );
+    let mut proxy = Service::new(
+        "runoff proxy".to_string(),
+        LastAcceptGrace {
+            inner: Arc::new(proxy_app),
+        },
     );
     for addr in &config.listen {
         proxy.add_tcp(&addr.to_string());

@@ -123,6 +123,24 @@ impl Admin {
         match (&method, parts.as_slice()) {
             (&Method::GET, ["config"]) => json_reply(StatusCode::OK, &self.control.config_json()),
             (&Method::GET, ["routes"]) => json_reply(StatusCode::OK, &self.control.routes_json()),
+            (&Method::GET, ["summary"]) => {
+                let q = query(session);
+                let window = match q.get("window").map(|w| humantime::parse_duration(w)) {
+                    None => Duration::from_secs(60),
+                    Some(Ok(w)) if !w.is_zero() => w,
+                    Some(_) => {
+                        return api_error(
+                            StatusCode::BAD_REQUEST,
+                            "window must be a duration like 60s or 5m",
+                        )
+                    }
+                };
+                let summary = self.control.summary(window);
+                match serde_json::to_value(&summary) {
+                    Ok(v) => json_reply(StatusCode::OK, &v),
+                    Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                }
+            }
             (&Method::GET, ["mismatches"]) => {
                 let q = query(session);
                 let limit = q
@@ -187,13 +205,14 @@ impl Admin {
                 | ["reload"]
                 | ["mismatches"]
                 | ["mismatches", "paths"]
+                | ["summary"]
                 | ["routes", _, "weights" | "mirror"],
             ) => {
                 api_error(StatusCode::METHOD_NOT_ALLOWED, &format!("{method} is not allowed here"))
             }
             _ => api_error(
                 StatusCode::NOT_FOUND,
-                "try GET /api/config, GET /api/routes, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/reload",
+                "try GET /api/summary?window=60s, GET /api/config, GET /api/routes, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/reload",
             ),
         }
     }

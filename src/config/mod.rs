@@ -116,6 +116,23 @@ pub struct Route {
     pub mirror: Option<Mirror>,
     /// Compare the primary's and the shadow's answers (needs `mirror`).
     pub compare: Option<Compare>,
+    /// Index into `Config::backends` of the route's baseline (reports compare the candidate
+    /// against it): `baseline:`, else the first backend of the split.
+    pub baseline: usize,
+}
+
+impl Route {
+    /// The candidate compared with the baseline: the mirror's target, else the first other
+    /// backend of the split.
+    pub fn candidate(&self) -> Option<usize> {
+        if let Some(m) = &self.mirror {
+            return Some(m.to);
+        }
+        self.split
+            .iter()
+            .map(|e| e.backend)
+            .find(|b| *b != self.baseline)
+    }
 }
 
 /// How primary and shadow responses are compared.
@@ -636,10 +653,24 @@ fn validate_route(
         );
     }
 
+    let baseline = match &r.baseline {
+        None => split.first().map(|e| e.backend).unwrap_or(0),
+        Some(name) => match split.iter().find(|e| backends[e.backend].name == *name) {
+            Some(e) => e.backend,
+            None => {
+                c.report(
+                    format!("{path}.baseline"),
+                    format!("`{name}` is not a backend of this route's split"),
+                );
+                0
+            }
+        },
+    };
     if c.problems.len() > before {
         return None;
     }
     Some(Route {
+        baseline,
         name: r.name.clone(),
         matcher: RouteMatch {
             path_prefix,

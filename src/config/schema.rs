@@ -79,6 +79,7 @@ pub struct RawRoute {
     pub force_header: Option<RawForceHeader>,
     pub mirror: Option<RawMirror>,
     pub compare: Option<RawCompare>,
+    pub baseline: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

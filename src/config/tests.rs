@@ -269,7 +269,10 @@ fn compare_defaults_and_mistakes() {
     let c = Config::from_yaml(&yaml).expect("valid");
     let cmp = c.routes[0].compare.as_ref().expect("compare");
     assert!(cmp.status);
-    assert_eq!(cmp.headers, HeaderRule::Compare(vec![HeaderName::from_static("content-type")]));
+    assert_eq!(
+        cmp.headers,
+        HeaderRule::Compare(vec![HeaderName::from_static("content-type")])
+    );
     assert_eq!(cmp.body_max_bytes, 262_144);
     assert!(!cmp.json.array_order_ignore);
     assert_eq!(cmp.samples, 100);
@@ -292,8 +295,15 @@ fn compare_defaults_and_mistakes() {
         "routes[0].compare.body.json.float_tolerance: must be a number >= 0, got -1",
         "routes[0].compare.samples: must be from 0 to 100000, got -5",
     ] {
-        assert!(p.iter().any(|l| l.starts_with(want)), "missing `{want}` in:\n{}", p.join("\n"));
+        assert!(
+            p.iter().any(|l| l.starts_with(want)),
+            "missing `{want}` in:\n{}",
+            p.join("\n")
+        );
     }
     assert_eq!(p.len(), 6, "{}", p.join("\n"));
-    assert_eq!(json_pointer("/a~1b/~0c/*"), Some(vec!["a/b".to_string(), "~c".into(), "*".into()]));
+    assert_eq!(
+        json_pointer("/a~1b/~0c/*"),
+        Some(vec!["a/b".to_string(), "~c".into(), "*".into()])
+    );
 }

@@ -133,6 +133,10 @@ pub struct RouteMirror {
     pub in_flight: Arc<AtomicUsize>,
     /// Compare the two answers, when the route says so.
     pub compare: Option<Arc<CompareCtx>>,
+    /// Exact latency of completed copies, for summaries.
+    pub shadow_latency: Arc<crate::summary::Recorder>,
+    /// Exact shadow ÷ primary ratios, for summaries.
+    pub ratio: Arc<crate::summary::Recorder>,
 }
 
 /// How the copy's body will arrive.
@@ -188,6 +192,7 @@ pub fn dispatch(
         (Arc::clone(c), meta)
     });
     let pair = Arc::new(Pair::new(h.ratio.clone(), judge));
+    pair.set_exact_ratio(Arc::clone(&rm.ratio));
     let (tx, rx) = if body == BodyPlan::None {
         (None, None)
     } else {
@@ -312,6 +317,7 @@ type Leg = Option<Option<Done>>;
 /// hands both answers to the comparison, on a blocking-pool thread.
 struct Pair {
     ratio: Histogram,
+    exact_ratio: std::sync::OnceLock<Arc<crate::summary::Recorder>>,
     judge: Option<(Arc<CompareCtx>, PairMeta)>,
     state: Mutex<(Leg, Leg)>,
 }
@@ -320,9 +326,14 @@ impl Pair {
     fn new(ratio: Histogram, judge: Option<(Arc<CompareCtx>, PairMeta)>) -> Pair {
         Pair {
             ratio,
+            exact_ratio: std::sync::OnceLock::new(),
             judge,
             state: Mutex::new((None, None)),
         }
+    }
+
+    fn set_exact_ratio(&self, r: Arc<crate::summary::Recorder>) {
+        let _ = self.exact_ratio.set(r);
     }
 
     fn primary(&self, done: Option<Done>) {
@@ -347,7 +358,11 @@ impl Pair {
         };
         drop(s);
         if pd > Duration::ZERO {
-            self.ratio.observe(sd.as_secs_f64() / pd.as_secs_f64());
+            let r = sd.as_secs_f64() / pd.as_secs_f64();
+            if let Some(exact) = self.exact_ratio.get() {
+                exact.record((r * crate::summary::RATIO_SCALE) as u64, false);
+            }
+            self.ratio.observe(r);
         }
         if let (Some((ctx, meta)), Some(p), Some(sh)) = (&self.judge, pa, sa) {
             let (ctx, meta) = (Arc::clone(ctx), meta.clone());

@@ -75,6 +75,8 @@ pub(super) async fn run(job: Job) {
     let duration = start.elapsed();
     let status = match outcome {
         Ok(Ok(mut done)) => {
+            rm.shadow_latency
+                .record_duration(duration, done.status >= 500);
             pair.shadow(Some((duration, done.answer.take())));
             h.shadow.duration.observe(duration.as_secs_f64());
             h.shadow.ttfb.observe(done.ttfb.as_secs_f64());

@@ -26,7 +26,7 @@ use rand::Rng;
 
 use crate::access_log::{now_rfc3339, Entry};
 use crate::compare::Captured;
-use crate::metrics::RequestHandles;
+use crate::metrics::{RequestHandles, StatusClass};
 use crate::mirror::{self, CopyHandle};
 use crate::routing::{self, ChoiceReason, MirrorFacts, RequestFacts};
 use outcome::{error_kind, is_upstream, status_class, status_for_failure};
@@ -50,6 +50,7 @@ pub struct Target {
     pub backend: usize,
     pub reason: ChoiceReason,
     handles: Arc<RequestHandles>,
+    latency: Arc<crate::summary::Recorder>,
 }
 
 /// Raises a gauge for as long as it lives.
@@ -157,6 +158,7 @@ pub fn decide(
         backend: route.split[choice.split_index].backend,
         reason: choice.reason,
         handles: Arc::clone(&snapshot.routes[route_index].primary[choice.split_index]),
+        latency: Arc::clone(&snapshot.routes[route_index].primary_latency[choice.split_index]),
     })
 }
 
@@ -505,8 +507,13 @@ impl ProxyHttp for Runoff {
             h.request_bytes.inc_by(ctx.request_body_bytes);
             h.response_bytes.inc_by(ctx.response_body_bytes);
             ctx._gauge = None;
+            let class = status_class(ctx.upstream_status, e);
+            target.latency.record_duration(
+                elapsed,
+                matches!(class, StatusClass::ServerError | StatusClass::Error),
+            );
             // Last: a reader that sees this count also sees everything above.
-            h.finished(status_class(ctx.upstream_status, e));
+            h.finished(class);
         }
         let log = &self.shared.access_log;
         if log.enabled() {

@@ -15,6 +15,7 @@ use crate::compare::store::CompareStore;
 use crate::config::{Backend, Config};
 use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
 use crate::mirror::{CompareCtx, MirrorRuntime, RouteMirror};
+use crate::summary::{Book, Recorder};
 
 /// Per-backend state of a snapshot.
 pub struct BackendState {
@@ -29,6 +30,8 @@ pub struct BackendState {
 pub struct RouteState {
     /// Primary-role handles per split entry, in split order.
     pub primary: Vec<Arc<RequestHandles>>,
+    /// Primary-role latency recorders per split entry, in split order.
+    pub primary_latency: Vec<Arc<Recorder>>,
     /// The route's mirror, if it has one.
     pub mirror: Option<Arc<RouteMirror>>,
 }
@@ -48,6 +51,7 @@ impl Snapshot {
         config: Arc<Config>,
         metrics: &Metrics,
         compare_store: &Arc<CompareStore>,
+        book: &Book,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
         let backends = config
@@ -74,6 +78,11 @@ impl Snapshot {
                         Arc::new(metrics.request_handles(&r.name, backend, Role::Primary))
                     })
                     .collect(),
+                primary_latency: r
+                    .split
+                    .iter()
+                    .map(|e| book.latency(&r.name, &config.backends[e.backend].name, "primary"))
+                    .collect(),
                 mirror: r.mirror.as_ref().map(|m| {
                     let backend = &config.backends[m.to];
                     Arc::new(RouteMirror {
@@ -86,6 +95,8 @@ impl Snapshot {
                         in_flight: previous
                             .and_then(|p| p.mirror_in_flight(&r.name))
                             .unwrap_or_default(),
+                        shadow_latency: book.latency(&r.name, &backend.name, "shadow"),
+                        ratio: book.ratio(&r.name),
                         compare: r.compare.as_ref().map(|c| {
                             Arc::new(CompareCtx {
                                 config: c.clone(),
@@ -149,6 +160,8 @@ pub struct Shared {
     pub mirrors: Arc<MirrorRuntime>,
     /// Mismatch samples and per-path counts, kept across reloads.
     pub compare_store: Arc<CompareStore>,
+    /// Exact latency recorders for summaries, kept across reloads.
+    pub book: Arc<Book>,
     /// Requests under way (all routes), for draining on shutdown.
     in_flight: AtomicUsize,
 }
@@ -161,9 +174,11 @@ impl Shared {
             access_log.clone(),
         ));
         let compare_store = Arc::new(CompareStore::default());
-        let snapshot = Snapshot::build(config, &metrics, &compare_store, None);
+        let book = Arc::new(Book::default());
+        let snapshot = Snapshot::build(config, &metrics, &compare_store, &book, None);
         Shared {
             compare_store,
+            book,
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             access_log,
@@ -176,7 +191,13 @@ impl Shared {
     /// with; the next request sees the new one.
     pub fn install(&self, config: Arc<Config>) {
         let old = self.snapshot.load_full();
-        let new = Snapshot::build(config, &self.metrics, &self.compare_store, Some(&old));
+        let new = Snapshot::build(
+            config,
+            &self.metrics,
+            &self.compare_store,
+            &self.book,
+            Some(&old),
+        );
         let keep = new.weight_series();
         for (route, backend) in old.weight_series() {
             if !keep.contains(&(route.clone(), backend.clone())) {
@@ -184,6 +205,14 @@ impl Shared {
             }
         }
         self.snapshot.store(Arc::new(new));
+    }
+
+    /// Backend process readings for summaries (filled by the process sampler, if any).
+    pub fn processes(
+        &self,
+        _window: std::time::Duration,
+    ) -> std::collections::BTreeMap<String, crate::summary::model::ProcessStats> {
+        std::collections::BTreeMap::new()
     }
 
     pub fn in_flight(&self) -> usize {

@@ -143,6 +143,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<Vec<Metho
         force_header: None,
         mirror: None,
         compare: None,
+        baseline: 0,
     }
 }
 

@@ -1,0 +1,268 @@
+//! Exact latency and count summaries per (route, backend, role), over a sliding window and
+//! since start, for `GET /api/summary`, `runoff report` and `runoff demo`.
+//!
+//! Lives here: HDR histograms (microsecond resolution, 3 significant digits) in 10-second
+//! slots, and the per-request shadow/primary ratio histograms. Must not: allocate per request
+//! (recorders are resolved when a config loads and live across reloads), or hold a lock for
+//! longer than one histogram update.
+
+pub mod model;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use model::{Quantiles, Stats};
+
+/// Length of one slot of the sliding window.
+const SLOT: Duration = Duration::from_secs(10);
+/// Slots kept: the longest window a summary can cover is `SLOTS × SLOT` (10 minutes).
+const SLOTS: usize = 60;
+/// Largest recordable value: an hour in microseconds (larger values are clamped).
+const MAX_VALUE: u64 = 3_600_000_000;
+
+fn histogram() -> Option<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_VALUE, 3).ok()
+}
+
+struct Slot {
+    index: u64,
+    hist: Histogram<u64>,
+    errors: u64,
+}
+
+struct Inner {
+    total: Histogram<u64>,
+    total_errors: u64,
+    slots: VecDeque<Slot>,
+}
+
+/// Values (durations in µs, or scaled ratios) and error counts, windowed.
+pub struct Recorder {
+    started: Instant,
+    inner: Mutex<Option<Inner>>,
+}
+
+impl Recorder {
+    pub fn new(started: Instant) -> Recorder {
+        let inner = histogram().map(|total| Inner {
+            total,
+            total_errors: 0,
+            slots: VecDeque::with_capacity(SLOTS),
+        });
+        Recorder {
+            started,
+            inner: Mutex::new(inner),
+        }
+    }
+
+    fn slot_index(&self, now: Instant) -> u64 {
+        now.duration_since(self.started).as_secs() / SLOT.as_secs()
+    }
+
+    /// Record one value (clamped to 1 ..= an hour's worth of µs).
+    pub fn record(&self, value: u64, error: bool) {
+        let index = self.slot_index(Instant::now());
+        let Ok(mut guard) = self.inner.lock() else {
+            return;
+        };
+        let Some(inner) = guard.as_mut() else { return };
+        let v = value.clamp(1, MAX_VALUE);
+        let _ = inner.total.record(v);
+        inner.total_errors += u64::from(error);
+        if inner.slots.back().map(|s| s.index) != Some(index) {
+            let Some(hist) = histogram() else { return };
+            if inner.slots.len() >= SLOTS {
+                inner.slots.pop_front();
+            }
+            inner.slots.push_back(Slot {
+                index,
+                hist,
+                errors: 0,
+            });
+        }
+        if let Some(slot) = inner.slots.back_mut() {
+            let _ = slot.hist.record(v);
+            slot.errors += u64::from(error);
+        }
+    }
+
+    pub fn record_duration(&self, d: Duration, error: bool) {
+        self.record(d.as_micros().min(u128::from(MAX_VALUE)) as u64, error);
+    }
+
+    /// The histogram and error count of the last `window` (whole slots), and since start.
+    fn collect(&self, window: Duration) -> Option<(Histogram<u64>, u64, Histogram<u64>, u64)> {
+        let now = self.slot_index(Instant::now());
+        let slots = window.as_secs().div_ceil(SLOT.as_secs()).max(1);
+        let guard = self.inner.lock().ok()?;
+        let inner = guard.as_ref()?;
+        let mut hist = histogram()?;
+        let mut errors = 0;
+        for s in inner.slots.iter().filter(|s| s.index + slots > now) {
+            let _ = hist.add(&s.hist);
+            errors += s.errors;
+        }
+        Some((hist, errors, inner.total.clone(), inner.total_errors))
+    }
+
+    /// Latency stats (values in µs) for the window and since start.
+    pub fn stats(&self, window: Duration, window_secs: f64, uptime_secs: f64) -> (Stats, Stats) {
+        let Some((w, we, t, te)) = self.collect(window) else {
+            return (Stats::default(), Stats::default());
+        };
+        (stats(&w, we, window_secs), stats(&t, te, uptime_secs))
+    }
+
+    /// Quantiles of a ratio recorder (values are ratio × 1000), window and since start.
+    pub fn ratio_quantiles(
+        &self,
+        window: Duration,
+    ) -> (
+        (u64, Option<f64>, Option<f64>),
+        (u64, Option<f64>, Option<f64>),
+    ) {
+        let Some((w, _, t, _)) = self.collect(window) else {
+            return ((0, None, None), (0, None, None));
+        };
+        let q = |h: &Histogram<u64>| {
+            if h.is_empty() {
+                (0, None, None)
+            } else {
+                (
+                    h.len(),
+                    Some(h.value_at_quantile(0.5) as f64 / RATIO_SCALE),
+                    Some(h.value_at_quantile(0.9) as f64 / RATIO_SCALE),
+                )
+            }
+        };
+        (q(&w), q(&t))
+    }
+}
+
+/// Ratios are recorded × 1000 (0.001 resolution at 3 significant digits).
+pub const RATIO_SCALE: f64 = 1000.0;
+
+fn stats(h: &Histogram<u64>, errors: u64, secs: f64) -> Stats {
+    let ms = |v: u64| v as f64 / 1000.0;
+    Stats {
+        requests: h.len(),
+        errors,
+        rps: if secs > 0.0 {
+            h.len() as f64 / secs
+        } else {
+            0.0
+        },
+        latency_ms: (!h.is_empty()).then(|| Quantiles {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }),
+    }
+}
+
+/// Every recorder, by key, so they survive reloads; handed out when a snapshot is built.
+pub struct Book {
+    pub started: Instant,
+    latency: Mutex<HashMap<(String, String, &'static str), Arc<Recorder>>>,
+    ratios: Mutex<HashMap<String, Arc<Recorder>>>,
+}
+
+impl Default for Book {
+    fn default() -> Self {
+        Book {
+            started: Instant::now(),
+            latency: Mutex::new(HashMap::new()),
+            ratios: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Book {
+    /// The latency recorder of (route, backend, role).
+    pub fn latency(&self, route: &str, backend: &str, role: &'static str) -> Arc<Recorder> {
+        let mut map = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            map.entry((route.to_string(), backend.to_string(), role))
+                .or_insert_with(|| Arc::new(Recorder::new(self.started))),
+        )
+    }
+
+    /// The shadow ÷ primary ratio recorder of a route.
+    pub fn ratio(&self, route: &str) -> Arc<Recorder> {
+        let mut map = self.ratios.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            map.entry(route.to_string())
+                .or_insert_with(|| Arc::new(Recorder::new(self.started))),
+        )
+    }
+
+    /// The recorder of (route, backend, role) if anything was ever recorded there.
+    pub fn existing(
+        &self,
+        route: &str,
+        backend: &str,
+        role: &'static str,
+    ) -> Option<Arc<Recorder>> {
+        let map = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(route.to_string(), backend.to_string(), role))
+            .cloned()
+    }
+
+    pub fn existing_ratio(&self, route: &str) -> Option<Arc<Recorder>> {
+        let map = self.ratios.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(route).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_exact_to_three_digits() {
+        let r = Recorder::new(Instant::now());
+        for ms in 1..=1000u64 {
+            r.record(ms * 1000, ms % 100 == 0);
+        }
+        let (w, t) = r.stats(Duration::from_secs(60), 60.0, 100.0);
+        assert_eq!(w.requests, 1000);
+        assert_eq!(w.errors, 10);
+        assert_eq!(t.requests, 1000);
+        let q = w.latency_ms.expect("latency");
+        assert!((q.p50 - 500.0).abs() <= 0.5, "{q:?}");
+        assert!((q.p99 - 990.0).abs() <= 1.0, "{q:?}");
+        assert!((q.max - 1000.0).abs() <= 1.0, "{q:?}");
+        assert!((q.mean - 500.5).abs() <= 0.5, "{q:?}");
+        assert!((w.rps - 1000.0 / 60.0).abs() < 1e-9);
+        assert!((t.rps - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_empty_recorder_has_no_latency() {
+        let r = Recorder::new(Instant::now());
+        let (w, t) = r.stats(Duration::from_secs(60), 60.0, 1.0);
+        assert_eq!(w.requests, 0);
+        assert!(w.latency_ms.is_none() && t.latency_ms.is_none());
+        assert_eq!(
+            r.ratio_quantiles(Duration::from_secs(60)).0,
+            (0, None, None)
+        );
+    }
+
+    #[test]
+    fn ratios_keep_three_digits() {
+        let r = Recorder::new(Instant::now());
+        for v in [0.25, 0.5, 0.5, 2.0] {
+            r.record((v * RATIO_SCALE) as u64, false);
+        }
+        let ((n, p50, _), _) = r.ratio_quantiles(Duration::from_secs(60));
+        assert_eq!(n, 4);
+        assert_eq!(p50, Some(0.5));
+    }
+}

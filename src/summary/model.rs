@@ -1,0 +1,116 @@
+//! The shape of `GET /api/summary`: what `runoff report` and `runoff demo` print from.
+//!
+//! Lives here: plain serde types, shared by the server (which fills them) and the report
+//! (which reads them, possibly from another process). Must not: compute anything.
+
+use serde::{Deserialize, Serialize};
+
+/// Exact latency quantiles, in milliseconds (from an HDR histogram, not Prometheus buckets).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// Counts and latency over a period (the window, or since start).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Requests finished (for a shadow: copies completed).
+    pub requests: u64,
+    /// Requests with status 5xx or no complete answer (for a shadow: copies dropped for an
+    /// upstream error or timeout are not requests; see `RouteSummary::mirror`).
+    pub errors: u64,
+    /// `requests` divided by the period's length.
+    pub rps: f64,
+    /// Latency of the finished requests; `None` when there were none.
+    pub latency_ms: Option<Quantiles>,
+}
+
+/// A backend process's resource use (same-host trials with `process:` configured).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    /// The process (and its children) is being sampled right now.
+    pub alive: bool,
+    /// Why it is not, when it is not (pid file missing, process gone, ...).
+    pub problem: Option<String>,
+    pub pids: Vec<u32>,
+    /// CPU seconds (user + system) of the process and its children since runoff started
+    /// sampling it.
+    pub cpu_seconds_total: f64,
+    /// CPU seconds used during the window.
+    pub cpu_seconds_window: f64,
+    /// Resident memory now, bytes, process and children.
+    pub resident_memory_bytes: u64,
+}
+
+/// One backend in one role on a route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendSummary {
+    pub backend: String,
+    /// `primary` or `shadow`.
+    pub role: String,
+    pub window: Stats,
+    pub total: Stats,
+}
+
+/// Shadow-vs-primary timing of the same requests (mirroring only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PairStats {
+    /// Completed pairs.
+    pub pairs: u64,
+    /// Median and p90 of shadow duration ÷ primary duration, request by request.
+    pub ratio_p50: Option<f64>,
+    pub ratio_p90: Option<f64>,
+}
+
+/// Mirror accounting of a route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MirrorSummary {
+    pub to: String,
+    pub percent: f64,
+    /// Since start.
+    pub copies: u64,
+    pub completed: u64,
+    pub dropped: u64,
+    pub window: PairStats,
+    pub total: PairStats,
+}
+
+/// Response comparison counts of a route, since start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompareSummary {
+    pub matched: u64,
+    pub mismatched: u64,
+    pub skipped: u64,
+    /// matched ÷ (matched + mismatched); `None` before any pair.
+    pub match_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteSummary {
+    pub name: String,
+    /// The route's baseline backend (`baseline:` key, else the first of its split).
+    pub baseline: String,
+    /// The candidate: the mirror target, else the other backend of the split.
+    pub candidate: Option<String>,
+    pub backends: Vec<BackendSummary>,
+    pub mirror: Option<MirrorSummary>,
+    pub compare: Option<CompareSummary>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub version: String,
+    /// RFC 3339.
+    pub generated_at: String,
+    pub uptime_seconds: f64,
+    /// The sliding window the `window` figures cover (shorter right after start).
+    pub window_seconds: f64,
+    pub routes: Vec<RouteSummary>,
+    /// Per backend name, when `process:` is configured for it.
+    pub processes: std::collections::BTreeMap<String, ProcessStats>,
+}
