@@ -882,12 +882,17 @@ mod tests {
             &[
                 "orders: node (baseline) vs go (candidate), mirror 100%",
                 "======================================================",
-                "Metric              node      go  Difference",
-                "---------------  -------  ------  ---------------------",
-                "Requests/sec         833     832  same traffic (mirror)",
+                "Metric              node       go  Difference",
+                "---------------  -------  -------  ---------------------",
+                "Requests/sec         833      832  same traffic (mirror)",
                 "Avg latency       122 ms  41.0 ms  3.0× faster",
-                "Error rate          0.4%    0.1%  \u{2212}0.3 pp",
-                "Response match         —   99.2%  0.8% differ",
+                "P50 latency      98.0 ms  35.0 ms  2.8× faster",
+                "P99 latency       340 ms  95.0 ms  3.6× faster",
+                "Error rate          0.4%     0.1%  \u{2212}0.3 pp",
+                "CPU per request  0.85 ms  0.45 ms  1.9× less",
+                "Memory (RSS)      450 MB    85 MB  5.3× less",
+                "Response match         —    99.2%  0.8% differ",
+                "Paired (same requests): candidate/baseline latency median ratio 0.34 → 2.9× faster (49,900 pairs)",
                 "window: 60 s, generated 2025-11-28T12:00:00Z",
             ],
         );
@@ -1101,7 +1106,7 @@ mod tests {
         assert_eq!(lower_is_better(Some(122.0), Some(41.0), "faster", "slower"), "3.0× faster");
         assert_eq!(lower_is_better(Some(48.0), Some(67.0), "faster", "slower"), "1.4× slower");
         assert_eq!(lower_is_better(Some(100.0), Some(101.9), "faster", "slower"), "same");
-        assert_eq!(lower_is_better(Some(100.0), Some(95.0), "faster", "slower"), "1.05× faster");
+        assert_eq!(lower_is_better(Some(100.0), Some(96.0), "faster", "slower"), "1.04× faster");
         assert_eq!(lower_is_better(Some(0.0), Some(3.0), "less", "more"), "n/a");
         assert_eq!(lower_is_better(None, Some(3.0), "less", "more"), "n/a");
         assert_eq!(lower_is_better(Some(f64::NAN), Some(3.0), "less", "more"), "n/a");

@@ -284,10 +284,8 @@ pub fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), St
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let proxy_app = pingora::proxy::http_proxy(
-        &server.configuration,
-        Runoff::new(Arc::clone(&shared)),
-    );
+    let proxy_app =
+        pingora::proxy::http_proxy(&server.configuration, Runoff::new(Arc::clone(&shared)));
     let mut proxy = Service::new(
         "runoff proxy".to_string(),
         LastAcceptGrace {

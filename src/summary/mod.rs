@@ -117,13 +117,7 @@ impl Recorder {
     }
 
     /// Quantiles of a ratio recorder (values are ratio × 1000), window and since start.
-    pub fn ratio_quantiles(
-        &self,
-        window: Duration,
-    ) -> (
-        (u64, Option<f64>, Option<f64>),
-        (u64, Option<f64>, Option<f64>),
-    ) {
+    pub fn ratio_quantiles(&self, window: Duration) -> (RatioQuantiles, RatioQuantiles) {
         let Some((w, _, t, _)) = self.collect(window) else {
             return ((0, None, None), (0, None, None));
         };
@@ -141,6 +135,12 @@ impl Recorder {
         (q(&w), q(&t))
     }
 }
+
+/// Pairs counted, median and p90 of a ratio recorder over a period.
+pub type RatioQuantiles = (u64, Option<f64>, Option<f64>);
+
+/// The key of a latency recorder: route, backend, role.
+type Key = (String, String, &'static str);
 
 /// Ratios are recorded × 1000 (0.001 resolution at 3 significant digits).
 pub const RATIO_SCALE: f64 = 1000.0;
@@ -169,7 +169,7 @@ fn stats(h: &Histogram<u64>, errors: u64, secs: f64) -> Stats {
 /// Every recorder, by key, so they survive reloads; handed out when a snapshot is built.
 pub struct Book {
     pub started: Instant,
-    latency: Mutex<HashMap<(String, String, &'static str), Arc<Recorder>>>,
+    latency: Mutex<HashMap<Key, Arc<Recorder>>>,
     ratios: Mutex<HashMap<String, Arc<Recorder>>>,
 }
 
