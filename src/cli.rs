@@ -40,7 +40,42 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Run the proxy on the embedded example config in front of two built-in demo backends
-    /// (on 127.0.0.1:3000 and :3001). Nothing else to install or start.
-    Demo,
+    /// See what runoff tells you, in one command: two built-in demo backends (a baseline and a
+    /// candidate that differs on purpose), the proxy splitting one route and mirroring another,
+    /// a bounded synthetic load with a live table, then the report. Nothing to install.
+    Demo {
+        /// How long to send load.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Requests per second of the synthetic load.
+        #[arg(long, default_value_t = 200)]
+        rps: u32,
+        /// The proxy's listen address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The admin endpoint (/metrics, /api/summary): point Prometheus or `runoff report` here.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        admin_listen: std::net::SocketAddr,
+        /// Keep serving after the report (Ctrl-C to stop), e.g. to browse the dashboards.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Print the baseline-vs-candidate comparison of a running runoff (from its admin API).
+    Report {
+        /// The admin endpoint of the running runoff.
+        #[arg(long, default_value = "http://127.0.0.1:9100")]
+        admin: String,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// The sliding window to report on.
+        #[arg(long, default_value = "60s")]
+        window: String,
+        /// table, markdown or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Bearer token, if the admin API needs one (default: $RUNOFF_ADMIN_TOKEN).
+        #[arg(long, env = "RUNOFF_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
 }

@@ -1,80 +1,142 @@
-//! Built-in demo backends for the quick start: small JSON HTTP servers that stand in for the
-//! two implementations being compared, so `runoff demo` needs nothing installed.
+//! `runoff demo`: everything a newcomer needs to see what runoff tells them, in one command.
+//! Two built-in demo backends (a "baseline" and a faster "candidate" that differs on purpose:
+//! another latency profile, one JSON field, rare 500s), the proxy on an embedded config that
+//! splits one route and mirrors and compares another, a bounded synthetic load, a live table,
+//! and the report at the end.
 //!
-//! Lives here: the demo backends' behaviour. Must not: be used on the proxy's data path.
+//! Lives here: the demo backends, the embedded demo config, the load generator and the live
+//! view. Must not: be used on the proxy's data path, or send traffic anywhere but the
+//! proxy's own loopback listener.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
+use pingora::upstreams::peer::HttpPeer;
+use rand::Rng;
 
 use crate::config::Config;
+use crate::control::Control;
+use crate::report::{self, Format};
 
-/// The demo's two backends, placed at the addresses the example config gives `node` and `go`:
-/// `node` answers in about 4 ms, `go` in about 1 ms.
-pub fn backends_for(config: &Config) -> Vec<(SocketAddr, DemoBackend)> {
-    [("node", 4), ("go", 1)]
-        .into_iter()
-        .filter_map(|(name, ms)| {
-            let b = config.backends.iter().find(|b| b.name == name)?;
-            Some((
-                b.addr,
-                DemoBackend {
-                    name: name.to_string(),
-                    delay: Duration::from_millis(ms),
-                },
-            ))
-        })
-        .collect()
+/// How a demo backend behaves.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Answer latency, drawn uniformly from this range (milliseconds).
+    pub latency_ms: (u64, u64),
+    /// Every `error_every`-th request is answered 500 (0: never). Deterministic, so the
+    /// demo always shows some errors.
+    pub error_every: u64,
+    /// The candidate spells one field differently (the planted mismatch).
+    pub lowercase_currency: bool,
 }
 
-/// What `runoff demo` prints before it starts.
-pub fn banner(config: &Config) -> String {
-    let listen = config
-        .listen
-        .first()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let admin = config.admin.listen;
-    format!(
-        "runoff demo: proxy on http://{listen}, admin on http://{admin}\n\
-         \x20 demo backends: node (4 ms) on 127.0.0.1:3000, go (1 ms) on 127.0.0.1:3001\n\
-         \x20 try:   curl -s http://{listen}/api/users -H 'x-user-id: 42'\n\
-         \x20        curl -s http://{listen}/api/users -H 'x-runoff-backend: go'\n\
-         \x20        curl -s http://{listen}/orders/7     # served by node, a copy goes to go\n\
-         \x20 then:  curl -s http://{admin}/metrics | grep -E 'runoff_(requests|mirror_requests)_total'\n\
-         \x20 Ctrl-C drains and stops."
-    )
-}
-
-/// A demo backend: answers every request with a small JSON document after `delay`.
+/// A demo backend: a small JSON API with a configurable latency profile.
 pub struct DemoBackend {
     pub name: String,
-    pub delay: Duration,
+    pub profile: Profile,
+    served: AtomicU64,
+}
+
+impl DemoBackend {
+    pub fn baseline(name: &str) -> DemoBackend {
+        DemoBackend {
+            name: name.to_string(),
+            profile: Profile {
+                latency_ms: (6, 16),
+                error_every: 0,
+                lowercase_currency: false,
+            },
+            served: AtomicU64::new(0),
+        }
+    }
+
+    pub fn candidate(name: &str) -> DemoBackend {
+        DemoBackend {
+            name: name.to_string(),
+            profile: Profile {
+                latency_ms: (2, 6),
+                error_every: 40,
+                lowercase_currency: true,
+            },
+            served: AtomicU64::new(0),
+        }
+    }
+
+    fn answer(&self, method: &str, path: &str) -> (StatusCode, serde_json::Value) {
+        let id: u64 = path
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.split('?').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
+        let currency = if self.profile.lowercase_currency {
+            "eur"
+        } else {
+            "EUR"
+        };
+        let now = crate::access_log::now_rfc3339();
+        if path.starts_with("/api/orders") {
+            let qty = id % 5 + 1;
+            let status = if method == "POST" {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            return (
+                status,
+                serde_json::json!({
+                    "order_id": id,
+                    "items": [{"sku": format!("SKU-{}", id % 17), "qty": qty, "unit_price_cents": 1999}],
+                    "total_cents": qty * 1999,
+                    "currency": currency,
+                    "generated_at": now,
+                }),
+            );
+        }
+        let users: Vec<serde_json::Value> = (0..5)
+            .map(
+                |i| serde_json::json!({"id": id * 10 + i, "name": format!("user-{}", id * 10 + i)}),
+            )
+            .collect();
+        (
+            StatusCode::OK,
+            serde_json::json!({"page": id, "users": users, "generated_at": now}),
+        )
+    }
 }
 
 #[async_trait]
 impl ServeHttp for DemoBackend {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let mut received = 0usize;
-        while let Ok(Some(chunk)) = session.read_request_body().await {
-            received += chunk.len();
-        }
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
+        while let Ok(Some(_chunk)) = session.read_request_body().await {}
+        let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        let fail = self.profile.error_every > 0 && n.is_multiple_of(self.profile.error_every);
+        let delay = {
+            let (lo, hi) = self.profile.latency_ms;
+            Duration::from_millis(rand::rng().random_range(lo..=hi.max(lo)))
+        };
+        tokio::time::sleep(delay).await;
         let req = session.req_header();
-        let body = serde_json::json!({
-            "backend": self.name,
-            "method": req.method.as_str(),
-            "path": req.uri.path(),
-            "request_body_bytes": received,
-        });
+        let (status, body) = if fail {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({"error": "internal error (planted by the demo)"}),
+            )
+        } else {
+            self.answer(req.method.as_str(), req.uri.path())
+        };
         let mut resp = Response::new(body.to_string().into_bytes());
-        *resp.status_mut() = StatusCode::OK;
+        *resp.status_mut() = status;
         let headers = resp.headers_mut();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -85,4 +147,301 @@ impl ServeHttp for DemoBackend {
         }
         resp
     }
+}
+
+/// The embedded demo config: `users` is split 80/20 with sticky users; `orders` is served by
+/// the baseline and mirrored to the candidate, whose answers are compared.
+pub fn demo_config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    node: SocketAddr,
+    go: SocketAddr,
+) -> String {
+    format!(
+        r#"listen: {listen}
+server: {{ threads: 2, drain_timeout: 2s }}
+admin: {{ listen: {admin} }}
+backends:
+  node: {{ address: "{node}" }}
+  go: {{ address: "{go}" }}
+routes:
+  - name: users
+    match: {{ path_prefix: /api/users }}
+    split: {{ node: 80, go: 20 }}
+    sticky: {{ header: x-user-id }}
+  - name: orders
+    match: {{ path_prefix: /api/orders }}
+    split: {{ node: 100 }}
+    mirror: {{ to: go, percent: 100, methods: [GET, POST] }}
+    compare:
+      body: {{ json: {{ ignore_paths: [/generated_at] }} }}
+"#
+    )
+}
+
+/// The demo backends placed at the addresses a config gives `node` and `go` (used by the
+/// quick start's `config.example.yaml` too).
+pub fn backends_for(config: &Config) -> Vec<(SocketAddr, DemoBackend)> {
+    let find = |name: &str| {
+        config
+            .backends
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| b.addr)
+    };
+    let mut out = Vec::new();
+    if let Some(a) = find("node") {
+        out.push((a, DemoBackend::baseline("node")));
+    }
+    if let Some(a) = find("go") {
+        out.push((a, DemoBackend::candidate("go")));
+    }
+    out
+}
+
+/// What `runoff demo` prints before it starts.
+pub fn banner(proxy: SocketAddr, admin: SocketAddr, opts: &DemoOptions) -> String {
+    format!(
+        "runoff demo: {} of load at {} req/s through http://{proxy}\n\
+         \x20 backends: node (baseline, 6-16 ms) and go (candidate, 2-6 ms, 2.5% errors, one field differs)\n\
+         \x20 route users:  split node 80 / go 20, sticky by x-user-id\n\
+         \x20 route orders: served by node, mirrored to go, answers compared\n\
+         \x20 admin: http://{admin}/metrics and /api/summary (Prometheus and `runoff report` can watch it)\n",
+        humantime::format_duration(opts.duration),
+        opts.rps
+    )
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// What the load generator saw.
+#[derive(Default)]
+pub struct LoadCounts {
+    pub sent: AtomicU64,
+    pub ok: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub failed: AtomicU64,
+    /// Not sent because too many requests were already waiting (the load stays bounded).
+    pub skipped: AtomicU64,
+}
+
+/// Send requests to the proxy at `rps` for `duration` (open loop, at most 256 in flight).
+pub async fn generate_load(
+    proxy: SocketAddr,
+    rps: u32,
+    duration: Duration,
+    counts: Arc<LoadCounts>,
+) {
+    let connector = Arc::new(Connector::new(None));
+    let mut peer = HttpPeer::new(proxy, false, String::new());
+    peer.options.connection_timeout = Some(Duration::from_secs(1));
+    peer.options.read_timeout = Some(Duration::from_secs(10));
+    peer.options.idle_timeout = Some(Duration::from_secs(30));
+    let peer = Arc::new(peer);
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rps.max(1))));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let end = Instant::now() + duration;
+    let mut n: u64 = 0;
+    while Instant::now() < end {
+        ticker.tick().await;
+        n += 1;
+        if in_flight.load(Ordering::Acquire) >= 256 {
+            counts.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        counts.sent.fetch_add(1, Ordering::Relaxed);
+        let (connector, peer, counts, in_flight) = (
+            Arc::clone(&connector),
+            Arc::clone(&peer),
+            Arc::clone(&counts),
+            Arc::clone(&in_flight),
+        );
+        tokio::spawn(async move {
+            let outcome = one_request(&connector, &peer, n).await;
+            match outcome {
+                Some(s) if s >= 500 => counts.server_errors.fetch_add(1, Ordering::Relaxed),
+                Some(_) => counts.ok.fetch_add(1, Ordering::Relaxed),
+                None => counts.failed.fetch_add(1, Ordering::Relaxed),
+            };
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+    // Let the last requests finish (bounded).
+    let settle = Instant::now() + Duration::from_secs(5);
+    while in_flight.load(Ordering::Acquire) > 0 && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One request of the demo's mix: users pages with a sticky user id, order reads and creates.
+async fn one_request(connector: &Connector, peer: &HttpPeer, n: u64) -> Option<u16> {
+    let (method, path, body): (&str, String, Option<&'static [u8]>) = match n % 10 {
+        0..=5 => ("GET", format!("/api/users/{}", n % 50), None),
+        6..=8 => ("GET", format!("/api/orders/{}", n % 1000), None),
+        _ => (
+            "POST",
+            format!("/api/orders/{}", n % 1000),
+            Some(br#"{"sku":"SKU-1","qty":2}"#),
+        ),
+    };
+    let mut req = RequestHeader::build(method, path.as_bytes(), None).ok()?;
+    req.insert_header("host", "demo.runoff").ok()?;
+    req.insert_header("x-user-id", format!("user-{}", n % 200))
+        .ok()?;
+    if let Some(b) = body {
+        req.insert_header("content-type", "application/json").ok()?;
+        req.insert_header("content-length", b.len().to_string())
+            .ok()?;
+    }
+    let (mut session, _) = connector.get_http_session(peer).await.ok()?;
+    session.write_request_header(Box::new(req)).await.ok()?;
+    if let Some(b) = body {
+        session
+            .write_request_body(Bytes::from_static(b), true)
+            .await
+            .ok()?;
+    }
+    session.finish_request_body().await.ok()?;
+    session.read_response_header().await.ok()?;
+    let status = session.response_header()?.status.as_u16();
+    while !session.response_done() {
+        match session.read_response_body().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => return None,
+        }
+    }
+    connector
+        .release_http_session(session, peer, peer.options.idle_timeout)
+        .await;
+    Some(status)
+}
+
+/// One screen of the live view: per route and backend, what the last 10 s looked like.
+fn live_view(control: &Control, elapsed: Duration, counts: &LoadCounts) -> Vec<String> {
+    let s = control.summary(Duration::from_secs(10));
+    let mut lines = vec![format!(
+        "[{:>3}s] sent {:>6}  ok {:>6}  5xx {:>4}  failed {:>3}",
+        elapsed.as_secs(),
+        counts.sent.load(Ordering::Relaxed),
+        counts.ok.load(Ordering::Relaxed),
+        counts.server_errors.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+    )];
+    for r in &s.routes {
+        for b in &r.backends {
+            let (p50, p99) = b
+                .window
+                .latency_ms
+                .as_ref()
+                .map(|q| (q.p50, q.p99))
+                .unwrap_or((0.0, 0.0));
+            lines.push(format!(
+                "  {:<8} {:<6} {:<7} {:>7.1} req/s  p50 {:>6.1} ms  p99 {:>6.1} ms  errors {:>4}",
+                r.name, b.backend, b.role, b.window.rps, p50, p99, b.window.errors
+            ));
+        }
+        if let Some(c) = &r.compare {
+            lines.push(format!(
+                "  {:<8} compare: {} match, {} mismatch, {} skipped",
+                r.name, c.matched, c.mismatched, c.skipped
+            ));
+        }
+    }
+    lines
+}
+
+/// Options of `runoff demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub duration: Duration,
+    pub rps: u32,
+    /// Keep serving after the report instead of exiting.
+    pub keep_running: bool,
+    pub admin: SocketAddr,
+}
+
+/// Drive the demo once the server is up: load with a live view, then the report; exits the
+/// process when done.
+pub fn drive(control: Arc<Control>, proxy: SocketAddr, opts: DemoOptions) {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runoff demo: cannot start the load generator: {e}");
+            std::process::exit(1);
+        }
+    };
+    let counts = Arc::new(LoadCounts::default());
+    let started = Instant::now();
+    let load = rt.spawn(generate_load(
+        proxy,
+        opts.rps,
+        opts.duration,
+        Arc::clone(&counts),
+    ));
+    let tty = std::io::stdout().is_terminal();
+    let mut drawn = 0usize;
+    while !load.is_finished() {
+        std::thread::sleep(Duration::from_secs(1));
+        let lines = live_view(&control, started.elapsed(), &counts);
+        let mut out = std::io::stdout().lock();
+        if tty && drawn > 0 {
+            let _ = write!(out, "\x1b[{drawn}A\x1b[J");
+        }
+        for l in &lines {
+            let _ = writeln!(out, "{l}");
+        }
+        let _ = out.flush();
+        drawn = lines.len();
+    }
+    // Copies and comparisons settle shortly after their primaries.
+    std::thread::sleep(Duration::from_millis(500));
+    let summary = control.summary(opts.duration + Duration::from_secs(10));
+    println!();
+    match report::render(&summary, None, Format::Table) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("runoff demo: cannot render the report: {e}"),
+    }
+    for r in &summary.routes {
+        if r.compare.is_some() {
+            if let Ok(v) = control.mismatch_paths_json(&r.name) {
+                let paths = v["paths"].as_array().cloned().unwrap_or_default();
+                if !paths.is_empty() {
+                    println!(
+                        "Fields that differ on route {} (share of compared pairs):",
+                        r.name
+                    );
+                    for p in paths.iter().take(5) {
+                        println!(
+                            "  {:<24} {:>5.1}%",
+                            p["path"].as_str().unwrap_or(""),
+                            p["share"].as_f64().unwrap_or(0.0) * 100.0
+                        );
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "\nThe candidate (go) was planted with another latency profile, 2.5% errors and one field spelled differently (/currency).\nRun it on your own services: see examples/README.md."
+    );
+    if opts.keep_running {
+        println!(
+            "\nStill serving: proxy http://{proxy}, admin http://{} (metrics, /api/summary). Ctrl-C to stop.",
+            opts.admin
+        );
+        let _ = std::io::stdout().flush();
+        return;
+    }
+    let _ = std::io::stdout().flush();
+    std::process::exit(0);
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod process;
 pub mod proxy;
+pub mod report;
 pub mod routing;
 pub mod server;
 pub mod summary;

@@ -6,8 +6,10 @@ use clap::Parser;
 
 use runoff::cli::{Cli, Command};
 use runoff::config::Config;
-use runoff::demo;
+use runoff::demo::{self, DemoOptions};
+use runoff::report::{self, Format};
 use runoff::server::{self, Extras, RunOptions};
+use runoff::summary;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -23,13 +25,7 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("{}: invalid config", config.display());
-                for p in e.problems() {
-                    eprintln!("  {p}");
-                }
-                ExitCode::FAILURE
-            }
+            Err(e) => invalid(&config, &e),
         },
         Command::Run {
             config,
@@ -44,33 +40,87 @@ fn main() -> ExitCode {
                 };
                 finish(server::run(c, options, Extras::default()))
             }
-            Err(e) => {
-                eprintln!("{}: invalid config", config.display());
-                for p in e.problems() {
-                    eprintln!("  {p}");
-                }
-                ExitCode::FAILURE
-            }
+            Err(e) => invalid(&config, &e),
         },
-        Command::Demo => demo(),
+        Command::Demo {
+            duration,
+            rps,
+            listen,
+            admin_listen,
+            keep_running,
+        } => {
+            let opts = DemoOptions {
+                duration,
+                rps,
+                keep_running,
+                admin: admin_listen,
+            };
+            run_demo(listen, opts)
+        }
+        Command::Report {
+            admin,
+            route,
+            window,
+            format,
+            token,
+        } => {
+            let format: Format = match format.parse() {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("runoff report: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let rendered = summary::fetch(&admin, &window, token.as_deref()).and_then(|s| {
+                report::render(&s, route.as_deref(), format).map_err(|e| e.to_string())
+            });
+            match rendered {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("runoff report: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
-fn demo() -> ExitCode {
-    let config = match Config::from_yaml(runoff::EXAMPLE_CONFIG) {
+fn invalid(path: &std::path::Path, e: &runoff::error::ConfigError) -> ExitCode {
+    eprintln!("{}: invalid config", path.display());
+    for p in e.problems() {
+        eprintln!("  {p}");
+    }
+    ExitCode::FAILURE
+}
+
+fn run_demo(listen: std::net::SocketAddr, opts: DemoOptions) -> ExitCode {
+    let ports = (demo::free_port(), demo::free_port());
+    let (Ok(node), Ok(go)) = ports else {
+        eprintln!("runoff demo: cannot find free loopback ports for the demo backends");
+        return ExitCode::FAILURE;
+    };
+    let yaml = demo::demo_config(
+        listen,
+        opts.admin,
+        ([127, 0, 0, 1], node).into(),
+        ([127, 0, 0, 1], go).into(),
+    );
+    let config = match Config::from_yaml(&yaml) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("embedded example config is invalid: {e}");
+            eprintln!("runoff demo: the embedded config is invalid: {e}");
             return ExitCode::FAILURE;
         }
     };
-    println!("{}", demo::banner(&config));
-    let demo_backends = demo::backends_for(&config);
-    finish(server::run(
-        config,
-        RunOptions::default(),
-        Extras { demo_backends },
-    ))
+    println!("{}", demo::banner(listen, opts.admin, &opts));
+    let extras = Extras {
+        demo_backends: demo::backends_for(&config),
+        on_start: Some(Box::new(move |control| demo::drive(control, listen, opts))),
+    };
+    finish(server::run(config, RunOptions::default(), extras))
 }
 
 fn finish(result: Result<(), server::StartError>) -> ExitCode {

@@ -87,7 +87,6 @@ struct Snap {
     ppid: u32,
     starttime: u64,
     ticks: u64,
-    rss_pages: u64,
     zombie: bool,
 }
 
@@ -98,7 +97,6 @@ impl Snap {
             ppid: u32::try_from(stat.ppid).unwrap_or(0),
             starttime: stat.starttime,
             ticks: stat.utime.saturating_add(stat.stime),
-            rss_pages: stat.rss,
             zombie: matches!(stat.state, 'Z' | 'X' | 'x'),
         })
     }
@@ -119,10 +117,11 @@ impl Sampler {
     pub fn sample(&mut self) -> Reading {
         match self.read_tree() {
             Ok(tree) => {
-                let living = tree.iter().filter(|s| !s.zombie);
-                let mut pids: Vec<u32> = living.clone().map(|s| s.pid).collect();
+                let mut pids: Vec<u32> = tree.iter().filter(|s| !s.zombie).map(|s| s.pid).collect();
                 pids.sort_unstable();
-                let pages = living.fold(0u64, |sum, s| sum.saturating_add(s.rss_pages));
+                let pages = pids
+                    .iter()
+                    .fold(0u64, |sum, pid| sum.saturating_add(resident_pages(*pid)));
                 Reading {
                     alive: true,
                     problem: None,
@@ -206,6 +205,16 @@ impl Sampler {
             );
         }
     }
+}
+
+/// Resident pages of one process from `/proc/<pid>/statm` (the kernel's precise sum on recent
+/// kernels; `stat`'s rss field is an approximate per-CPU read that can show 0 for a small process);
+/// 0 if it vanished since the scan.
+fn resident_pages(pid: u32) -> u64 {
+    i32::try_from(pid)
+        .ok()
+        .and_then(|pid| Process::new(pid).and_then(|p| p.statm()).ok())
+        .map_or(0, |statm| statm.resident)
 }
 
 /// The root followed by every process whose parent chain leads to it (the root's own entry in
@@ -294,7 +303,6 @@ mod tests {
             ppid,
             starttime: 1000 + u64::from(pid),
             ticks,
-            rss_pages: 1,
             zombie: false,
         }
     }

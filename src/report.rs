@@ -12,7 +12,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::summary::model::{BackendSummary, CompareSummary, RouteSummary, Stats, Summary};
+use crate::summary::model::{
+    BackendSummary, CompareSummary, MirrorSummary, Quantiles, RouteSummary, Stats, Summary,
+};
 
 /// The role of a backend that serves the caller.
 const PRIMARY: &str = "primary";
@@ -256,6 +258,9 @@ fn write_markdown(table: &RouteTable, out: &mut String) {
     }
 }
 
+/// Which latency figure a row shows.
+type QuantilePick = fn(&Quantiles) -> f64;
+
 /// A backend's figures on a route, in one role: the window's, else since start.
 struct Side<'a> {
     name: Option<&'a str>,
@@ -286,7 +291,7 @@ impl<'a> Side<'a> {
         }
     }
 
-    fn quantile(&self, pick: fn(&crate::summary::model::Quantiles) -> f64) -> Option<f64> {
+    fn quantile(&self, pick: QuantilePick) -> Option<f64> {
         self.stats
             .and_then(|s| s.latency_ms.as_ref())
             .map(pick)
@@ -363,7 +368,7 @@ fn route_table(summary: &Summary, route: &RouteSummary) -> RouteTable {
         traffic_share(route, &base, &cand),
     ));
 
-    let latency_rows: [(&str, fn(&crate::summary::model::Quantiles) -> f64); 3] = [
+    let latency_rows: [(&str, QuantilePick); 3] = [
         ("Avg latency", |q| q.mean),
         ("P50 latency", |q| q.p50),
         ("P99 latency", |q| q.p99),
@@ -516,7 +521,10 @@ fn traffic_share(route: &RouteSummary, base: &Side, cand: &Side) -> String {
         return if mirror.percent >= 100.0 {
             "same traffic (mirror)".to_string()
         } else {
-            format!("mirror of {}% of traffic", fmt_trim(mirror.percent.max(0.0)))
+            format!(
+                "mirror of {}% of traffic",
+                fmt_trim(mirror.percent.max(0.0))
+            )
         };
     }
     // A split: each backend's share of the route's primary requests, in the window if the
@@ -609,7 +617,7 @@ fn response_match(compare: Option<&CompareSummary>) -> (String, String) {
 }
 
 /// "Paired (same requests): candidate/baseline latency median ratio 0.34 → 2.9× faster (N pairs)".
-fn paired_line(mirror: &crate::summary::model::MirrorSummary) -> String {
+fn paired_line(mirror: &MirrorSummary) -> String {
     const LEAD: &str = "Paired (same requests):";
     let (pairs, since) = if mirror.window.pairs > 0 {
         (&mirror.window, "")
@@ -772,7 +780,7 @@ fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -783,7 +791,7 @@ fn group(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::model::{MirrorSummary, PairStats, ProcessStats, Quantiles};
+    use crate::summary::model::{PairStats, ProcessStats};
 
     const EXAMPLE: &str = include_str!("../tests/data/summary-example.json");
 
@@ -934,7 +942,10 @@ mod tests {
         assert_eq!(back.routes, vec![summary.routes[0].clone()]);
         assert_eq!(back.generated_at, summary.generated_at);
         assert_eq!(back.window_seconds, summary.window_seconds);
-        assert_eq!(back.processes, summary.processes, "node and go serve orders");
+        assert_eq!(
+            back.processes, summary.processes,
+            "node and go serve orders"
+        );
 
         let users = render_ok(&summary, Some("users"), Format::Json);
         let back: Summary = serde_json::from_str(&users).expect("JSON output parses");
@@ -1103,13 +1114,28 @@ mod tests {
 
     #[test]
     fn differences_wording() {
-        assert_eq!(lower_is_better(Some(122.0), Some(41.0), "faster", "slower"), "3.0× faster");
-        assert_eq!(lower_is_better(Some(48.0), Some(67.0), "faster", "slower"), "1.4× slower");
-        assert_eq!(lower_is_better(Some(100.0), Some(101.9), "faster", "slower"), "same");
-        assert_eq!(lower_is_better(Some(100.0), Some(96.0), "faster", "slower"), "1.04× faster");
+        assert_eq!(
+            lower_is_better(Some(122.0), Some(41.0), "faster", "slower"),
+            "3.0× faster"
+        );
+        assert_eq!(
+            lower_is_better(Some(48.0), Some(67.0), "faster", "slower"),
+            "1.4× slower"
+        );
+        assert_eq!(
+            lower_is_better(Some(100.0), Some(101.9), "faster", "slower"),
+            "same"
+        );
+        assert_eq!(
+            lower_is_better(Some(100.0), Some(96.0), "faster", "slower"),
+            "1.04× faster"
+        );
         assert_eq!(lower_is_better(Some(0.0), Some(3.0), "less", "more"), "n/a");
         assert_eq!(lower_is_better(None, Some(3.0), "less", "more"), "n/a");
-        assert_eq!(lower_is_better(Some(f64::NAN), Some(3.0), "less", "more"), "n/a");
+        assert_eq!(
+            lower_is_better(Some(f64::NAN), Some(3.0), "less", "more"),
+            "n/a"
+        );
         assert_eq!(points_difference(Some(0.4), Some(0.1)), "\u{2212}0.3 pp");
         assert_eq!(points_difference(Some(0.1), Some(0.3)), "+0.2 pp");
         assert_eq!(points_difference(Some(0.5), Some(0.5)), "same");

@@ -63,10 +63,14 @@ pub struct RunOptions {
     pub watch: bool,
 }
 
-/// Extra in-process services (the demo backends).
+/// Something to run on its own thread once the server is assembled (the demo's load).
+pub type OnStart = Box<dyn FnOnce(Arc<Control>) + Send>;
+
+/// Extra in-process services (the demo backends) and a start hook.
 #[derive(Default)]
 pub struct Extras {
     pub demo_backends: Vec<(SocketAddr, DemoBackend)>,
+    pub on_start: Option<OnStart>,
 }
 
 /// Check that every address runoff will listen on is free now, so a clash is a clear error at
@@ -316,6 +320,14 @@ pub fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), St
         svc.threads = Some(1);
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
+    }
+
+    if let Some(hook) = extras.on_start {
+        let control = Arc::clone(&control);
+        thread::Builder::new()
+            .name("runoff-start-hook".into())
+            .spawn(move || hook(control))
+            .map_err(StartError::Thread)?;
     }
 
     let mut hup = background_service("reload on SIGHUP", ReloadOnHangup { control });

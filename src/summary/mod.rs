@@ -220,6 +220,74 @@ impl Book {
     }
 }
 
+/// Fetch `GET /api/summary` from a running runoff's admin endpoint (`http://host:port`).
+pub fn fetch(admin: &str, window: &str, token: Option<&str>) -> Result<model::Summary, String> {
+    use std::net::ToSocketAddrs;
+    let hostport = admin
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("`{admin}`: the admin URL must start with http://"))?
+        .trim_end_matches('/');
+    let addr = hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("`{hostport}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{hostport}` resolves to no address"))?;
+    let path = format!("/api/summary?window={window}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (status, body) = rt.block_on(get(addr, hostport, &path, token))?;
+    if status != 200 {
+        return Err(format!(
+            "{admin}{path} answered {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("{admin}{path}: not a summary: {e}"))
+}
+
+async fn get(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
+    use pingora::connectors::http::Connector;
+    use pingora::http::RequestHeader;
+    use pingora::upstreams::peer::HttpPeer;
+    let err = |e: Box<pingora::Error>| format!("http://{host}{path}: {e}");
+    let connector = Connector::new(None);
+    let mut peer = HttpPeer::new(addr, false, String::new());
+    peer.options.connection_timeout = Some(Duration::from_secs(3));
+    peer.options.read_timeout = Some(Duration::from_secs(10));
+    let (mut session, _) = connector.get_http_session(&peer).await.map_err(err)?;
+    let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(err)?;
+    req.insert_header("host", host).map_err(err)?;
+    if let Some(t) = token {
+        req.insert_header("authorization", format!("Bearer {t}"))
+            .map_err(err)?;
+    }
+    session
+        .write_request_header(Box::new(req))
+        .await
+        .map_err(err)?;
+    session.finish_request_body().await.map_err(err)?;
+    session.read_response_header().await.map_err(err)?;
+    let status = session
+        .response_header()
+        .map(|h| h.status.as_u16())
+        .unwrap_or(0);
+    let mut body = Vec::new();
+    while !session.response_done() {
+        match session.read_response_body().await.map_err(err)? {
+            Some(b) => body.extend_from_slice(&b),
+            None => break,
+        }
+    }
+    Ok((status, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

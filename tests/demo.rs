@@ -1,0 +1,97 @@
+//! `runoff demo`, the README's first command: what it prints must show what the demo planted.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, free_port};
+
+#[test]
+fn the_demo_report_shows_what_was_planted() {
+    let mut last = String::new();
+    for _attempt in 0..3 {
+        let (listen, admin) = (free_port(), free_port());
+        let mut child = Command::new(bin())
+            .args(["demo", "--duration", "5s", "--rps", "120"])
+            .args(["--listen", &format!("127.0.0.1:{listen}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("runoff demo did not finish in 90 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !status.success() && stderr.contains("cannot listen") {
+            last = stderr;
+            continue;
+        }
+        assert!(
+            status.success(),
+            "demo failed: {status}\n{stdout}\n{stderr}"
+        );
+        check(&stdout);
+        return;
+    }
+    panic!("no free ports for the demo after 3 attempts: {last}");
+}
+
+/// The row of a route's table that starts with `metric`.
+fn row<'a>(report: &'a str, route: &str, metric: &str) -> &'a str {
+    let start = report
+        .find(&format!("{route}: node (baseline) vs go (candidate)"))
+        .unwrap_or_else(|| panic!("no table for {route}:\n{report}"));
+    report[start..]
+        .lines()
+        .find(|l| l.starts_with(metric))
+        .unwrap_or_else(|| panic!("no {metric} row for {route}:\n{report}"))
+}
+
+fn numbers(line: &str) -> Vec<f64> {
+    line.split_whitespace()
+        .filter_map(|w| w.trim_end_matches('%').parse::<f64>().ok())
+        .collect()
+}
+
+fn check(report: &str) {
+    for route in ["users", "orders"] {
+        // Both backends served (or, for the mirror, got copies of) a non-zero share.
+        let rps = numbers(row(report, route, "Requests/sec"));
+        assert!(
+            rps.len() >= 2 && rps[0] > 0.0 && rps[1] > 0.0,
+            "{route}: {rps:?}\n{report}"
+        );
+        // The candidate was planted faster: the difference says so.
+        let avg = row(report, route, "Avg latency");
+        assert!(avg.contains("faster"), "{route}: {avg}\n{report}");
+    }
+    assert!(row(report, "orders", "Requests/sec").contains("same traffic (mirror)"));
+    // Its planted errors show, for the candidate only.
+    let errors = row(report, "orders", "Error rate");
+    let rates = numbers(errors);
+    assert_eq!(rates[0], 0.0, "{errors}");
+    assert!(rates[1] > 0.0, "{errors}");
+    // The planted field difference is a mismatch, and named.
+    let matching = row(report, "orders", "Response match");
+    assert!(matching.contains("differ"), "{matching}");
+    let fields = report
+        .find("Fields that differ on route orders")
+        .map(|i| &report[i..])
+        .unwrap_or_else(|| panic!("no mismatch paths:\n{report}"));
+    let first = fields.lines().nth(1).unwrap_or("");
+    assert!(first.trim_start().starts_with("/currency"), "{fields}");
+}
