@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod process;
 pub mod proxy;
 pub mod report;
+pub mod resources;
 pub mod routing;
 pub mod server;
 pub mod summary;

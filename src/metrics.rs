@@ -150,6 +150,8 @@ pub struct Metrics {
     mirror_dropped: IntCounterVec,
     mirror_ratio: HistogramVec,
     rejected: IntCounterVec,
+    pub backend_cpu: prometheus::CounterVec,
+    pub backend_rss: IntGaugeVec,
     compare_results: IntCounterVec,
     compare_parts: IntCounterVec,
     reloads: IntCounterVec,
@@ -255,6 +257,20 @@ impl Metrics {
             ),
             &["route", "backend"],
         )?;
+        let backend_cpu = prometheus::CounterVec::new(
+            Opts::new(
+                "runoff_backend_cpu_seconds_total",
+                "CPU used by a same-host backend process and its children, when configured.",
+            ),
+            &["backend"],
+        )?;
+        let backend_rss = IntGaugeVec::new(
+            Opts::new(
+                "runoff_backend_resident_memory_bytes",
+                "Resident memory of a same-host backend process and its children, when configured.",
+            ),
+            &["backend"],
+        )?;
         let compare_results = IntCounterVec::new(
             Opts::new(
                 "runoff_compare_total",
@@ -310,6 +326,8 @@ impl Metrics {
         registry.register(Box::new(mirror_dropped.clone()))?;
         registry.register(Box::new(mirror_ratio.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(backend_cpu.clone()))?;
+        registry.register(Box::new(backend_rss.clone()))?;
         registry.register(Box::new(compare_results.clone()))?;
         registry.register(Box::new(compare_parts.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
@@ -334,6 +352,8 @@ impl Metrics {
             mirror_dropped,
             mirror_ratio,
             rejected,
+            backend_cpu,
+            backend_rss,
             compare_results,
             compare_parts,
             reloads,

@@ -334,6 +334,8 @@ pub fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), St
     hup.threads = Some(1);
     server.add_service(hup);
 
+    crate::resources::start(Arc::clone(&shared)).map_err(StartError::Thread)?;
+
     let phases = server.watch_execution_phase();
     thread::Builder::new()
         .name("runoff-drain".into())

@@ -27,12 +27,6 @@ use common::{closed_port, fixture, free_port, Runoff};
 /// queries must return no data today; the test fails as soon as one does, so that the entry is
 /// removed and the panel is held to real data from then on.
 const ALLOWLIST: &[&str] = &[
-    // Backend process sampling (runoff_backend_cpu_seconds_total, ..._resident_memory_bytes).
-    "Backend resources: $baseline vs $candidate",
-    "Resources: candidate ÷ baseline",
-    "Backend resident memory (RSS)",
-    "Backend CPU (cores)",
-    "Backend CPU per request",
     // WebSockets (runoff_websocket_*).
     "WebSocket connections open",
     "WebSocket messages per second",
@@ -875,12 +869,14 @@ fn config(
     refused: u16,
     weights: (u32, u32),
 ) -> String {
+    // The fixtures run in this test process: sample it as both backends' process.
+    let me = std::process::id();
     format!(
         "listen: 127.0.0.1:{listen}
 admin: {{ listen: 127.0.0.1:{admin} }}
 backends:
-  node: {{ address: \"{node}\" }}
-  go: {{ address: \"{go}\" }}
+  node: {{ address: \"{node}\", process: {{ pid: {me} }} }}
+  go: {{ address: \"{go}\", process: {{ pid: {me} }} }}
   legacy: {{ address: \"127.0.0.1:{refused}\" }}
 routes:
   - name: api

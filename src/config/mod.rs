@@ -103,6 +103,15 @@ pub struct Backend {
     pub write_timeout: Duration,
     /// Requests under way to this backend at once; past it runoff answers 503.
     pub max_in_flight: Option<usize>,
+    /// The backend's process on this host, sampled for CPU and memory.
+    pub process: Option<ProcessSpec>,
+}
+
+/// Which process a same-host backend runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessSpec {
+    Pid(u32),
+    PidFile(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -486,6 +495,28 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             max_in_flight: b
                 .max_in_flight
                 .map(|v| c.positive(&format!("{path}.max_in_flight"), Some(v), 1)),
+            process: b.process.as_ref().and_then(|p| match (p.pid, &p.pid_file) {
+                (Some(pid), None) => match u32::try_from(pid) {
+                    Ok(pid) if pid > 0 => Some(ProcessSpec::Pid(pid)),
+                    _ => {
+                        c.report(
+                            format!("{path}.process.pid"),
+                            format!("`{pid}` is not a process id"),
+                        );
+                        None
+                    }
+                },
+                (None, Some(file)) if !file.is_empty() => {
+                    Some(ProcessSpec::PidFile(PathBuf::from(file)))
+                }
+                _ => {
+                    c.report(
+                        format!("{path}.process"),
+                        "give exactly one of `pid: N` or `pid_file: PATH`",
+                    );
+                    None
+                }
+            }),
         });
     }
 

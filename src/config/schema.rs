@@ -66,6 +66,15 @@ pub struct RawBackend {
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
     pub max_in_flight: Option<i64>,
+    pub process: Option<RawProcess>,
+}
+
+/// `{ pid: 1234 }` or `{ pid_file: /run/node.pid }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcess {
+    pub pid: Option<i64>,
+    pub pid_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

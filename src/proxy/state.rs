@@ -162,6 +162,8 @@ pub struct Shared {
     pub compare_store: Arc<CompareStore>,
     /// Exact latency recorders for summaries, kept across reloads.
     pub book: Arc<Book>,
+    /// Backend process readings (`process:` configured).
+    pub resources: crate::resources::Resources,
     /// Requests under way (all routes), for draining on shutdown.
     in_flight: AtomicUsize,
 }
@@ -179,6 +181,7 @@ impl Shared {
         Shared {
             compare_store,
             book,
+            resources: crate::resources::Resources::default(),
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             access_log,
@@ -210,9 +213,9 @@ impl Shared {
     /// Backend process readings for summaries (filled by the process sampler, if any).
     pub fn processes(
         &self,
-        _window: std::time::Duration,
+        window: std::time::Duration,
     ) -> std::collections::BTreeMap<String, crate::summary::model::ProcessStats> {
-        std::collections::BTreeMap::new()
+        self.resources.stats(window)
     }
 
     pub fn in_flight(&self) -> usize {
