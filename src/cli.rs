@@ -59,6 +59,10 @@ pub enum Command {
         /// Keep serving after the report (Ctrl-C to stop), e.g. to browse the dashboards.
         #[arg(long)]
         keep_running: bool,
+        /// `builtin` (no install needed) or `examples`: the real Express and Go apps in
+        /// examples/ (needs node, go and `bash examples/setup.sh`; run from the repository root).
+        #[arg(long, default_value = "builtin")]
+        backends: String,
     },
     /// Print the baseline-vs-candidate comparison of a running runoff (from its admin API).
     Report {

@@ -234,6 +234,7 @@ pub async fn generate_load(
     rps: u32,
     duration: Duration,
     counts: Arc<LoadCounts>,
+    backends: Backends,
 ) {
     let connector = Arc::new(Connector::new(None));
     let mut peer = HttpPeer::new(proxy, false, String::new());
@@ -262,7 +263,7 @@ pub async fn generate_load(
             Arc::clone(&in_flight),
         );
         tokio::spawn(async move {
-            let outcome = one_request(&connector, &peer, n).await;
+            let outcome = one_request(&connector, &peer, n, backends).await;
             match outcome {
                 Some(s) if s >= 500 => counts.server_errors.fetch_add(1, Ordering::Relaxed),
                 Some(_) => counts.ok.fetch_add(1, Ordering::Relaxed),
@@ -278,17 +279,49 @@ pub async fn generate_load(
     }
 }
 
-/// One request of the demo's mix: users pages with a sticky user id, order reads and creates.
-async fn one_request(connector: &Connector, peer: &HttpPeer, n: u64) -> Option<u16> {
-    let (method, path, body): (&str, String, Option<&'static [u8]>) = match n % 10 {
-        0..=5 => ("GET", format!("/api/users/{}", n % 50), None),
-        6..=8 => ("GET", format!("/api/orders/{}", n % 1000), None),
-        _ => (
+/// A request of the demo's mix: method, path, body.
+type Request = (&'static str, String, Option<&'static [u8]>);
+
+/// The demo's request mix: for the built-in backends users pages (sticky user id) and order
+/// reads and creates; for the example apps their real API (filtered user lists, orders, and a
+/// CPU-heavy report now and then).
+fn request_mix(backends: Backends, n: u64) -> Request {
+    match (backends, n % 20) {
+        (Backends::Builtin, 0..=11) => ("GET", format!("/api/users/{}", n % 50), None),
+        (Backends::Builtin, 12..=17) => ("GET", format!("/api/orders/{}", n % 1000), None),
+        (Backends::Builtin, _) => (
             "POST",
             format!("/api/orders/{}", n % 1000),
             Some(br#"{"sku":"SKU-1","qty":2}"#),
         ),
-    };
+        (Backends::Examples, 0..=13) => {
+            const COUNTRIES: [&str; 6] = ["DE", "FR", "US", "BR", "JP", "IN"];
+            let country = COUNTRIES[(n % 6) as usize];
+            let min_age = 18 + n % 40;
+            let offset = n % 40;
+            (
+                "GET",
+                format!("/api/users?country={country}&min_age={min_age}&limit=20&offset={offset}"),
+                None,
+            )
+        }
+        (Backends::Examples, 14..=18) => (
+            "POST",
+            "/api/orders".to_string(),
+            Some(br#"{"user_id":7,"items":[{"sku":"AB-1","qty":2,"unit_price_cents":1999}]}"#),
+        ),
+        (Backends::Examples, _) => ("GET", "/api/report?rounds=2".to_string(), None),
+    }
+}
+
+/// One request of the demo's mix.
+async fn one_request(
+    connector: &Connector,
+    peer: &HttpPeer,
+    n: u64,
+    backends: Backends,
+) -> Option<u16> {
+    let (method, path, body) = request_mix(backends, n);
     let mut req = RequestHeader::build(method, path.as_bytes(), None).ok()?;
     req.insert_header("host", "demo.runoff").ok()?;
     req.insert_header("x-user-id", format!("user-{}", n % 200))
@@ -356,9 +389,32 @@ fn live_view(control: &Control, elapsed: Duration, counts: &LoadCounts) -> Vec<S
     lines
 }
 
+/// Which backends the demo runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backends {
+    /// The built-in demo backends, in-process.
+    Builtin,
+    /// The real example apps (`examples/node`, `examples/go`) as child processes.
+    Examples,
+}
+
+impl std::str::FromStr for Backends {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "builtin" => Ok(Backends::Builtin),
+            "examples" => Ok(Backends::Examples),
+            other => Err(format!(
+                "--backends: `{other}` is not `builtin` or `examples`"
+            )),
+        }
+    }
+}
+
 /// Options of `runoff demo`.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    pub backends: Backends,
     pub duration: Duration,
     pub rps: u32,
     /// Keep serving after the report instead of exiting.
@@ -387,6 +443,7 @@ pub fn drive(control: Arc<Control>, proxy: SocketAddr, opts: DemoOptions) {
         opts.rps,
         opts.duration,
         Arc::clone(&counts),
+        opts.backends,
     ));
     let tty = std::io::stdout().is_terminal();
     let mut drawn = 0usize;
@@ -431,9 +488,11 @@ pub fn drive(control: Arc<Control>, proxy: SocketAddr, opts: DemoOptions) {
             }
         }
     }
-    println!(
-        "\nThe candidate (go) was planted with another latency profile, 2.5% errors and one field spelled differently (/currency).\nRun it on your own services: see examples/README.md."
-    );
+    if opts.backends == Backends::Builtin {
+        println!(
+            "\nThe candidate (go) was planted with another latency profile, 2.5% errors and one field spelled differently (/currency).\nRun it on real services: `runoff demo --backends examples`, and examples/README.md."
+        );
+    }
     if opts.keep_running {
         println!(
             "\nStill serving: proxy http://{proxy}, admin http://{} (metrics, /api/summary). Ctrl-C to stop.",
@@ -443,5 +502,151 @@ pub fn drive(control: Arc<Control>, proxy: SocketAddr, opts: DemoOptions) {
         return;
     }
     let _ = std::io::stdout().flush();
+    kill_children();
     std::process::exit(0);
+}
+
+/// The example apps the demo started, killed when the demo ends (or runoff drains).
+static CHILDREN: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+
+/// Kill the example apps the demo started, if any.
+pub fn kill_children() {
+    let mut children = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+    for mut c in children.drain(..) {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// What `--backends examples` needs and lacks, in words.
+fn missing_for_examples() -> Vec<String> {
+    let works = |cmd: &str, arg: &str| {
+        std::process::Command::new(cmd)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mut missing = Vec::new();
+    if !works("node", "--version") {
+        missing.push("node (Node.js)".to_string());
+    }
+    if !works("go", "version") {
+        missing.push("go (Debian: golang-go)".to_string());
+    }
+    if !std::path::Path::new("examples/go/main.go").exists() {
+        missing.push("examples/go (run from the repository root)".to_string());
+    }
+    if !std::path::Path::new("examples/node/node_modules").exists() {
+        missing.push("examples/node/node_modules (npm ci)".to_string());
+    }
+    missing
+}
+
+/// Start the example apps on free ports; returns their addresses and pids (node, go).
+pub fn start_examples() -> Result<[(SocketAddr, u32); 2], String> {
+    let missing = missing_for_examples();
+    if !missing.is_empty() {
+        return Err(format!(
+            "--backends examples needs {}. Install with `bash examples/setup.sh` from the repository root, or use the built-in backends (the default).",
+            missing.join(", ")
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("runoff-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let go_bin = dir.join("runoff-example-go");
+    let built = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&go_bin)
+        .arg(".")
+        .current_dir("examples/go")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .status()
+        .map_err(|e| format!("go build: {e}"))?;
+    if !built.success() {
+        return Err(format!("go build in examples/go failed: {built}"));
+    }
+    let node_cmd = {
+        let mut c = std::process::Command::new("node");
+        c.arg("examples/node/server.js");
+        c
+    };
+    let mut out = Vec::new();
+    for (name, mut cmd) in [
+        ("node", node_cmd),
+        ("go", std::process::Command::new(&go_bin)),
+    ] {
+        let port = free_port().map_err(|e| e.to_string())?;
+        let child = cmd
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the {name} example: {e}"))?;
+        let pid = child.id();
+        CHILDREN
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if !wait_healthy(addr, Duration::from_secs(20)) {
+            kill_children();
+            return Err(format!(
+                "the {name} example did not answer /healthz on {addr} within 20 s"
+            ));
+        }
+        out.push((addr, pid));
+    }
+    <[(SocketAddr, u32); 2]>::try_from(out)
+        .map_err(|_| "internal: expected two example apps".to_string())
+}
+
+/// Poll `GET /healthz` until it answers 200 or the deadline passes.
+fn wait_healthy(addr: SocketAddr, within: Duration) -> bool {
+    use std::io::Read;
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\nhost: demo\r\n\r\n");
+            let mut head = [0u8; 12];
+            if s.read_exact(&mut head).is_ok()
+                && head.starts_with(b"HTTP/1.")
+                && &head[9..12] == b"200"
+            {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The demo config for the example apps: the seed's experiment, Node mirrored to Go on /api,
+/// answers compared, both processes sampled.
+pub fn examples_config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    node: (SocketAddr, u32),
+    go: (SocketAddr, u32),
+) -> String {
+    format!(
+        r#"listen: {listen}
+server: {{ threads: 2, drain_timeout: 2s }}
+admin: {{ listen: {admin} }}
+backends:
+  node: {{ address: "{}", process: {{ pid: {} }} }}
+  go: {{ address: "{}", process: {{ pid: {} }} }}
+routes:
+  - name: api
+    match: {{ path_prefix: /api }}
+    split: {{ node: 100 }}
+    mirror: {{ to: go, percent: 100, methods: [GET, HEAD, POST] }}
+    compare: {{}}
+"#,
+        node.0, node.1, go.0, go.1
+    )
 }

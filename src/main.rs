@@ -48,8 +48,17 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
             keep_running,
+            backends,
         } => {
+            let backends = match backends.parse() {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("runoff demo: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let opts = DemoOptions {
+                backends,
                 duration,
                 rps,
                 keep_running,
@@ -97,17 +106,27 @@ fn invalid(path: &std::path::Path, e: &runoff::error::ConfigError) -> ExitCode {
 }
 
 fn run_demo(listen: std::net::SocketAddr, opts: DemoOptions) -> ExitCode {
-    let ports = (demo::free_port(), demo::free_port());
-    let (Ok(node), Ok(go)) = ports else {
-        eprintln!("runoff demo: cannot find free loopback ports for the demo backends");
-        return ExitCode::FAILURE;
+    let yaml = if opts.backends == demo::Backends::Examples {
+        match demo::start_examples() {
+            Ok([node, go]) => demo::examples_config(listen, opts.admin, node, go),
+            Err(e) => {
+                eprintln!("runoff demo: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let ports = (demo::free_port(), demo::free_port());
+        let (Ok(node), Ok(go)) = ports else {
+            eprintln!("runoff demo: cannot find free loopback ports for the demo backends");
+            return ExitCode::FAILURE;
+        };
+        demo::demo_config(
+            listen,
+            opts.admin,
+            ([127, 0, 0, 1], node).into(),
+            ([127, 0, 0, 1], go).into(),
+        )
     };
-    let yaml = demo::demo_config(
-        listen,
-        opts.admin,
-        ([127, 0, 0, 1], node).into(),
-        ([127, 0, 0, 1], go).into(),
-    );
     let config = match Config::from_yaml(&yaml) {
         Ok(c) => c,
         Err(e) => {
@@ -116,11 +135,18 @@ fn run_demo(listen: std::net::SocketAddr, opts: DemoOptions) -> ExitCode {
         }
     };
     println!("{}", demo::banner(listen, opts.admin, &opts));
+    let builtin = opts.backends == demo::Backends::Builtin;
     let extras = Extras {
-        demo_backends: demo::backends_for(&config),
+        demo_backends: if builtin {
+            demo::backends_for(&config)
+        } else {
+            Vec::new()
+        },
         on_start: Some(Box::new(move |control| demo::drive(control, listen, opts))),
     };
-    finish(server::run(config, RunOptions::default(), extras))
+    let result = finish(server::run(config, RunOptions::default(), extras));
+    demo::kill_children();
+    result
 }
 
 fn finish(result: Result<(), server::StartError>) -> ExitCode {

@@ -395,5 +395,6 @@ fn watch_for_drain(
         thread::sleep(Duration::from_millis(10));
     }
     shared.access_log.flush(Duration::from_secs(1));
+    crate::demo::kill_children();
     std::process::exit(0);
 }

@@ -95,3 +95,88 @@ fn check(report: &str) {
     let first = fields.lines().nth(1).unwrap_or("");
     assert!(first.trim_start().starts_with("/currency"), "{fields}");
 }
+
+#[test]
+fn the_demo_runs_the_real_example_apps() {
+    let ready = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/node/node_modules"
+    ))
+    .exists()
+        && Command::new("go")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ready {
+        let msg = "node, go or examples/node/node_modules is missing: run `bash examples/setup.sh`";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+        eprintln!("NOTE: skipping the examples demo: {msg}");
+        return;
+    }
+    let (listen, admin) = (free_port(), free_port());
+    let out = Command::new(bin())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "demo",
+            "--backends",
+            "examples",
+            "--duration",
+            "4s",
+            "--rps",
+            "60",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{listen}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = report
+        .find("api: node (baseline) vs go (candidate), mirror 100%")
+        .unwrap_or_else(|| panic!("{report}"));
+    let table = &report[start..];
+    let line = |metric: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(metric))
+            .unwrap_or_else(|| panic!("no {metric}:\n{table}"))
+    };
+    assert!(line("Requests/sec").contains("same traffic (mirror)"));
+    // Both processes were sampled: CPU per request and memory for each.
+    assert_eq!(
+        line("CPU per request").matches(" ms").count(),
+        2,
+        "{}",
+        line("CPU per request")
+    );
+    assert_eq!(
+        line("Memory (RSS)").matches(" MB").count(),
+        2,
+        "{}",
+        line("Memory (RSS)")
+    );
+    // The two apps answer identical JSON.
+    assert!(
+        line("Response match").contains("none differ"),
+        "{}",
+        line("Response match")
+    );
+    // Nothing left running.
+    let left = Command::new("pgrep")
+        .args(["-f", "runoff-example-go"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "the Go example is still running"
+    );
+}

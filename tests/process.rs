@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use runoff::process::{Reading, Sampler, Target};
 
 /// A Python busy loop for `BURN_SECONDS` of wall time (bounded whatever the machine).
-const BURN: &str = "import os, time\nt = time.time()\nwhile time.time() - t < float(os.environ['BURN_SECONDS']): pass\n";
+const BURN: &str = "import os, time\n\
+    t = time.time()\n\
+    while time.time() - t < float(os.environ['BURN_SECONDS']): pass\n";
 const POLL: Duration = Duration::from_millis(100);
 const PATIENCE: Duration = Duration::from_secs(15);
 
