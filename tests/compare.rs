@@ -225,14 +225,7 @@ async fn each_kind_of_difference_gets_the_right_verdict() {
     );
 
     // A sample names the differing path with both values, and keeps the query string.
-    let samples: Value = runoff
-        .api(Method::GET, "/api/mismatches?route=field&limit=2")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let samples: Value = runoff.get_json("/api/mismatches?route=field&limit=2").await;
     let list = samples["samples"].as_array().unwrap();
     assert_eq!(list.len(), 2);
     let s = &list[0];
@@ -249,14 +242,7 @@ async fn each_kind_of_difference_gets_the_right_verdict() {
     assert_eq!(s["body"].as_array().unwrap().len(), 1);
 
     // Status mismatches are samples too.
-    let samples: Value = runoff
-        .api(Method::GET, "/api/mismatches?route=status")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let samples: Value = runoff.get_json("/api/mismatches?route=status").await;
     assert_eq!(samples["samples"][0]["shadow_status"], 500);
     assert_eq!(samples["samples"][0]["parts"][0], "status");
 
@@ -276,14 +262,7 @@ async fn each_kind_of_difference_gets_the_right_verdict() {
     assert!(text.contains("<redacted>"), "{text}");
 
     // Per-path counts: which fields differ on every pair.
-    let paths: Value = runoff
-        .api(Method::GET, "/api/mismatches/paths?route=field")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let paths: Value = runoff.get_json("/api/mismatches/paths?route=field").await;
     assert_eq!(paths["pairs"], per_route);
     assert_eq!(paths["paths"][0]["path"], "/user/age");
     assert_eq!(paths["paths"][0]["count"], per_route);
@@ -329,14 +308,7 @@ async fn a_noisy_field_shows_up_in_path_counts_and_ignoring_it_makes_pairs_match
     runoff
         .expect_metric("runoff_compare_total", &[("result", "mismatch")], 4.0)
         .await;
-    let paths: Value = runoff
-        .api(Method::GET, "/api/mismatches/paths?route=api")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let paths: Value = runoff.get_json("/api/mismatches/paths?route=api").await;
     let list = paths["paths"].as_array().unwrap();
     let names: Vec<&str> = list.iter().map(|p| p["path"].as_str().unwrap()).collect();
     // Array indices are generalized, in the form ignore_paths takes.
@@ -364,14 +336,7 @@ async fn a_noisy_field_shows_up_in_path_counts_and_ignoring_it_makes_pairs_match
     runoff
         .expect_metric("runoff_compare_total", &[("result", "mismatch")], 6.0)
         .await;
-    let samples: Value = runoff
-        .api(Method::GET, "/api/mismatches?route=api&limit=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let samples: Value = runoff.get_json("/api/mismatches?route=api&limit=1").await;
     let body = samples["samples"][0]["body"].as_array().unwrap();
     assert_eq!(body.len(), 1, "{body:?}");
     assert_eq!(body[0]["path"], "/items/1/price");

@@ -420,14 +420,7 @@ async fn the_mirror_kill_switch_and_switching_a_mirror_on() {
         .expect_metric("runoff_requests_total", &[("role", "shadow")], 10.0)
         .await;
     assert_eq!(mirrored(&m), 10.0);
-    let routes: Value = runoff
-        .api(Method::GET, "/api/routes")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes: Value = runoff.get_json("/api/routes").await;
     assert_eq!(routes["routes"][0]["mirror"]["percent"], 100.0);
     assert_eq!(routes["routes"][0]["override"]["mirror"]["to"], "go");
 
@@ -463,14 +456,7 @@ async fn the_mirror_kill_switch_and_switching_a_mirror_on() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let routes: Value = runoff
-        .api(Method::GET, "/api/routes")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes: Value = runoff.get_json("/api/routes").await;
     assert_eq!(routes["routes"][0]["mirror"], Value::Null);
     assert_eq!(routes["routes"][0]["override"], Value::Null);
 }

@@ -7,7 +7,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{bin, fixture, Runoff};
-use reqwest::Method;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,14 +54,7 @@ async fn backend_processes_are_sampled_summarized_and_reported() {
         0.0
     );
 
-    let summary: Value = runoff
-        .api(Method::GET, "/api/summary?window=60s")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: Value = runoff.get_json("/api/summary?window=60s").await;
     let node_p = &summary["processes"]["node"];
     assert_eq!(node_p["alive"], true, "{summary}");
     assert!(node_p["pids"]

@@ -56,6 +56,19 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
+/// The header names a `Connection` field nominates as hop-by-hop (lower case), minus `keep`
+/// (connection options such as `close`, and fields handled elsewhere).
+fn nominated(headers: &http::HeaderMap, keep: &[&str]) -> Vec<String> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && !keep.contains(&t.as_str()))
+        .collect()
+}
+
 /// The header of a shadow copy: the caller's request as the primary gets it (same request id
 /// and forwarding headers), minus hop-by-hop fields and the mirror's `strip_headers`, plus the
 /// marker header.
@@ -68,16 +81,7 @@ pub fn shadow_request(
 ) -> pingora::Result<RequestHeader> {
     let mut req = original.clone();
     req.set_version(http::Version::HTTP_11);
-    let nominated: Vec<String> = req
-        .headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
-        .collect();
-    for name in nominated {
+    for name in nominated(&req.headers, &["close", "keep-alive"]) {
         req.remove_header(name.as_str());
     }
     for name in HOP_BY_HOP {
@@ -95,16 +99,7 @@ pub fn shadow_request(
 /// `Keep-Alive`, `Proxy-Connection` and whatever `Connection` nominates (Pingora writes the
 /// caller's own `Connection` and framing). A `101` keeps `Upgrade`, which it needs.
 pub fn strip_response_hops(resp: &mut pingora::http::ResponseHeader) {
-    let nominated: Vec<String> = resp
-        .headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive" && t != "upgrade")
-        .collect();
-    for name in nominated {
+    for name in nominated(&resp.headers, &["close", "keep-alive", "upgrade"]) {
         resp.remove_header(name.as_str());
     }
     resp.remove_header("keep-alive");

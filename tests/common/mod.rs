@@ -376,6 +376,17 @@ impl Runoff {
         }
     }
 
+    /// `GET` an admin API path and parse its JSON answer.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.api(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// POST/PUT/GET on the admin API.
     pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         reqwest::Client::new().request(
