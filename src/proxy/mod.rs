@@ -116,6 +116,101 @@ pub struct RequestCtx {
     answer: Option<Captured>,
 }
 
+impl RequestCtx {
+    /// Take the request on for `target`: it counts as in flight for its route and backend.
+    /// `false` when the backend is at its `max_in_flight`: candidate protection, rather than
+    /// pile onto an overloaded backend (counted as rejected and as an `error` request).
+    fn admit(&mut self, target: Target) -> bool {
+        self._gauge = Some(GaugeGuard::new(&target.handles.in_flight));
+        let (slot, under_way) = Slot::take(&self.snapshot.backends[target.backend].in_flight);
+        self._slot = Some(slot);
+        let limit = self.snapshot.config.backends[target.backend].max_in_flight;
+        let admitted = limit.is_none_or(|max| under_way <= max);
+        if !admitted {
+            target.handles.rejected.inc();
+        }
+        self.target = Some(target);
+        admitted
+    }
+}
+
+impl RequestCtx {
+    /// Record the finished request once: hand the primary's outcome to its copy (for the
+    /// paired ratio and the comparison), then every metric, the request count last.
+    fn finish(&mut self, e: Option<&Error>, elapsed: Duration) {
+        if let Some(mut copy) = self.mirror.take() {
+            let completed = e.is_none() && self.upstream_status.is_some();
+            let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
+            copy.primary_done(
+                completed.then_some(elapsed),
+                self.answer.take(),
+                caller_gone,
+            );
+        }
+        let Some(target) = &self.target else { return };
+        let h = &target.handles;
+        h.duration.observe(elapsed.as_secs_f64());
+        if let Some(ttfb) = self.ttfb {
+            h.ttfb.observe(ttfb.as_secs_f64());
+        }
+        h.request_bytes.inc_by(self.request_body_bytes);
+        h.response_bytes.inc_by(self.response_body_bytes);
+        self._gauge = None;
+        let class = status_class(self.upstream_status, e);
+        target.latency.record_duration(
+            elapsed,
+            matches!(class, StatusClass::ServerError | StatusClass::Error),
+        );
+        // Last: a reader that sees this count also sees everything above.
+        h.finished(class);
+    }
+
+    /// The access log line of this request.
+    fn access_entry<'a>(
+        &'a self,
+        req: &'a RequestHeader,
+        e: Option<&Error>,
+        elapsed: Duration,
+    ) -> Entry<'a> {
+        let config = &self.snapshot.config;
+        Entry {
+            time: now_rfc3339(),
+            request_id: self
+                .request_id
+                .as_ref()
+                .and_then(|(id, _)| id.to_str().ok())
+                .unwrap_or(""),
+            method: req.method.as_str(),
+            path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            route: self
+                .target
+                .as_ref()
+                .map(|t| config.routes[t.route].name.as_str()),
+            backend: self
+                .target
+                .as_ref()
+                .map(|t| config.backends[t.backend].name.as_str()),
+            role: "primary",
+            choice: self.target.as_ref().map(|t| t.reason.as_str()),
+            status: self.answered,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            request_bytes: self.request_body_bytes,
+            response_bytes: self.response_body_bytes,
+            error: e.map(|e| e.etype().as_str()),
+        }
+    }
+}
+
+/// The caller's request id (kept), or a new one (then added upstream).
+fn request_id(session: &Session, header: &http::HeaderName) -> Option<(HeaderValue, bool)> {
+    match session.req_header().headers.get(header) {
+        Some(v) => Some((v.clone(), false)),
+        None => HeaderValue::from_str(&headers::new_request_id())
+            .ok()
+            .map(|v| (v, true)),
+    }
+}
+
 /// Decide the route and backend for a request. `None`: no route matches.
 pub fn decide(
     snapshot: &Snapshot,
@@ -277,27 +372,12 @@ impl ProxyHttp for Runoff {
             answer_plain(session, 404, NO_ROUTE_BODY).await?;
             return Ok(true);
         };
-        ctx._gauge = Some(GaugeGuard::new(&target.handles.in_flight));
-        let (slot, under_way) = Slot::take(&ctx.snapshot.backends[target.backend].in_flight);
-        ctx._slot = Some(slot);
-        let limit = ctx.snapshot.config.backends[target.backend].max_in_flight;
-        if limit.is_some_and(|max| under_way > max) {
-            // Candidate protection: rather than pile onto an overloaded backend, answer 503
-            // now (counted as an `error` request of that backend, and as rejected).
-            target.handles.rejected.inc();
-            ctx.target = Some(target);
+        if !ctx.admit(target) {
             ctx.answered = 503;
             answer_plain(session, 503, BACKEND_FULL_BODY).await?;
             return Ok(true);
         }
-        ctx.target = Some(target);
-        let id_header = &ctx.snapshot.config.forwarding.request_id_header;
-        ctx.request_id = match session.req_header().headers.get(id_header) {
-            Some(v) => Some((v.clone(), false)),
-            None => HeaderValue::from_str(&headers::new_request_id())
-                .ok()
-                .map(|v| (v, true)),
-        };
+        ctx.request_id = request_id(session, &ctx.snapshot.config.forwarding.request_id_header);
         ctx.mirror = start_copy(&self.shared, session, ctx, ip);
         Ok(false)
     }
@@ -492,58 +572,10 @@ impl ProxyHttp for Runoff {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let elapsed = ctx.start.elapsed();
-        let config = &ctx.snapshot.config;
-        if let Some(mut copy) = ctx.mirror.take() {
-            let completed = e.is_none() && ctx.upstream_status.is_some();
-            let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
-            copy.primary_done(completed.then_some(elapsed), ctx.answer.take(), caller_gone);
-        }
-        if let Some(target) = &ctx.target {
-            let h = &target.handles;
-            h.duration.observe(elapsed.as_secs_f64());
-            if let Some(ttfb) = ctx.ttfb {
-                h.ttfb.observe(ttfb.as_secs_f64());
-            }
-            h.request_bytes.inc_by(ctx.request_body_bytes);
-            h.response_bytes.inc_by(ctx.response_body_bytes);
-            ctx._gauge = None;
-            let class = status_class(ctx.upstream_status, e);
-            target.latency.record_duration(
-                elapsed,
-                matches!(class, StatusClass::ServerError | StatusClass::Error),
-            );
-            // Last: a reader that sees this count also sees everything above.
-            h.finished(class);
-        }
+        ctx.finish(e, elapsed);
         let log = &self.shared.access_log;
         if log.enabled() {
-            let req = session.req_header();
-            let error = e.map(|e| e.etype().as_str());
-            log.log(&Entry {
-                time: now_rfc3339(),
-                request_id: ctx
-                    .request_id
-                    .as_ref()
-                    .and_then(|(id, _)| id.to_str().ok())
-                    .unwrap_or(""),
-                method: req.method.as_str(),
-                path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-                route: ctx
-                    .target
-                    .as_ref()
-                    .map(|t| config.routes[t.route].name.as_str()),
-                backend: ctx
-                    .target
-                    .as_ref()
-                    .map(|t| config.backends[t.backend].name.as_str()),
-                role: "primary",
-                choice: ctx.target.as_ref().map(|t| t.reason.as_str()),
-                status: ctx.answered,
-                duration_ms: elapsed.as_secs_f64() * 1000.0,
-                request_bytes: ctx.request_body_bytes,
-                response_bytes: ctx.response_body_bytes,
-                error,
-            });
+            log.log(&ctx.access_entry(session.req_header(), e, elapsed));
         }
     }
 }
