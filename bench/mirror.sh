@@ -38,25 +38,15 @@ SLOW_MS="${SLOW_MS:-200}"
 RATE_FRACTION="${RATE_FRACTION:-0.5}"
 CONNS=64
 WARMUP=2
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-NGINX="${NGINX:-/usr/sbin/nginx}"
-
-log() { printf '[mirror-bench] %s\n' "$*" >&2; }
-die() { printf '[mirror-bench] ERROR: %s\n' "$*" >&2; exit 1; }
+NGINX_CONNS=8192 # worker_connections of the nginx instances (start_nginx's default: 4096)
+LOG_TAG=mirror-bench
+# Shared helpers: log/die, installing tools, building runoff, TMP + cleanup on exit,
+# free ports, starting nginx and runoff, CPU readings from /proc, ratio.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- tools -----
 install_missing() {
-    local pkgs=()
-    [[ -x "$NGINX" ]] || pkgs+=(nginx-light)
-    command -v curl >/dev/null || pkgs+=(curl)
-    command -v python3 >/dev/null || pkgs+=(python3)
-    if ((${#pkgs[@]})); then
-        local sudo=""
-        [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
-        log "installing: ${pkgs[*]}"
-        $sudo apt-get update
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${pkgs[@]}"
-    fi
+    apt_install_missing # nginx, curl, python3
     if ! command -v oha >/dev/null; then
         # oha is not packaged in Debian; build it from crates.io (a few minutes).
         log "installing oha (cargo install oha --locked)"
@@ -66,87 +56,8 @@ install_missing() {
     oha --help | grep -q -- '--latency-correction' || die "this oha has no --latency-correction"
 }
 install_missing
-
-if [[ -z "${RUNOFF_BIN:-}" ]]; then
-    log "building runoff (cargo build --release)"
-    (cd "$REPO_ROOT" && cargo build --release)
-    RUNOFF_BIN="$REPO_ROOT/target/release/runoff"
-fi
-[[ -x "$RUNOFF_BIN" ]] || die "runoff binary not found or not executable: $RUNOFF_BIN"
-
-# ------------------------------------------------------ processes, cleanup --
-TMP="$(mktemp -d /tmp/runoff-mirror-bench.XXXXXX)"
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    # Up to ~4 s (runoff drains for up to drain_timeout=2s), then SIGKILL.
-    for _ in $(seq 40); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ -n "${KEEP_TMP:-}" ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_http URL PID WHAT: poll URL until it answers 200, for at most 20 s.
-wait_http() {
-    local url=$1 pid=$2 what=$3 deadline=$((SECONDS + 20))
-    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" == 200 ]]; do
-        kill -0 "$pid" 2>/dev/null || die "$what exited during start-up (see above / its log)"
-        ((SECONDS < deadline)) || die "$what not ready at $url after 20 s"
-        sleep 0.1
-    done
-}
-
-# start_nginx NAME CONF_BODY: a config around the given http{} body, nginx in the
-# foreground (daemon off) in the background; sets NGINX_PID to the master pid.
-start_nginx() {
-    local name=$1 body=$2 dir="$TMP/$1"
-    mkdir -p "$dir/logs" "$dir/tmp"
-    cat >"$dir/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    default_type text/plain;
-    keepalive_requests 100000;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-$body
-}
-EOF
-    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" &
-    NGINX_PID=$!
-    PIDS+=("$NGINX_PID")
-}
-
-nginx_worker() { # the single worker process of nginx master $1
-    local w
-    for _ in $(seq 50); do
-        w="$(pgrep -P "$1" | head -n1 || true)"
-        [[ -n "$w" ]] && { echo "$w"; return; }
-        sleep 0.1
-    done
-    die "no worker process under nginx master $1"
-}
+ensure_runoff_bin # cargo build --release unless RUNOFF_BIN is set
+setup_tmp runoff-mirror-bench # TMP, PIDS; everything started is stopped on exit
 
 FAST_PORT="$(free_port)"
 SHADOW_FAST_PORT="$(free_port)"
@@ -158,7 +69,7 @@ for b in fast:$FAST_PORT shadow-fast:$SHADOW_FAST_PORT; do
     start_nginx "${b%%:*}" "    server {
         listen 127.0.0.1:${b##*:} backlog=4096;
         location / { return 200 \"ok\\n\"; }
-    }"
+    }" "$NGINX_CONNS"
     wait_http "http://127.0.0.1:${b##*:}/" "$NGINX_PID" "${b%%:*} backend nginx"
 done
 
@@ -191,7 +102,7 @@ start_nginx nginx-mirror "    upstream fast {
             internal;
             proxy_pass http://slow_shadow\$request_uri;
         }
-    }"
+    }" "$NGINX_CONNS"
 NGX_MASTER=$NGINX_PID
 wait_http "http://127.0.0.1:$NGX_PORT/" "$NGX_MASTER" "nginx mirror proxy"
 
@@ -213,28 +124,14 @@ routes:
     split: { fast: 100 }
 EOF
     if ((mirror)); then echo "    mirror: { to: shadow, percent: 100, timeout: 5s }" >>"$cfg"; fi
-    "$RUNOFF_BIN" check --config "$cfg" >&2 || die "runoff rejected its config ($cfg, shown below)
-$(cat "$cfg")"
-    RUST_LOG=warn "$RUNOFF_BIN" run --config "$cfg" >"$TMP/runoff-$name.log" 2>&1 &
-    R_PID[$name]=$!
-    PIDS+=("${R_PID[$name]}")
-    if ! (wait_http "http://127.0.0.1:${R_ADMIN[$name]}/readyz" "${R_PID[$name]}" "runoff ($name)"); then
-        cat "$TMP/runoff-$name.log" >&2
-        exit 1
-    fi
-    curl -sf -o /dev/null "http://127.0.0.1:${R_PORT[$name]}/" ||
-        die "runoff ($name) does not proxy: $(curl -s -i "http://127.0.0.1:${R_PORT[$name]}/" | head -n1)"
+    launch_runoff "runoff ($name)" "$cfg" "$TMP/runoff-$name.log" "${R_PORT[$name]}" "${R_ADMIN[$name]}"
+    R_PID[$name]=$RUNOFF_PID
 }
 start_runoff off "$SHADOW_FAST_PORT" 0
 start_runoff mirror-fast "$SHADOW_FAST_PORT" 1
 start_runoff mirror-slow "$SLOW_PORT" 1
 
 # ---------------------------------------------------------- measurement -----
-CLK_TCK="$(getconf CLK_TCK)"
-cpu_ticks() { # utime+stime (fields 14, 15) of pid $1, all threads; comm may hold spaces
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-
 # oha_fields FILE: "rps p50_ms p99_ms responses 2xx non2xx errors deadline_aborted"
 oha_fields() {
     python3 - "$1" <<'EOF'
@@ -318,7 +215,7 @@ bench() {
     fields="$(oha_fields "$out")"
     read -r rps p50 p99 responses ok non2xx errs deadline <<<"$fields"
     ((responses > 0)) || { cat "$out" >&2; die "no responses at all for $name"; }
-    cpu_us="$(awk -v d="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$responses" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
+    cpu_us="$(cpu_us_per_req "$t0" "$t1" "$responses")"
     P50[$name]=$p50 P99[$name]=$p99
 
     local share="-" drops="-"
@@ -361,15 +258,13 @@ bench mirror-slow "${R_PORT[mirror-slow]}" "${R_PID[mirror-slow]}" "${R_ADMIN[mi
 bench nginx-mirror "$NGX_PORT" "$NGX_WORKER"
 
 # ------------------------------------------------------------- report -------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "-" || b == "-" || a == "nan") print "n/a"; else printf "%.2f", a / b }'; }
-
 echo
-echo "machine:  $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "machine:  $(machine_summary)"
 echo "note:     oha, the backends and the proxies all share these cores (loopback)"
 echo "capacity: runoff mirror-off, closed loop oha -c $CONNS: $CAPACITY"
 echo "load:     oha -q $RATE --latency-correction -c $CONNS -z ${DURATION}s (open loop), after ${WARMUP}s at the same rate"
 echo "shadows:  fast = nginx 'ok\\n'; slow = bench/slow_backend.py, +${SLOW_MS} ms; mirror percent 100, timeout 5s"
-echo "proxies:  runoff threads=1 ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($("$NGINX" -v 2>&1 | sed 's/.*: //'))"
+echo "proxies:  runoff threads=1 ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($(nginx_version))"
 echo
 printf '%-12s %9s %9s %9s %10s %8s %8s %9s %9s  %s\n' \
     target req/s p50_ms p99_ms cpu_us/req non-2xx errors deadline copies_ok dropped_by_reason

@@ -21,108 +21,14 @@
 set -euo pipefail
 
 DURATION="${DURATION:-10}"
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-NGINX="${NGINX:-/usr/sbin/nginx}"
+LOG_TAG=bench
+# Shared helpers: log/die, installing tools, building runoff, TMP + cleanup on exit,
+# free ports, starting nginx and runoff, CPU readings from /proc, ratio.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- tools -----
-install_missing() {
-    local pkgs=()
-    command -v wrk >/dev/null || pkgs+=(wrk)
-    [[ -x "$NGINX" ]] || pkgs+=(nginx-light)
-    command -v curl >/dev/null || pkgs+=(curl)
-    command -v python3 >/dev/null || pkgs+=(python3)
-    ((${#pkgs[@]} == 0)) && return 0
-    local sudo=""
-    [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
-    log "installing: ${pkgs[*]}"
-    $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${pkgs[@]}"
-}
-install_missing
-
-if [[ -z "${RUNOFF_BIN:-}" ]]; then
-    log "building runoff (cargo build --release)"
-    (cd "$REPO_ROOT" && cargo build --release)
-    RUNOFF_BIN="$REPO_ROOT/target/release/runoff"
-fi
-[[ -x "$RUNOFF_BIN" ]] || die "runoff binary not found or not executable: $RUNOFF_BIN"
-
-# ------------------------------------------------------ processes, cleanup --
-TMP="$(mktemp -d /tmp/runoff-bench.XXXXXX)"
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    # Give them up to ~4 s (runoff drains for up to drain_timeout=2s), then SIGKILL.
-    for _ in $(seq 40); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ -n "${KEEP_TMP:-}" ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_http URL PID WHAT: poll URL until it answers 200, for at most 20 s.
-wait_http() {
-    local url=$1 pid=$2 what=$3 deadline=$((SECONDS + 20))
-    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" == 200 ]]; do
-        kill -0 "$pid" 2>/dev/null || die "$what exited during start-up (see above / its log)"
-        ((SECONDS < deadline)) || die "$what not ready at $url after 20 s"
-        sleep 0.1
-    done
-}
-
-# start_nginx NAME CONF_BODY: writes a config around the given http{} body, runs nginx
-# in the foreground (daemon off) in the background; sets NGINX_PID to the master pid.
-start_nginx() {
-    local name=$1 body=$2 dir="$TMP/$1"
-    mkdir -p "$dir/logs" "$dir/tmp"
-    cat >"$dir/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    default_type text/plain;
-    keepalive_requests 100000;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-$body
-}
-EOF
-    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" &
-    NGINX_PID=$!
-    PIDS+=("$NGINX_PID")
-}
-
-nginx_worker() { # the single worker process of nginx master $1
-    local w
-    for _ in $(seq 50); do
-        w="$(pgrep -P "$1" | head -n1 || true)"
-        [[ -n "$w" ]] && { echo "$w"; return; }
-        sleep 0.1
-    done
-    die "no worker process under nginx master $1"
-}
+apt_install_missing wrk # and nginx, curl, python3
+ensure_runoff_bin # cargo build --release unless RUNOFF_BIN is set
+setup_tmp runoff-bench # TMP, PIDS; everything started is stopped on exit
 
 BACKEND_PORT="$(free_port)"
 NGINX_PORT="$(free_port)"
@@ -165,22 +71,9 @@ routes:
   - name: bench
     split: { fast: 100 }
 EOF
-"$RUNOFF_BIN" check --config "$TMP/runoff.yaml" >&2 || die "runoff rejected its config ($TMP/runoff.yaml, shown below)
-$(cat "$TMP/runoff.yaml")"
-RUST_LOG=warn "$RUNOFF_BIN" run --config "$TMP/runoff.yaml" >"$TMP/runoff.log" 2>&1 &
-RUNOFF_PID=$!
-PIDS+=("$RUNOFF_PID")
-if ! (wait_http "http://127.0.0.1:$ADMIN_PORT/readyz" "$RUNOFF_PID" "runoff"); then
-    cat "$TMP/runoff.log" >&2
-    exit 1
-fi
-curl -sf -o /dev/null "http://127.0.0.1:$RUNOFF_PORT/" || die "runoff does not proxy: $(curl -s -i "http://127.0.0.1:$RUNOFF_PORT/" | head -n1)"
+launch_runoff runoff "$TMP/runoff.yaml" "$TMP/runoff.log" "$RUNOFF_PORT" "$ADMIN_PORT"
 
 # ---------------------------------------------------------- measurement -----
-CLK_TCK="$(getconf CLK_TCK)"
-cpu_ticks() { # utime+stime (fields 14, 15) of pid $1, all threads; comm may hold spaces
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
 to_ms() { # wrk latency like 812.00us / 1.20ms / 2.00s / 1.00m -> milliseconds
     awk -v v="$1" 'BEGIN {
         n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
@@ -210,7 +103,7 @@ bench() {
     sock="$(awk -F'[ ,]+' '/Socket errors:/ { print $5 + $7 + $9 + $11 }' "$out")"
     [[ -n "$reqs" && -n "$rps" ]] || { cat "$out" >&2; die "could not parse wrk output for $name"; }
     if [[ -n "$cpu_pid" ]]; then
-        cpu_us="$(awk -v d="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
+        cpu_us="$(cpu_us_per_req "$t0" "$t1" "$reqs")"
     else
         cpu_us="-"
     fi
@@ -225,13 +118,11 @@ bench runoff "$RUNOFF_PORT" "$RUNOFF_PID"
 bench nginx "$NGINX_PORT" "$PROXY_WORKER"
 
 # ------------------------------------------------------------- report -------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "-" || b == "-") print "n/a"; else printf "%.2f", a / b }'; }
-
 echo
-echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "machine: $(machine_summary)"
 echo "note:    wrk, the backend nginx and the proxies all share these cores (loopback)"
 echo "load:    wrk -t1 -c64 -d${DURATION}s --latency, after a 2s -c16 warm-up; backend returns 'ok\\n'"
-echo "proxies: runoff threads=1 ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($("$NGINX" -v 2>&1 | sed 's/.*: //'))"
+echo "proxies: runoff threads=1 ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($(nginx_version))"
 echo
 printf '%-8s %12s %9s %9s %16s %9s %9s %10s\n' target req/s p50_ms p99_ms proxy_cpu_us/req non-2xx sock_err requests
 printf '%s\n' "${ROWS[@]}"

@@ -1,0 +1,166 @@
+# bench/lib.sh — helpers shared by bench/run.sh and bench/mirror.sh; not run on its own.
+# shellcheck shell=bash
+#
+# Sourced by each script (source "$(dirname "${BASH_SOURCE[0]}")/lib.sh") after
+# `set -euo pipefail` and after it sets LOG_TAG, the prefix of its log lines.
+# Sourcing only defines functions and REPO_ROOT, NGINX (env, default /usr/sbin/nginx),
+# CLK_TCK; nothing is installed, built or started until the script calls for it.
+# Globals the functions set: TMP, PIDS (setup_tmp), RUNOFF_BIN (ensure_runoff_bin),
+# NGINX_PID (start_nginx), RUNOFF_PID (launch_runoff).
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NGINX="${NGINX:-/usr/sbin/nginx}"
+
+log() { printf '[%s] %s\n' "$LOG_TAG" "$*" >&2; }
+die() { printf '[%s] ERROR: %s\n' "$LOG_TAG" "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools -----
+# apt_install_missing [CMD...]: apt-get install each CMD not on PATH (packaged under
+# its own name, e.g. wrk), then whatever is missing of what every benchmark needs:
+# $NGINX (nginx-light), curl, python3. Uses sudo when not root; nothing if all present.
+apt_install_missing() {
+    local pkgs=() cmd
+    for cmd in "$@"; do command -v "$cmd" >/dev/null || pkgs+=("$cmd"); done
+    [[ -x "$NGINX" ]] || pkgs+=(nginx-light)
+    command -v curl >/dev/null || pkgs+=(curl)
+    command -v python3 >/dev/null || pkgs+=(python3)
+    ((${#pkgs[@]} == 0)) && return 0
+    local sudo=""
+    [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+    log "installing: ${pkgs[*]}"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${pkgs[@]}"
+}
+
+# ensure_runoff_bin: unless RUNOFF_BIN is set, build runoff (cargo build --release) and
+# point RUNOFF_BIN at target/release/runoff; dies if RUNOFF_BIN is not executable.
+ensure_runoff_bin() {
+    if [[ -z "${RUNOFF_BIN:-}" ]]; then
+        log "building runoff (cargo build --release)"
+        (cd "$REPO_ROOT" && cargo build --release)
+        RUNOFF_BIN="$REPO_ROOT/target/release/runoff"
+    fi
+    [[ -x "$RUNOFF_BIN" ]] || die "runoff binary not found or not executable: $RUNOFF_BIN"
+}
+
+# ------------------------------------------------------ processes, cleanup --
+# setup_tmp PREFIX: make TMP=/tmp/PREFIX.XXXXXX, empty PIDS (every process the script
+# starts goes there), and install the traps: cleanup on exit, exit 130/143 on INT/TERM.
+setup_tmp() {
+    TMP="$(mktemp -d "/tmp/$1.XXXXXX")"
+    PIDS=()
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# cleanup: SIGTERM everything in PIDS, wait for it, SIGKILL what is left; then remove
+# TMP, or keep it (and say where) if KEEP_TMP is set.
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    # Give them up to ~4 s (runoff drains for up to drain_timeout=2s), then SIGKILL.
+    for _ in $(seq 40); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ -n "${KEEP_TMP:-}" ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+
+# free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_http URL PID WHAT: poll URL until it answers 200, for at most 20 s.
+wait_http() {
+    local url=$1 pid=$2 what=$3 deadline=$((SECONDS + 20))
+    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" == 200 ]]; do
+        kill -0 "$pid" 2>/dev/null || die "$what exited during start-up (see above / its log)"
+        ((SECONDS < deadline)) || die "$what not ready at $url after 20 s"
+        sleep 0.1
+    done
+}
+
+# start_nginx NAME CONF_BODY [WORKER_CONNECTIONS]: writes $TMP/NAME/nginx.conf around
+# the given http{} body (1 worker, WORKER_CONNECTIONS default 4096), runs nginx in the
+# foreground (daemon off) in the background; sets NGINX_PID to the master pid.
+start_nginx() {
+    local name=$1 body=$2 conns=${3:-4096} dir="$TMP/$1"
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections $conns; }
+http {
+    access_log off;
+    default_type text/plain;
+    keepalive_requests 100000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+$body
+}
+EOF
+    "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+}
+
+nginx_worker() { # the single worker process of nginx master $1
+    local w
+    for _ in $(seq 50); do
+        w="$(pgrep -P "$1" | head -n1 || true)"
+        [[ -n "$w" ]] && { echo "$w"; return; }
+        sleep 0.1
+    done
+    die "no worker process under nginx master $1"
+}
+
+# launch_runoff WHAT CONFIG LOG PORT ADMIN_PORT: `runoff check` CONFIG (dies showing it
+# if rejected), then `runoff run` it with RUST_LOG=warn, output to LOG; sets RUNOFF_PID.
+# Waits for /readyz on ADMIN_PORT (on failure prints LOG and exits), then checks that
+# PORT proxies one request. WHAT names the instance in messages, e.g. "runoff (off)".
+launch_runoff() {
+    local what=$1 cfg=$2 logf=$3 port=$4 admin=$5
+    "$RUNOFF_BIN" check --config "$cfg" >&2 || die "runoff rejected its config ($cfg, shown below)
+$(cat "$cfg")"
+    RUST_LOG=warn "$RUNOFF_BIN" run --config "$cfg" >"$logf" 2>&1 &
+    RUNOFF_PID=$!
+    PIDS+=("$RUNOFF_PID")
+    if ! (wait_http "http://127.0.0.1:$admin/readyz" "$RUNOFF_PID" "$what"); then
+        cat "$logf" >&2
+        exit 1
+    fi
+    curl -sf -o /dev/null "http://127.0.0.1:$port/" ||
+        die "$what does not proxy: $(curl -s -i "http://127.0.0.1:$port/" | head -n1)"
+}
+
+# ---------------------------------------------------------- measurement -----
+CLK_TCK="$(getconf CLK_TCK)"
+cpu_ticks() { # utime+stime (fields 14, 15) of pid $1, all threads; comm may hold spaces
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# cpu_us_per_req T0 T1 N: CPU µs per request from two cpu_ticks readings and N requests.
+cpu_us_per_req() {
+    awk -v d="$(($2 - $1))" -v hz="$CLK_TCK" -v n="$3" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }'
+}
+
+# ------------------------------------------------------------- report -------
+# ratio A B: A / B to 2 decimals, or n/a if B is 0 or either is "-" (or A is "nan").
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "-" || b == "-" || a == "nan") print "n/a"; else printf "%.2f", a / b }'; }
+
+# machine_summary: "N CPUs, <CPU model name>".
+machine_summary() { echo "$(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"; }
+
+# nginx_version: "nginx/1.x.y" of $NGINX.
+nginx_version() { "$NGINX" -v 2>&1 | sed 's/.*: //'; }
