@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The quick start: install what is missing, build runoff, and run `runoff demo`: the proxy on
-# config.example.yaml in front of two built-in demo backends. Ctrl-C drains and stops.
+# The quick start: install what is missing, build runoff, and run `runoff demo`: two built-in
+# backends, the proxy splitting one route and mirroring another, 30 s of load, then the report.
+# Extra arguments go to `runoff demo` (e.g. --duration 10s, --keep-running, --backends examples).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh

@@ -22,5 +22,5 @@ pub mod routing;
 pub mod server;
 pub mod summary;
 
-/// The example config, documented field by field; `runoff demo` runs on it.
+/// The example config, documented field by field (its tests check it stays valid).
 pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.yaml");
