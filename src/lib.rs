@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod mirror;
+pub mod outcome;
 pub mod process;
 pub mod proxy;
 pub mod report;

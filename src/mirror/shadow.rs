@@ -16,7 +16,7 @@ use super::{BodyEvent, MirrorRuntime, Pair, RouteMirror};
 use crate::access_log::{now_rfc3339, Entry};
 use crate::compare::Captured;
 use crate::metrics::{DropReason, StatusClass};
-use crate::proxy::outcome::error_kind;
+use crate::outcome::error_kind;
 
 pub(super) struct Job {
     pub rt: Arc<MirrorRuntime>,

@@ -6,7 +6,7 @@
 //! allocate label strings per request.
 
 pub mod headers;
-pub mod outcome;
+
 pub mod state;
 
 use std::net::IpAddr;
@@ -28,8 +28,8 @@ use crate::access_log::{now_rfc3339, Entry};
 use crate::compare::Captured;
 use crate::metrics::{RequestHandles, StatusClass};
 use crate::mirror::{self, CopyHandle};
+use crate::outcome::{error_kind, is_upstream, status_class, status_for_failure};
 use crate::routing::{self, ChoiceReason, MirrorFacts, RequestFacts};
-use outcome::{error_kind, is_upstream, status_class, status_for_failure};
 use state::{InFlight, Shared, Snapshot};
 
 /// The proxy: everything it knows lives in `Shared`.
