@@ -63,6 +63,16 @@ pub fn is_upstream(e: &Error) -> bool {
     *e.esource() == ErrorSource::Upstream
 }
 
+/// Whether an error only means the caller's connection went away (closed, reset, or a failed
+/// read or write on it).
+pub fn caller_went_away(e: &Error) -> bool {
+    *e.esource() == ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        )
+}
+
 /// The status runoff answers the caller with for a request that failed before a response
 /// reached it: 504 for backend timeouts, 502 for other backend failures (nginx and Envoy do
 /// the same), the error's own status for HTTP-status errors, 400 for a malformed request, and
@@ -179,6 +189,18 @@ mod tests {
             status_for_failure(&Error::new_in(ErrorType::InternalError)),
             500
         );
+    }
+
+    #[test]
+    fn a_caller_hanging_up_is_told_apart() {
+        assert!(caller_went_away(&Error::new_down(
+            ErrorType::ConnectionClosed
+        )));
+        assert!(caller_went_away(&Error::new_down(ErrorType::WriteError)));
+        assert!(!caller_went_away(&Error::new_down(
+            ErrorType::InvalidHTTPHeader
+        )));
+        assert!(!caller_went_away(&up(ErrorType::ConnectionClosed)));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::access_log::{now_rfc3339, Entry};
 use crate::compare::Captured;
 use crate::metrics::{RequestHandles, StatusClass};
 use crate::mirror::{self, CopyHandle};
-use crate::outcome::{error_kind, is_upstream, status_class, status_for_failure};
+use crate::outcome::{self, error_kind, is_upstream, status_class, status_for_failure};
 use crate::routing::{self, ChoiceReason, MirrorFacts, RequestFacts};
 use state::{InFlight, Shared, Snapshot};
 
@@ -506,6 +506,13 @@ impl ProxyHttp for Runoff {
             }
         }
         Ok(None)
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        // A caller that hangs up (a load generator stopping, a browser tab closing) is not an
+        // error of runoff's: it is counted in the metrics, and logging it at ERROR level drowns
+        // the real problems.
+        outcome::caller_went_away(error)
     }
 
     fn fail_to_connect(
