@@ -24,14 +24,22 @@ const ALWAYS_REDACTED: [&str; 4] = [
     "set-cookie",
 ];
 
-/// What a pair is about, known when its copy was dispatched.
+/// What a pair is about, known when its copy was dispatched (the per-request part; the
+/// route's name and redactions are the route's, given to `record`).
 #[derive(Debug, Clone)]
 pub struct PairMeta {
-    pub route: String,
     pub method: String,
     /// Path and query string.
     pub path: String,
     pub request_id: String,
+}
+
+/// What the store needs to know about a route, fixed when its config loads.
+#[derive(Debug, Clone)]
+pub struct RouteSamples {
+    pub route: String,
+    /// Mismatch samples kept (the route's `samples`).
+    pub capacity: usize,
     /// The mirror's `strip_headers`: redacted in samples too.
     pub redact: Vec<HeaderName>,
 }
@@ -85,19 +93,25 @@ fn redact(diffs: &[HeaderDiff], extra: &[HeaderName]) -> Vec<HeaderDiff> {
 }
 
 impl CompareStore {
-    /// Record one pair's verdict; `capacity` is the route's `samples`.
+    /// Record one pair's verdict.
     pub fn record(
         &self,
+        route: &RouteSamples,
         meta: &PairMeta,
         statuses: (u16, u16),
         verdict: &Verdict,
-        capacity: usize,
         time: String,
     ) {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
-        let log = routes.entry(meta.route.clone()).or_default();
+        if !routes.contains_key(&route.route) {
+            routes.insert(route.route.clone(), RouteLog::default());
+        }
+        let Some(log) = routes.get_mut(&route.route) else {
+            return;
+        };
+        let capacity = route.capacity;
         let diff = match verdict {
             Verdict::Skipped(_) => return,
             Verdict::Match => {
@@ -141,14 +155,14 @@ impl CompareStore {
         }
         log.samples.push_back(Sample {
             time,
-            route: meta.route.clone(),
+            route: route.route.clone(),
             method: meta.method.clone(),
             path: meta.path.clone(),
             request_id: meta.request_id.clone(),
             primary_status: statuses.0,
             shadow_status: statuses.1,
             parts: diff.parts(),
-            headers: redact(&diff.headers, &meta.redact),
+            headers: redact(&diff.headers, &route.redact),
             body: diff.body.clone(),
         });
     }

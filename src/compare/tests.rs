@@ -224,12 +224,15 @@ fn bodies_over_the_limit_are_skipped_and_not_kept() {
 #[test]
 fn the_store_redacts_counts_paths_and_keeps_a_bounded_ring() {
     let store = store::CompareStore::default();
-    let meta = store::PairMeta {
+    let route = store::RouteSamples {
         route: "api".into(),
+        capacity: 3,
+        redact: vec![HeaderName::from_static("x-api-key")],
+    };
+    let meta = store::PairMeta {
         method: "GET".into(),
         path: "/u?id=1".into(),
         request_id: "r1".into(),
-        redact: vec![HeaderName::from_static("x-api-key")],
     };
     let mut cfg = rules();
     cfg.headers = HeaderRule::Ignore(vec![]);
@@ -245,9 +248,9 @@ fn the_store_redacts_counts_paths_and_keeps_a_bounded_ring() {
             br#"{"items":[{"ts":-1}],"n":1}"#,
         );
         let v = compare(&a, &b, &cfg);
-        store.record(&meta, (200, 200), &v, 3, format!("t{i}"));
+        store.record(&route, &meta, (200, 200), &v, format!("t{i}"));
     }
-    store.record(&meta, (200, 200), &Verdict::Match, 3, "t9".into());
+    store.record(&route, &meta, (200, 200), &Verdict::Match, "t9".into());
     let samples = store.samples(Some("api"), 10);
     assert_eq!(samples.len(), 3);
     assert_eq!(samples[0].time, "t4");

@@ -22,7 +22,7 @@ use prometheus::Histogram;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::access_log::{now_rfc3339, AccessLogger};
-use crate::compare::store::{CompareStore, PairMeta};
+use crate::compare::store::{CompareStore, PairMeta, RouteSamples};
 use crate::compare::{self, Captured, Verdict};
 use crate::config::{Compare, Mirror};
 use crate::metrics::{CompareHandles, DropReason, MirrorHandles};
@@ -44,11 +44,6 @@ impl MirrorRuntime {
             }),
             access_log,
         }
-    }
-
-    /// Body bytes buffered for copies right now.
-    pub fn buffered_bytes(&self) -> u64 {
-        self.budget.used.load(Ordering::Acquire)
     }
 }
 
@@ -95,6 +90,8 @@ pub struct CompareCtx {
     pub config: Compare,
     pub handles: CompareHandles,
     pub store: Arc<CompareStore>,
+    /// The route's name, sample capacity and redactions, for the store.
+    pub samples: RouteSamples,
 }
 
 impl CompareCtx {
@@ -112,10 +109,10 @@ impl CompareCtx {
             Verdict::Skipped(_) => self.handles.results[2].inc(),
         }
         self.store.record(
+            &self.samples,
             meta,
             (primary.status, shadow.status),
             &verdict,
-            self.config.samples,
             now_rfc3339(),
         );
     }
@@ -172,27 +169,26 @@ pub fn dispatch(
         h.dropped(DropReason::Overloaded);
         return None;
     }
-    let judge = rm.compare.as_ref().map(|c| {
-        let meta = PairMeta {
-            route: rm.route_name.clone(),
-            method: header.method.as_str().to_string(),
-            path: header
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "/".into()),
-            request_id: header
-                .headers
-                .get(&rm.request_id_header)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
-            redact: rm.config.strip_headers.clone(),
-        };
-        (Arc::clone(c), meta)
+    let meta = rm.compare.as_ref().map(|_| PairMeta {
+        method: header.method.as_str().to_string(),
+        path: header
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into()),
+        request_id: header
+            .headers
+            .get(&rm.request_id_header)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
     });
-    let pair = Arc::new(Pair::new(h.ratio.clone(), judge));
-    pair.set_exact_ratio(Arc::clone(&rm.ratio));
+    let judge = rm.compare.clone().zip(meta);
+    let pair = Arc::new(Pair::new(
+        h.ratio.clone(),
+        Some(Arc::clone(&rm.ratio)),
+        judge,
+    ));
     let (tx, rx) = if body == BodyPlan::None {
         (None, None)
     } else {
@@ -294,10 +290,7 @@ impl CopyHandle {
 
     /// Whether this copy's answers will be compared (then the primary's answer is captured).
     pub fn compares(&self) -> Option<usize> {
-        self.pair
-            .judge
-            .as_ref()
-            .map(|(c, _)| c.config.body_max_bytes)
+        self.pair.judge.as_ref().map(|c| c.config.body_max_bytes)
     }
 }
 
@@ -313,59 +306,71 @@ type Done = (Duration, Option<Captured>);
 /// One leg's outcome: `None` while under way, `Some(None)` failed, `Some(Some(done))`.
 type Leg = Option<Option<Done>>;
 
+/// The two legs, and what the comparison needs to know about the request (taken once).
+struct PairState {
+    legs: (Leg, Leg),
+    meta: Option<PairMeta>,
+}
+
 /// Primary and shadow legs of one request; the second to finish records the paired ratio and
 /// hands both answers to the comparison, on a blocking-pool thread.
 struct Pair {
     ratio: Histogram,
-    exact_ratio: std::sync::OnceLock<Arc<crate::summary::Recorder>>,
-    judge: Option<(Arc<CompareCtx>, PairMeta)>,
-    state: Mutex<(Leg, Leg)>,
+    /// The route's exact ratio recorder, for summaries.
+    exact_ratio: Option<Arc<crate::summary::Recorder>>,
+    judge: Option<Arc<CompareCtx>>,
+    state: Mutex<PairState>,
 }
 
 impl Pair {
-    fn new(ratio: Histogram, judge: Option<(Arc<CompareCtx>, PairMeta)>) -> Pair {
+    fn new(
+        ratio: Histogram,
+        exact_ratio: Option<Arc<crate::summary::Recorder>>,
+        judge: Option<(Arc<CompareCtx>, PairMeta)>,
+    ) -> Pair {
+        let (judge, meta) = judge.unzip();
         Pair {
             ratio,
-            exact_ratio: std::sync::OnceLock::new(),
+            exact_ratio,
             judge,
-            state: Mutex::new((None, None)),
+            state: Mutex::new(PairState {
+                legs: (None, None),
+                meta,
+            }),
         }
     }
 
-    fn set_exact_ratio(&self, r: Arc<crate::summary::Recorder>) {
-        let _ = self.exact_ratio.set(r);
-    }
-
     fn primary(&self, done: Option<Done>) {
-        self.settle(|s| s.0 = Some(done));
+        self.settle(|l| l.0 = Some(done));
     }
 
     fn shadow(&self, done: Option<Done>) {
-        self.settle(|s| s.1 = Some(done));
+        self.settle(|l| l.1 = Some(done));
     }
 
     fn settle(&self, f: impl FnOnce(&mut (Leg, Leg))) {
         let Ok(mut s) = self.state.lock() else { return };
-        f(&mut s);
-        if !matches!(*s, (Some(Some(_)), Some(Some(_)))) {
+        f(&mut s.legs);
+        if !matches!(s.legs, (Some(Some(_)), Some(Some(_)))) {
             return;
         }
         // Both completed: take them out (so this happens once).
         let (Some(Some((pd, pa))), Some(Some((sd, sa)))) =
-            std::mem::replace(&mut *s, (Some(None), Some(None)))
+            std::mem::replace(&mut s.legs, (Some(None), Some(None)))
         else {
             return;
         };
+        let meta = s.meta.take();
         drop(s);
         if pd > Duration::ZERO {
             let r = sd.as_secs_f64() / pd.as_secs_f64();
-            if let Some(exact) = self.exact_ratio.get() {
+            if let Some(exact) = &self.exact_ratio {
                 exact.record((r * crate::summary::RATIO_SCALE) as u64, false);
             }
             self.ratio.observe(r);
         }
-        if let (Some((ctx, meta)), Some(p), Some(sh)) = (&self.judge, pa, sa) {
-            let (ctx, meta) = (Arc::clone(ctx), meta.clone());
+        if let (Some(ctx), Some(meta), Some(p), Some(sh)) = (&self.judge, meta, pa, sa) {
+            let ctx = Arc::clone(ctx);
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
                     rt.spawn_blocking(move || ctx.judge(&meta, &p, &sh));
@@ -413,7 +418,7 @@ mod tests {
             teed: 0,
             max_body,
             budget: Arc::clone(&budget),
-            pair: Arc::new(Pair::new(ratio, None)),
+            pair: Arc::new(Pair::new(ratio, None, None)),
         };
         (h, rx, budget)
     }
@@ -492,12 +497,12 @@ mod tests {
     fn the_pair_records_one_ratio_when_both_complete() {
         let ratio =
             Histogram::with_opts(prometheus::HistogramOpts::new("r", "r")).expect("histogram");
-        let p = Pair::new(ratio.clone(), None);
+        let p = Pair::new(ratio.clone(), None, None);
         p.shadow(Some((Duration::from_millis(30), None)));
         p.primary(Some((Duration::from_millis(10), None)));
         assert_eq!(ratio.get_sample_count(), 1);
         assert!((ratio.get_sample_sum() - 3.0).abs() < 1e-9);
-        let p = Pair::new(ratio.clone(), None);
+        let p = Pair::new(ratio.clone(), None, None);
         p.primary(None);
         p.shadow(Some((Duration::from_millis(30), None)));
         assert_eq!(ratio.get_sample_count(), 1);

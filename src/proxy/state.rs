@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::access_log::AccessLogger;
-use crate::compare::store::CompareStore;
+use crate::compare::store::{CompareStore, RouteSamples};
 use crate::config::{Backend, Config};
 use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
 use crate::mirror::{CompareCtx, MirrorRuntime, RouteMirror};
@@ -102,6 +102,11 @@ impl Snapshot {
                                 config: c.clone(),
                                 handles: metrics.compare_handles(&r.name),
                                 store: Arc::clone(compare_store),
+                                samples: RouteSamples {
+                                    route: r.name.clone(),
+                                    capacity: c.samples,
+                                    redact: m.strip_headers.clone(),
+                                },
                             })
                         }),
                     })
