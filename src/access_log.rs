@@ -6,7 +6,6 @@
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
@@ -51,34 +50,25 @@ enum Message {
 pub struct AccessLogger {
     tx: Option<SyncSender<Message>>,
     dropped: IntCounter,
-    // Keeps the writer thread's handle so `flush` can wait for it.
-    _writer: Option<Arc<Mutex<Option<thread::JoinHandle<()>>>>>,
 }
 
 impl AccessLogger {
     /// Start the writer for `target`. Opening a file that cannot be opened is an error.
     pub fn start(target: &AccessLog, dropped: IntCounter) -> std::io::Result<AccessLogger> {
         let sink: Box<dyn Write + Send> = match target {
-            AccessLog::Off => {
-                return Ok(AccessLogger {
-                    tx: None,
-                    dropped,
-                    _writer: None,
-                })
-            }
+            AccessLog::Off => return Ok(AccessLogger { tx: None, dropped }),
             AccessLog::Stdout => Box::new(std::io::stdout()),
             AccessLog::File(path) => {
                 Box::new(OpenOptions::new().create(true).append(true).open(path)?)
             }
         };
         let (tx, rx) = sync_channel(QUEUE);
-        let handle = thread::Builder::new()
+        thread::Builder::new()
             .name("runoff-access-log".into())
             .spawn(move || write_loop(rx, BufWriter::new(sink)))?;
         Ok(AccessLogger {
             tx: Some(tx),
             dropped,
-            _writer: Some(Arc::new(Mutex::new(Some(handle)))),
         })
     }
 

@@ -373,7 +373,7 @@ impl Control {
             uptime_seconds: uptime,
             window_seconds: window_secs,
             routes,
-            processes: self.shared.processes(window),
+            processes: self.shared.resources.stats(window),
         }
     }
 

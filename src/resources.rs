@@ -60,21 +60,13 @@ impl Resources {
                 history: VecDeque::new(),
             });
             let reading = w.sampler.sample();
+            // Never negative; adding 0 still makes the series exist from the first sample.
             let delta = (reading.cpu_seconds - w.last.cpu_seconds).max(0.0);
-            if delta > 0.0 {
-                shared
-                    .metrics
-                    .backend_cpu
-                    .with_label_values(&[&b.name])
-                    .inc_by(delta);
-            } else {
-                // Make the series exist from the first sample.
-                shared
-                    .metrics
-                    .backend_cpu
-                    .with_label_values(&[&b.name])
-                    .inc_by(0.0);
-            }
+            shared
+                .metrics
+                .backend_cpu
+                .with_label_values(&[&b.name])
+                .inc_by(delta);
             shared
                 .metrics
                 .backend_rss

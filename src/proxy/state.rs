@@ -215,14 +215,6 @@ impl Shared {
         self.snapshot.store(Arc::new(new));
     }
 
-    /// Backend process readings for summaries (filled by the process sampler, if any).
-    pub fn processes(
-        &self,
-        window: std::time::Duration,
-    ) -> std::collections::BTreeMap<String, crate::summary::model::ProcessStats> {
-        self.resources.stats(window)
-    }
-
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
