@@ -143,6 +143,7 @@ fn run_demo(listen: std::net::SocketAddr, opts: DemoOptions) -> ExitCode {
             Vec::new()
         },
         on_start: Some(Box::new(move |control| demo::drive(control, listen, opts))),
+        on_exit: Some(Box::new(demo::kill_children)),
     };
     let result = finish(server::run(config, RunOptions::default(), extras));
     demo::kill_children();

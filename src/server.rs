@@ -66,11 +66,15 @@ pub struct RunOptions {
 /// Something to run on its own thread once the server is assembled (the demo's load).
 pub type OnStart = Box<dyn FnOnce(Arc<Control>) + Send>;
 
+/// Something to run just before a drained process exits (the demo stops its example apps).
+pub type OnExit = Box<dyn FnOnce() + Send>;
+
 /// Extra in-process services (the demo backends) and a start hook.
 #[derive(Default)]
 pub struct Extras {
     pub demo_backends: Vec<(SocketAddr, DemoBackend)>,
     pub on_start: Option<OnStart>,
+    pub on_exit: Option<OnExit>,
 }
 
 /// Check that every address runoff will listen on is free now, so a clash is a clear error at
@@ -242,10 +246,11 @@ fn watch_config(control: Arc<Control>, path: &std::path::Path) -> Result<(), Sta
 
 /// Build and run the server until it is told to stop. Returns after a drain.
 pub fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), StartError> {
+    // The config's own problems first, then the machine's.
+    let token = admin_token(&config)?;
     if !options.upgrade {
         check_listeners(&config, &extras)?;
     }
-    let token = admin_token(&config)?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new(Registry::new())?);
     metrics.stamp_good_load();
@@ -322,6 +327,7 @@ pub fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), St
         server.add_service(svc);
     }
 
+    let on_exit = extras.on_exit;
     if let Some(hook) = extras.on_start {
         let control = Arc::clone(&control);
         thread::Builder::new()
@@ -339,7 +345,7 @@ pub fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), St
     let phases = server.watch_execution_phase();
     thread::Builder::new()
         .name("runoff-drain".into())
-        .spawn(move || watch_for_drain(phases, shared, drain))
+        .spawn(move || watch_for_drain(phases, shared, drain, on_exit))
         .map_err(StartError::Thread)?;
 
     log::info!(
@@ -360,6 +366,7 @@ fn watch_for_drain(
     mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
     shared: Arc<Shared>,
     drain: Duration,
+    on_exit: Option<OnExit>,
 ) {
     loop {
         match phases.blocking_recv() {
@@ -395,6 +402,8 @@ fn watch_for_drain(
         thread::sleep(Duration::from_millis(10));
     }
     shared.access_log.flush(Duration::from_secs(1));
-    crate::demo::kill_children();
+    if let Some(hook) = on_exit {
+        hook();
+    }
     std::process::exit(0);
 }

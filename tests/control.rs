@@ -324,8 +324,13 @@ async fn the_admin_api_needs_the_token_and_metrics_stay_open() {
 fn an_open_admin_listener_needs_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("open.yaml");
-    let base = "listen: 127.0.0.1:18080\nbackends:\n  node: { address: 127.0.0.1:9 }\nroutes:\n  - name: api\n    split: { node: 1 }\n";
-    std::fs::write(&path, format!("{base}admin: {{ listen: 0.0.0.0:19100 }}\n")).unwrap();
+    let (listen, admin) = (common::free_port(), common::free_port());
+    let base = format!("listen: 127.0.0.1:{listen}\nbackends:\n  node: {{ address: 127.0.0.1:9 }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n");
+    std::fs::write(
+        &path,
+        format!("{base}admin: {{ listen: 0.0.0.0:{admin} }}\n"),
+    )
+    .unwrap();
     let out = std::process::Command::new(bin())
         .arg("check")
         .arg("--config")
@@ -335,16 +340,18 @@ fn an_open_admin_listener_needs_a_token() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(
-            "admin.listen: `0.0.0.0:19100` is reachable from other hosts: set admin.token_env"
-        ),
+        err.contains(&format!(
+            "admin.listen: `0.0.0.0:{admin}` is reachable from other hosts: set admin.token_env"
+        )),
         "{err}"
     );
 
     // Named but unset: `run` refuses to start.
     std::fs::write(
         &path,
-        format!("{base}admin: {{ listen: 127.0.0.1:19100, token_env: RUNOFF_UNSET_TOKEN_VAR }}\n"),
+        format!(
+            "{base}admin: {{ listen: 127.0.0.1:{admin}, token_env: RUNOFF_UNSET_TOKEN_VAR }}\n"
+        ),
     )
     .unwrap();
     let out = std::process::Command::new(bin())
