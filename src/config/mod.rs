@@ -310,6 +310,26 @@ impl Checker {
         }
     }
 
+    /// A list of HTTP methods (any case); each bad one is reported as `path[j]`.
+    fn methods(&mut self, path: &str, names: &[String]) -> Vec<Method> {
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(j, name)| {
+                match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                    Ok(method) => Some(method),
+                    Err(_) => {
+                        self.report(
+                            format!("{path}[{j}]"),
+                            format!("`{name}` is not an HTTP method"),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
     fn header_name(&mut self, path: &str, text: &str) -> Option<HeaderName> {
         match HeaderName::from_bytes(text.as_bytes()) {
             Ok(h) => Some(h),
@@ -605,22 +625,7 @@ fn validate_route(
                 "is empty: leave it out to match every method",
             );
         }
-        list.iter()
-            .enumerate()
-            .filter_map(|(j, m)| {
-                let upper = m.to_ascii_uppercase();
-                match Method::from_bytes(upper.as_bytes()) {
-                    Ok(method) => Some(method),
-                    Err(_) => {
-                        c.report(
-                            format!("{path}.match.methods[{j}]"),
-                            format!("`{m}` is not an HTTP method"),
-                        );
-                        None
-                    }
-                }
-            })
-            .collect::<Vec<_>>()
+        c.methods(&format!("{path}.match.methods"), list)
     });
 
     if r.split.is_empty() {
@@ -852,23 +857,7 @@ fn validate_mirror(
             .map(|s| s.to_string())
             .collect(),
     };
-    let methods = method_names
-        .iter()
-        .enumerate()
-        .filter_map(|(j, name)| {
-            let upper = name.to_ascii_uppercase();
-            match Method::from_bytes(upper.as_bytes()) {
-                Ok(method) => Some(method),
-                Err(_) => {
-                    c.report(
-                        format!("{path}.methods[{j}]"),
-                        format!("`{name}` is not an HTTP method"),
-                    );
-                    None
-                }
-            }
-        })
-        .collect();
+    let methods = c.methods(&format!("{path}.methods"), &method_names);
     let max_body_bytes = match m.max_body_bytes {
         None => defaults::MIRROR_MAX_BODY_BYTES,
         Some(v) if v >= 0 => v as u64,
