@@ -331,28 +331,10 @@ async fn one_request(
         req.insert_header("content-length", b.len().to_string())
             .ok()?;
     }
-    let (mut session, _) = connector.get_http_session(peer).await.ok()?;
-    session.write_request_header(Box::new(req)).await.ok()?;
-    if let Some(b) = body {
-        session
-            .write_request_body(Bytes::from_static(b), true)
-            .await
-            .ok()?;
-    }
-    session.finish_request_body().await.ok()?;
-    session.read_response_header().await.ok()?;
-    let status = session.response_header()?.status.as_u16();
-    while !session.response_done() {
-        match session.read_response_body().await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(_) => return None,
-        }
-    }
-    connector
-        .release_http_session(session, peer, peer.options.idle_timeout)
-        .await;
-    Some(status)
+    crate::client::exchange(connector, peer, req, body.map(Bytes::from_static))
+        .await
+        .ok()
+        .map(|(status, _)| status)
 }
 
 /// One screen of the live view: per route and backend, what the last 10 s looked like.

@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod cli;
+pub mod client;
 pub mod compare;
 pub mod config;
 pub mod control;

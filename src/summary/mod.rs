@@ -261,31 +261,15 @@ async fn get(
     let mut peer = HttpPeer::new(addr, false, String::new());
     peer.options.connection_timeout = Some(Duration::from_secs(3));
     peer.options.read_timeout = Some(Duration::from_secs(10));
-    let (mut session, _) = connector.get_http_session(&peer).await.map_err(err)?;
     let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(err)?;
     req.insert_header("host", host).map_err(err)?;
     if let Some(t) = token {
         req.insert_header("authorization", format!("Bearer {t}"))
             .map_err(err)?;
     }
-    session
-        .write_request_header(Box::new(req))
+    crate::client::exchange(&connector, &peer, req, None)
         .await
-        .map_err(err)?;
-    session.finish_request_body().await.map_err(err)?;
-    session.read_response_header().await.map_err(err)?;
-    let status = session
-        .response_header()
-        .map(|h| h.status.as_u16())
-        .unwrap_or(0);
-    let mut body = Vec::new();
-    while !session.response_done() {
-        match session.read_response_body().await.map_err(err)? {
-            Some(b) => body.extend_from_slice(&b),
-            None => break,
-        }
-    }
-    Ok((status, body))
+        .map_err(err)
 }
 
 #[cfg(test)]
