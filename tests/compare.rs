@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{fixture, Fixture, Metrics, Runoff};
+use common::{fixture, status, Fixture, Metrics, Runoff};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -300,10 +300,7 @@ async fn a_noisy_field_shows_up_in_path_counts_and_ignoring_it_makes_pairs_match
     let runoff = Runoff::start(|p| yaml(p, "{}")).await;
     let client = reqwest::Client::new();
     for _ in 0..4 {
-        assert_eq!(
-            client.get(runoff.url("/x")).send().await.unwrap().status(),
-            200
-        );
+        assert_eq!(status(client.get(runoff.url("/x"))).await, 200);
     }
     runoff
         .expect_metric("runoff_compare_total", &[("result", "mismatch")], 4.0)
@@ -328,10 +325,7 @@ async fn a_noisy_field_shows_up_in_path_counts_and_ignoring_it_makes_pairs_match
         .unwrap();
     assert_eq!(r.status(), 200);
     for _ in 0..2 {
-        assert_eq!(
-            client.get(runoff.url("/x")).send().await.unwrap().status(),
-            200
-        );
+        assert_eq!(status(client.get(runoff.url("/x"))).await, 200);
     }
     runoff
         .expect_metric("runoff_compare_total", &[("result", "mismatch")], 6.0)

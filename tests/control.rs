@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bin, fixture, Fixture, Ports, Runoff};
+use common::{bin, fixture, status, Fixture, Ports, Runoff};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -156,11 +156,8 @@ async fn fifty_reloads_and_api_changes_under_load_lose_no_request() {
     // A few weight changes through the API: runtime overrides, not reloads.
     for (n, g) in [(50, 50), (80, 20), (25, 75)] {
         let resp = runoff
-            .api(Method::PUT, "/api/routes/api/weights")
-            .json(&json!({"node": n, "go": g}))
-            .send()
-            .await
-            .unwrap();
+            .put_json("/api/routes/api/weights", json!({"node": n, "go": g}))
+            .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(weights(&runoff).await, (f64::from(n), f64::from(g)));
     }
@@ -199,12 +196,7 @@ async fn a_slow_request_finishes_across_a_reload_that_removes_its_backend() {
         .start()
         .await;
     let new = fixture("new").start().await;
-    let route = |p: &Ports, name: &str, f: &Fixture| {
-        format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  {name}: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ {name}: 1 }}\n",
-            p.listen, p.admin, f.addr
-        )
-    };
+    let route = |p: &Ports, name: &str, f: &Fixture| common::one_backend(p, name, f.addr, "");
     let runoff = Runoff::start(|p| route(p, "old", &old)).await;
     let url = runoff.url("/api/slow");
     let slow = tokio::spawn(async move {
@@ -270,28 +262,15 @@ async fn the_admin_api_needs_the_token_and_metrics_stay_open() {
         }
         r
     };
-    assert_eq!(put(None).send().await.unwrap().status(), 401);
-    assert_eq!(
-        put(Some("Bearer wrong")).send().await.unwrap().status(),
-        403
-    );
-    assert_eq!(
-        put(Some("s3cret-token")).send().await.unwrap().status(),
-        401
-    );
+    assert_eq!(status(put(None)).await, 401);
+    assert_eq!(status(put(Some("Bearer wrong"))).await, 403);
+    assert_eq!(status(put(Some("s3cret-token"))).await, 401);
     assert_eq!(
         weights(&runoff).await,
         (90.0, 10.0),
         "a refused write changed something"
     );
-    assert_eq!(
-        put(Some("Bearer s3cret-token"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(put(Some("Bearer s3cret-token"))).await, 200);
     assert_eq!(weights(&runoff).await, (90.0, 50.0));
     // Reads need it too (mismatch samples will hold request data).
     let r = runoff.api(Method::GET, "/api/config").send().await.unwrap();
@@ -379,25 +358,16 @@ async fn the_mirror_kill_switch_and_switching_a_mirror_on() {
 
     // No mirror yet: `to` is required to switch one on.
     let r = runoff
-        .api(Method::PUT, "/api/routes/api/mirror")
-        .json(&json!({"percent": 100}))
-        .send()
-        .await
-        .unwrap();
+        .put_json("/api/routes/api/mirror", json!({"percent": 100}))
+        .await;
     assert_eq!(r.status(), 400);
     let r = runoff
-        .api(Method::PUT, "/api/routes/nope/mirror")
-        .json(&json!({"percent": 1}))
-        .send()
-        .await
-        .unwrap();
+        .put_json("/api/routes/nope/mirror", json!({"percent": 1}))
+        .await;
     assert_eq!(r.status(), 404);
     let r = runoff
-        .api(Method::PUT, "/api/routes/api/weights")
-        .json(&json!({"rust": 5}))
-        .send()
-        .await
-        .unwrap();
+        .put_json("/api/routes/api/weights", json!({"rust": 5}))
+        .await;
     assert_eq!(r.status(), 400);
     assert!(r
         .text()
@@ -406,22 +376,14 @@ async fn the_mirror_kill_switch_and_switching_a_mirror_on() {
         .contains("`rust` is not a backend of route `api`'s split"));
 
     let r = runoff
-        .api(Method::PUT, "/api/routes/api/mirror")
-        .json(&json!({"to": "go", "percent": 100}))
-        .send()
-        .await
-        .unwrap();
+        .put_json(
+            "/api/routes/api/mirror",
+            json!({"to": "go", "percent": 100}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     for _ in 0..10 {
-        assert_eq!(
-            client
-                .get(runoff.url("/api/on"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(status(client.get(runoff.url("/api/on"))).await, 200);
     }
     let m = runoff
         .expect_metric("runoff_requests_total", &[("role", "shadow")], 10.0)
@@ -433,22 +395,11 @@ async fn the_mirror_kill_switch_and_switching_a_mirror_on() {
 
     // The kill switch.
     let r = runoff
-        .api(Method::PUT, "/api/routes/api/mirror")
-        .json(&json!({"percent": 0}))
-        .send()
-        .await
-        .unwrap();
+        .put_json("/api/routes/api/mirror", json!({"percent": 0}))
+        .await;
     assert_eq!(r.status(), 200);
     for _ in 0..10 {
-        assert_eq!(
-            client
-                .get(runoff.url("/api/off"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(status(client.get(runoff.url("/api/off"))).await, 200);
     }
     runoff
         .expect_metric("runoff_requests_total", &[("role", "primary")], 20.0)
@@ -514,13 +465,8 @@ async fn watch_reloads_when_the_file_changes_and_reports_restart_only_changes() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_at_max_in_flight_gets_no_more_requests() {
     let slow = fixture("go").delay(Duration::from_secs(3)).start().await;
-    let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  go: {{ address: \"{}\", max_in_flight: 2 }}\nroutes:\n  - name: api\n    split: {{ go: 1 }}\n",
-            p.listen, p.admin, slow.addr
-        )
-    })
-    .await;
+    let runoff =
+        Runoff::start(|p| common::one_backend(p, "go", slow.addr, ", max_in_flight: 2")).await;
     let url = runoff.url("/api");
     let held: Vec<_> = (0..2)
         .map(|_| {

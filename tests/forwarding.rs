@@ -27,8 +27,8 @@ async fn requests_and_responses_pass_through_unchanged() {
     let log = log_path.display().to_string();
     let runoff = Runoff::start(|p| {
         format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\naccess_log: {log}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            p.listen, p.admin, node.addr
+            "access_log: {log}\n{}",
+            common::one_backend(p, "node", node.addr, "")
         )
     })
     .await;
@@ -106,18 +106,7 @@ async fn requests_and_responses_pass_through_unchanged() {
     );
 
     // The access log: one JSON line per request, written within a second or so.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines.len() >= 2 || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let lines = common::json_lines(&log_path, 2).await;
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["request_id"], id);
     assert_eq!(lines[0]["route"], "api");
@@ -135,13 +124,7 @@ async fn requests_and_responses_pass_through_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_connections_are_reused_both_ways() {
     let node = fixture("node").start().await;
-    let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            p.listen, p.admin, node.addr
-        )
-    })
-    .await;
+    let runoff = Runoff::start(|p| common::one_backend(p, "node", node.addr, "")).await;
     // One client connection, 20 sequential requests on it.
     let mut conn = TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -173,13 +156,7 @@ async fn keep_alive_connections_are_reused_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_request_gets_400_and_runoff_keeps_serving() {
     let node = fixture("node").start().await;
-    let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            p.listen, p.admin, node.addr
-        )
-    })
-    .await;
+    let runoff = Runoff::start(|p| common::one_backend(p, "node", node.addr, "")).await;
     let mut conn = TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     conn.write_all(b"GARBAGE \x01\x02 NOT HTTP\r\n\r\n")

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{
-    closed_port, fixture, load, raw_chunked_post, resetting_server, Metrics, Ports, Runoff,
+    closed_port, fixture, load, raw_chunked_post, resetting_server, status, Metrics, Ports, Runoff,
 };
 
 /// node serves the caller; go gets the copies.
@@ -405,42 +405,12 @@ async fn only_allowed_methods_are_copied_and_copies_are_never_copied_again() {
     let client = reqwest::Client::new();
     // Default methods: GET and HEAD only.
     assert_eq!(
-        client
-            .post(runoff.url("/orders"))
-            .body("x")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(client.post(runoff.url("/orders")).body("x")).await,
         200
     );
-    assert_eq!(
-        client
-            .delete(runoff.url("/orders/1"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client
-            .head(runoff.url("/orders/1"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client
-            .get(runoff.url("/orders/1"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status(client.delete(runoff.url("/orders/1"))).await, 200);
+    assert_eq!(status(client.head(runoff.url("/orders/1"))).await, 200);
+    assert_eq!(status(client.get(runoff.url("/orders/1"))).await, 200);
     // Loop guard: a request that is itself a copy is not copied again.
     let r = client
         .get(runoff.url("/orders/2"))
@@ -636,18 +606,7 @@ async fn the_access_log_shows_both_legs_under_one_request_id() {
     let runoff = Runoff::start(|p| format!("access_log: {log}\n{}", config(p, &n, &g, ""))).await;
     let r = reqwest::get(runoff.url("/orders/9?x=1")).await.unwrap();
     assert_eq!(r.status(), 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines.len() >= 2 || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let lines = common::json_lines(&log_path, 2).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     let primary = lines.iter().find(|l| l["role"] == "primary").unwrap();
     let copy = lines.iter().find(|l| l["role"] == "shadow").unwrap();

@@ -333,13 +333,8 @@ async fn a_refusing_backend_gives_502_counted_as_connect_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_times_out_gives_504_counted_as_read_timeout() {
     let slow = fixture("node").delay(Duration::from_secs(3)).start().await;
-    let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\", read_timeout: 200ms }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            p.listen, p.admin, slow.addr
-        )
-    })
-    .await;
+    let runoff =
+        Runoff::start(|p| common::one_backend(p, "node", slow.addr, ", read_timeout: 200ms")).await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
         let r = client.get(runoff.url("/api")).send().await.unwrap();
@@ -377,13 +372,8 @@ async fn a_connect_timeout_gives_504_counted_as_connect_timeout() {
             Err(_) => break,
         }
     }
-    let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{addr}\", connect_timeout: 200ms }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            p.listen, p.admin
-        )
-    })
-    .await;
+    let runoff =
+        Runoff::start(|p| common::one_backend(p, "node", addr, ", connect_timeout: 200ms")).await;
     let client = reqwest::Client::new();
     let r = client.get(runoff.url("/api")).send().await.unwrap();
     assert_eq!(r.status(), 504);

@@ -387,6 +387,15 @@ impl Runoff {
             .unwrap()
     }
 
+    /// `PUT` a JSON body on an admin API path.
+    pub async fn put_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.api(reqwest::Method::PUT, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// POST/PUT/GET on the admin API.
     pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         reqwest::Client::new().request(
@@ -647,4 +656,39 @@ pub fn raw_chunked_post(
         }
     }
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Send a request and return its status.
+pub async fn status(request: reqwest::RequestBuilder) -> u16 {
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// Wait (bounded) until a JSON-lines file (an access log) has at least `n` lines; return them.
+pub async fn json_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The config of a runoff in front of one backend `name` on one route `api`; `options` are
+/// extra fields of the backend (e.g. `, read_timeout: 200ms`).
+pub fn one_backend(
+    p: &Ports,
+    name: &str,
+    address: impl std::fmt::Display,
+    options: &str,
+) -> String {
+    format!(
+        "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  {name}: {{ address: \"{address}\"{options} }}\nroutes:\n  - name: api\n    split: {{ {name}: 1 }}\n",
+        p.listen, p.admin
+    )
 }
