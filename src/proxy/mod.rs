@@ -122,10 +122,17 @@ impl RequestCtx {
     /// pile onto an overloaded backend (counted as rejected and as an `error` request).
     fn admit(&mut self, target: Target) -> bool {
         self._gauge = Some(GaugeGuard::new(&target.handles.in_flight));
-        let (slot, under_way) = Slot::take(&self.snapshot.backends[target.backend].in_flight);
-        self._slot = Some(slot);
-        let limit = self.snapshot.config.backends[target.backend].max_in_flight;
-        let admitted = limit.is_none_or(|max| under_way <= max);
+        // Only a backend with a limit keeps a shared count (one contended atomic less per
+        // request for the others).
+        let admitted = match self.snapshot.config.backends[target.backend].max_in_flight {
+            None => true,
+            Some(max) => {
+                let (slot, under_way) =
+                    Slot::take(&self.snapshot.backends[target.backend].in_flight);
+                self._slot = Some(slot);
+                under_way <= max
+            }
+        };
         if !admitted {
             target.handles.rejected.inc();
         }

@@ -22,7 +22,8 @@ pub struct BackendState {
     pub peer: HttpPeer,
     pub primary: BackendHandles,
     /// Primary requests under way to this backend (carried across reloads by name), checked
-    /// against the backend's `max_in_flight`.
+    /// against the backend's `max_in_flight`; counted only while the backend has one (a
+    /// reload that adds a limit starts from the requests admitted after it).
     pub in_flight: Arc<AtomicUsize>,
 }
 
