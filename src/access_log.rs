@@ -19,7 +19,7 @@ const QUEUE: usize = 16_384;
 
 /// One request, as logged.
 #[derive(Debug, Serialize)]
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     pub time: String,
     pub request_id: &'a str,
     pub method: &'a str,
@@ -36,7 +36,7 @@ pub struct Entry<'a> {
     pub error: Option<&'a str>,
 }
 
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
@@ -47,14 +47,14 @@ enum Message {
 
 /// Cheap to clone; `Off` costs nothing per request.
 #[derive(Clone)]
-pub struct AccessLogger {
+pub(crate) struct AccessLogger {
     tx: Option<SyncSender<Message>>,
     dropped: IntCounter,
 }
 
 impl AccessLogger {
     /// Start the writer for `target`. Opening a file that cannot be opened is an error.
-    pub fn start(target: &AccessLog, dropped: IntCounter) -> std::io::Result<AccessLogger> {
+    pub(crate) fn start(target: &AccessLog, dropped: IntCounter) -> std::io::Result<AccessLogger> {
         let sink: Box<dyn Write + Send> = match target {
             AccessLog::Off => return Ok(AccessLogger { tx: None, dropped }),
             AccessLog::Stdout => Box::new(std::io::stdout()),
@@ -72,12 +72,12 @@ impl AccessLogger {
         })
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.tx.is_some()
     }
 
     /// Queue one entry; never blocks.
-    pub fn log(&self, entry: &Entry<'_>) {
+    pub(crate) fn log(&self, entry: &Entry<'_>) {
         let Some(tx) = &self.tx else { return };
         let Ok(line) = serde_json::to_string(entry) else {
             return;
@@ -89,7 +89,7 @@ impl AccessLogger {
     }
 
     /// Wait (bounded) until every queued line is written: used before the process exits.
-    pub fn flush(&self, within: Duration) {
+    pub(crate) fn flush(&self, within: Duration) {
         let Some(tx) = &self.tx else { return };
         let (done_tx, done_rx) = sync_channel(1);
         if tx.send(Message::Flush(done_tx)).is_ok() {

@@ -11,7 +11,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 /// Send one request (with its body, if any), read the whole response, and return the
 /// connection to the pool. The request must carry its own framing headers for a body.
-pub async fn exchange(
+pub(crate) async fn exchange(
     connector: &Connector,
     peer: &HttpPeer,
     req: RequestHeader,

@@ -1,28 +1,36 @@
 //! runoff: a transparent benchmarking reverse proxy on Pingora.
 //!
-//! A request enters `proxy`, is routed by `routing`, and leaves traces in `metrics`; `config`
-//! says what to do, `admin` shows what happened. `server` assembles the Pingora server.
-//! This crate root only exposes the modules (so `tests/` drive the real app); no logic here.
+//! The folders follow a request: it enters `proxy`, is routed by `routing`, may be copied by
+//! `mirror`, its answers are judged by `compare`, and it leaves traces in `metrics` and in
+//! `analysis`' recorders. `config` says what to do, `state` holds it live, `control` changes it,
+//! `admin` shows it, `server` assembles and runs it all; `report` and `demo` are tools around
+//! it. README's "Layout" section maps each folder to its stage and states the import rules.
+//! This crate root only declares the modules: the binary's entry points (`cli`, `commands`),
+//! and what integration tests and users may name (`config`, `routing`, `analysis`), are
+//! public; everything else is the crate's own.
+#![warn(unreachable_pub)]
 
-pub mod access_log;
-pub mod admin;
+mod access_log;
+mod admin;
+pub mod analysis;
 pub mod cli;
-pub mod client;
-pub mod compare;
+mod client;
+pub mod commands;
+mod compare;
 pub mod config;
-pub mod control;
-pub mod demo;
+mod control;
+mod demo;
 pub mod error;
-pub mod metrics;
-pub mod mirror;
-pub mod outcome;
-pub mod process;
-pub mod proxy;
-pub mod report;
-pub mod resources;
+mod forwarding;
+mod metrics;
+mod mirror;
+mod outcome;
+mod proxy;
+mod report;
 pub mod routing;
-pub mod server;
-pub mod summary;
+mod server;
+mod state;
+mod upstream;
 
 /// The example config, documented field by field (its tests check it stays valid).
 pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.yaml");

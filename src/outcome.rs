@@ -12,7 +12,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::metrics::{ErrorKind, StatusClass};
 
 /// The `kind` label for a failure talking to a backend.
-pub fn error_kind(e: &Error) -> ErrorKind {
+pub(crate) fn error_kind(e: &Error) -> ErrorKind {
     match e.etype() {
         ErrorType::ConnectRefused => ErrorKind::ConnectRefused,
         ErrorType::ConnectTimedout => ErrorKind::ConnectTimeout,
@@ -59,13 +59,13 @@ fn is_reset(e: &Error) -> bool {
 }
 
 /// Whether an error is a failure of the backend (as opposed to the caller or runoff itself).
-pub fn is_upstream(e: &Error) -> bool {
+pub(crate) fn is_upstream(e: &Error) -> bool {
     *e.esource() == ErrorSource::Upstream
 }
 
 /// Whether an error only means the caller's connection went away (closed, reset, or a failed
 /// read or write on it).
-pub fn caller_went_away(e: &Error) -> bool {
+pub(crate) fn caller_went_away(e: &Error) -> bool {
     *e.esource() == ErrorSource::Downstream
         && matches!(
             e.etype(),
@@ -77,7 +77,7 @@ pub fn caller_went_away(e: &Error) -> bool {
 /// reached it: 504 for backend timeouts, 502 for other backend failures (nginx and Envoy do
 /// the same), the error's own status for HTTP-status errors, 400 for a malformed request, and
 /// 0 when the caller's connection is already gone.
-pub fn status_for_failure(e: &Error) -> u16 {
+pub(crate) fn status_for_failure(e: &Error) -> u16 {
     if let ErrorType::HTTPStatus(code) = e.etype() {
         return *code;
     }
@@ -102,7 +102,7 @@ pub fn status_for_failure(e: &Error) -> u16 {
 /// The `status_class` a finished request is counted under: the backend's status when it gave a
 /// complete response, else `error` (no response, or a backend failure after the header). A
 /// caller that went away does not make the backend's answer an error.
-pub fn status_class(upstream_status: Option<u16>, error: Option<&Error>) -> StatusClass {
+pub(crate) fn status_class(upstream_status: Option<u16>, error: Option<&Error>) -> StatusClass {
     match (upstream_status, error) {
         (None, _) => StatusClass::Error,
         (Some(_), Some(e)) if is_upstream(e) => StatusClass::Error,

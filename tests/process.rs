@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use runoff::process::{Reading, Sampler, Target};
+use runoff::analysis::process::{Reading, Sampler};
+use runoff::config::ProcessSpec as Target;
 
 /// A Python busy loop for `BURN_SECONDS` of wall time (bounded whatever the machine).
 const BURN: &str = "import os, time\n\

@@ -9,7 +9,7 @@ use super::{truncate, BodyDiff, MAX_BODY_DIFFS};
 use crate::config::JsonRules;
 
 /// Remove every node matching `path` (segments; `*` matches any key or index).
-pub fn remove(v: &mut Value, path: &[String]) {
+pub(super) fn remove(v: &mut Value, path: &[String]) {
     let Some((first, rest)) = path.split_first() else {
         return;
     };
@@ -99,7 +99,7 @@ fn numbers_equal(a: &Number, b: &Number, tolerance: f64) -> bool {
 }
 
 /// Whether two values are equal under the rules (no paths reported).
-pub fn equal(a: &Value, b: &Value, rules: &JsonRules) -> bool {
+pub(super) fn equal(a: &Value, b: &Value, rules: &JsonRules) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => numbers_equal(x, y, rules.float_tolerance),
         (Value::Object(x), Value::Object(y)) => {
@@ -136,7 +136,13 @@ fn multiset_equal(x: &[Value], y: &[Value], rules: &JsonRules) -> bool {
 }
 
 /// Record every path where `a` and `b` differ.
-pub fn diff(a: &Value, b: &Value, path: &mut String, rules: &JsonRules, out: &mut Vec<BodyDiff>) {
+pub(super) fn diff(
+    a: &Value,
+    b: &Value,
+    path: &mut String,
+    rules: &JsonRules,
+    out: &mut Vec<BodyDiff>,
+) {
     if out.len() >= MAX_BODY_DIFFS {
         return;
     }
@@ -192,7 +198,7 @@ fn diff_objects(
 
 /// A path with array indices replaced by `*`: how per-path counts group differences, and
 /// the form `ignore_paths` takes.
-pub fn generalize(path: &str) -> String {
+pub(super) fn generalize(path: &str) -> String {
     if path.is_empty() {
         return String::new();
     }

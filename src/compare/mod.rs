@@ -2,12 +2,16 @@
 //! the parts and JSON paths that differ) or `skipped`.
 //!
 //! Lives here: pure comparison (status, headers, bodies: JSON structurally, anything else byte
-//! for byte after undoing the same content-encoding) and the in-memory mismatch samples and
-//! per-path counts (`store`). Must not: do I/O, run on the primary's path, or keep more than
-//! the configured bytes of any body.
+//! for byte after undoing the same content-encoding), the in-memory mismatch samples and
+//! per-path counts (`store`), and a route's judge that records each verdict in both (`judge`).
+//! Must not: do I/O, run on the primary's path, or keep more than the configured bytes of any
+//! body.
 
 mod json;
-pub mod store;
+mod judge;
+pub(crate) mod store;
+
+pub(crate) use judge::{Judge, PairMeta};
 
 use std::io::Read;
 
@@ -17,10 +21,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{Compare, HeaderRule};
+use crate::metrics::{CompareResult, Part};
 
 /// A response as captured for comparison: status, headers, and the body up to a limit.
 #[derive(Debug, Clone)]
-pub struct Captured {
+pub(crate) struct Captured {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Vec<Bytes>,
@@ -31,7 +36,7 @@ pub struct Captured {
 }
 
 impl Captured {
-    pub fn new(status: u16, headers: HeaderMap, limit: usize) -> Captured {
+    pub(crate) fn new(status: u16, headers: HeaderMap, limit: usize) -> Captured {
         Captured {
             status,
             headers,
@@ -43,7 +48,7 @@ impl Captured {
     }
 
     /// Keep a piece of body (a cheap reference-counted clone) while under the limit.
-    pub fn push(&mut self, chunk: &Bytes) {
+    pub(crate) fn push(&mut self, chunk: &Bytes) {
         if self.truncated {
             return;
         }
@@ -65,27 +70,8 @@ impl Captured {
     }
 }
 
-/// Which part of a response differed (the `part` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Part {
-    Status,
-    Headers,
-    Body,
-}
-
-impl Part {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Part::Status => "status",
-            Part::Headers => "headers",
-            Part::Body => "body",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HeaderDiff {
+pub(crate) struct HeaderDiff {
     pub name: String,
     pub primary: Option<String>,
     pub shadow: Option<String>,
@@ -94,21 +80,21 @@ pub struct HeaderDiff {
 /// One difference in the body: a JSON Pointer (`""` for a whole non-JSON body) and both
 /// values (JSON values; absent on one side is `null` with `missing` set).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BodyDiff {
+pub(crate) struct BodyDiff {
     pub path: String,
     pub primary: Value,
     pub shadow: Value,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Diff {
+pub(crate) struct Diff {
     pub status: Option<(u16, u16)>,
     pub headers: Vec<HeaderDiff>,
     pub body: Vec<BodyDiff>,
 }
 
 impl Diff {
-    pub fn parts(&self) -> Vec<Part> {
+    pub(crate) fn parts(&self) -> Vec<Part> {
         let mut parts = Vec::new();
         if self.status.is_some() {
             parts.push(Part::Status);
@@ -124,14 +110,33 @@ impl Diff {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Match,
     Mismatch(Diff),
     Skipped(&'static str),
 }
 
+impl Verdict {
+    /// The `result` it is counted under.
+    pub(crate) fn result(&self) -> CompareResult {
+        match self {
+            Verdict::Match => CompareResult::Match,
+            Verdict::Mismatch(_) => CompareResult::Mismatch,
+            Verdict::Skipped(_) => CompareResult::Skipped,
+        }
+    }
+
+    /// The parts that differed (none unless a mismatch).
+    pub(crate) fn parts(&self) -> Vec<Part> {
+        match self {
+            Verdict::Mismatch(d) => d.parts(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Most body differences reported for one pair.
-pub const MAX_BODY_DIFFS: usize = 50;
+pub(crate) const MAX_BODY_DIFFS: usize = 50;
 
 /// Headers that describe the transport, not the answer: never compared.
 const FRAMING: [&str; 5] = [
@@ -143,7 +148,7 @@ const FRAMING: [&str; 5] = [
 ];
 
 /// Compare a primary answer with its shadow's.
-pub fn compare(p: &Captured, s: &Captured, cfg: &Compare) -> Verdict {
+pub(crate) fn compare(p: &Captured, s: &Captured, cfg: &Compare) -> Verdict {
     if p.truncated || s.truncated {
         return Verdict::Skipped("body over max_bytes");
     }
@@ -251,7 +256,7 @@ fn body_diffs(p: &[u8], s: &[u8], cfg: &Compare) -> Vec<BodyDiff> {
 }
 
 /// At most this many characters of a value go into a sample.
-pub const PREVIEW_CHARS: usize = 256;
+pub(crate) const PREVIEW_CHARS: usize = 256;
 
 fn preview(bytes: &[u8]) -> String {
     truncate(&String::from_utf8_lossy(bytes))

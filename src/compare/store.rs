@@ -7,11 +7,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use http::header::HeaderName;
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::json::generalize;
-use super::{BodyDiff, HeaderDiff, Part, Verdict};
+use super::PairMeta;
+use super::{BodyDiff, HeaderDiff, Verdict};
+use crate::metrics::Part;
 
 /// Distinct paths counted per route; past it new paths count under `(other)`.
 const MAX_PATHS: usize = 1000;
@@ -24,19 +25,9 @@ const ALWAYS_REDACTED: [&str; 4] = [
     "set-cookie",
 ];
 
-/// What a pair is about, known when its copy was dispatched (the per-request part; the
-/// route's name and redactions are the route's, given to `record`).
-#[derive(Debug, Clone)]
-pub struct PairMeta {
-    pub method: String,
-    /// Path and query string.
-    pub path: String,
-    pub request_id: String,
-}
-
 /// What the store needs to know about a route, fixed when its config loads.
 #[derive(Debug, Clone)]
-pub struct RouteSamples {
+pub(crate) struct RouteSamples {
     pub route: String,
     /// Mismatch samples kept (the route's `samples`).
     pub capacity: usize,
@@ -46,7 +37,7 @@ pub struct RouteSamples {
 
 /// One recorded mismatch.
 #[derive(Debug, Clone, Serialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub time: String,
     pub route: String,
     pub method: String,
@@ -69,7 +60,7 @@ struct RouteLog {
 
 /// Samples and counts for every route (kept across reloads, keyed by route name).
 #[derive(Default)]
-pub struct CompareStore {
+pub(crate) struct CompareStore {
     routes: Mutex<HashMap<String, RouteLog>>,
 }
 
@@ -94,7 +85,7 @@ fn redact(diffs: &[HeaderDiff], extra: &[HeaderName]) -> Vec<HeaderDiff> {
 
 impl CompareStore {
     /// Record one pair's verdict.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         route: &RouteSamples,
         meta: &PairMeta,
@@ -168,7 +159,7 @@ impl CompareStore {
     }
 
     /// The most recent samples, newest first, of one route or all.
-    pub fn samples(&self, route: Option<&str>, limit: usize) -> Vec<Sample> {
+    pub(crate) fn samples(&self, route: Option<&str>, limit: usize) -> Vec<Sample> {
         let Ok(routes) = self.routes.lock() else {
             return Vec::new();
         };
@@ -183,24 +174,49 @@ impl CompareStore {
     }
 
     /// Per-path mismatch counts of a route, most frequent first, with their share of pairs.
-    pub fn paths(&self, route: &str) -> Value {
+    pub(crate) fn paths(&self, route: &str) -> PathCounts {
+        let mut out = PathCounts {
+            route: route.to_string(),
+            pairs: 0,
+            paths: Vec::new(),
+        };
         let Ok(routes) = self.routes.lock() else {
-            return json!({"route": route, "pairs": 0, "paths": []});
+            return out;
         };
         let Some(log) = routes.get(route) else {
-            return json!({"route": route, "pairs": 0, "paths": []});
+            return out;
         };
         let mut paths: Vec<(&String, &u64)> = log.paths.iter().collect();
         paths.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let pairs = log.pairs.max(1) as f64;
-        json!({
-            "route": route,
-            "pairs": log.pairs,
-            "paths": paths.iter().map(|(p, n)| json!({
-                "path": p,
-                "count": n,
-                "share": (**n as f64) / pairs,
-            })).collect::<Vec<_>>(),
-        })
+        out.pairs = log.pairs;
+        out.paths = paths
+            .into_iter()
+            .map(|(path, count)| PathCount {
+                path: path.clone(),
+                count: *count,
+                share: *count as f64 / pairs,
+            })
+            .collect();
+        out
     }
+}
+
+/// `GET /api/mismatches/paths`: how often each path differed on a route.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PathCounts {
+    pub route: String,
+    /// Pairs compared (match or mismatch).
+    pub pairs: u64,
+    /// Most frequent first.
+    pub paths: Vec<PathCount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PathCount {
+    /// A JSON Pointer with array indices as `*`, or `(status)`, `(header) NAME`, `(body)`.
+    pub path: String,
+    pub count: u64,
+    /// `count` ÷ pairs compared.
+    pub share: f64,
 }

@@ -1,5 +1,11 @@
 //! Config validation, table by table: what passes, and what each mistake is called.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+
 use super::*;
 
 const MINIMAL: &str = r#"
@@ -24,17 +30,17 @@ fn problems(yaml: &str) -> Vec<String> {
 fn minimal_config_gets_documented_defaults() {
     let c = Config::from_yaml(MINIMAL).expect("valid");
     assert_eq!(
-        c.listen,
+        c.startup.listen,
         vec!["127.0.0.1:8080".parse::<SocketAddr>().expect("addr")]
     );
-    assert_eq!(c.server.threads, 2);
-    assert_eq!(c.server.drain_timeout, Duration::from_secs(10));
-    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9100");
-    let node = &c.backends[0];
+    assert_eq!(c.startup.server.threads, 2);
+    assert_eq!(c.startup.server.drain_timeout, Duration::from_secs(10));
+    assert_eq!(c.startup.admin.listen.to_string(), "127.0.0.1:9100");
+    let node = &c.live.backends[0];
     assert_eq!(node.connect_timeout, Duration::from_secs(1));
     assert_eq!(node.read_timeout, Duration::from_secs(30));
     assert_eq!(node.write_timeout, Duration::from_secs(30));
-    let r = &c.routes[0];
+    let r = &c.live.routes[0];
     assert_eq!(
         r.split,
         vec![
@@ -53,21 +59,21 @@ fn minimal_config_gets_documented_defaults() {
         Some("x-runoff-backend")
     );
     assert!(r.sticky.is_none());
-    assert_eq!(c.access_log, AccessLog::Off);
-    assert_eq!(c.forwarding.request_id_header.as_str(), "x-request-id");
+    assert_eq!(c.startup.access_log, AccessLog::Off);
+    assert_eq!(c.live.forwarding.request_id_header.as_str(), "x-request-id");
 }
 
 #[test]
 fn the_shipped_example_is_valid() {
     let c = Config::from_yaml(crate::EXAMPLE_CONFIG).expect("config.example.yaml must pass check");
-    assert_eq!(c.routes.len(), 3);
-    let m = c.routes[1].mirror.as_ref().expect("orders mirrors");
-    assert_eq!(c.backends[m.to].name, "go");
+    assert_eq!(c.live.routes.len(), 3);
+    let m = c.live.routes[1].mirror.as_ref().expect("orders mirrors");
+    assert_eq!(c.live.backends[m.to].name, "go");
     assert_eq!(m.methods, vec![Method::GET, Method::HEAD]);
     assert_eq!(m.max_body_bytes, 1_048_576);
-    assert_eq!(c.server.mirror_memory_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.startup.server.mirror_memory_bytes, 64 * 1024 * 1024);
     assert_eq!(
-        c.routes[0].sticky,
+        c.live.routes[0].sticky,
         Some(StickyKey::Header(HeaderName::from_static("x-user-id")))
     );
 }
@@ -76,8 +82,8 @@ fn the_shipped_example_is_valid() {
 fn split_order_is_the_file_order() {
     let yaml = MINIMAL.replace("{ node: 90, go: 10 }", "{ go: 10, node: 90 }");
     let c = Config::from_yaml(&yaml).expect("valid");
-    assert_eq!(c.routes[0].split[0].backend, 1);
-    assert_eq!(c.routes[0].split[1].backend, 0);
+    assert_eq!(c.live.routes[0].split[0].backend, 1);
+    assert_eq!(c.live.routes[0].split[1].backend, 0);
 }
 
 #[test]
@@ -87,7 +93,7 @@ fn listen_may_be_a_list() {
         "listen: [127.0.0.1:8080, \"[::1]:8080\"]",
     );
     let c = Config::from_yaml(&yaml).expect("valid");
-    assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.startup.listen.len(), 2);
 }
 
 #[test]
@@ -173,8 +179,8 @@ fn a_name_that_does_not_resolve_is_a_clear_error() {
 fn localhost_resolves() {
     let yaml = MINIMAL.replace("127.0.0.1:3001", "localhost:3001");
     let c = Config::from_yaml(&yaml).expect("localhost resolves");
-    assert!(c.backends[1].addr.ip().is_loopback());
-    assert_eq!(c.backends[1].address, "localhost:3001");
+    assert!(c.live.backends[1].addr.ip().is_loopback());
+    assert_eq!(c.live.backends[1].address, "localhost:3001");
 }
 
 #[test]
@@ -197,9 +203,9 @@ fn sticky_and_force_header_forms() {
     for (extra, sticky, force) in cases {
         let yaml = format!("{MINIMAL}    {extra}\n");
         let c = Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{extra}: {e}"));
-        assert_eq!(c.routes[0].sticky, sticky, "{extra}");
+        assert_eq!(c.live.routes[0].sticky, sticky, "{extra}");
         assert_eq!(
-            c.routes[0].force_header.as_ref().map(|h| h.as_str()),
+            c.live.routes[0].force_header.as_ref().map(|h| h.as_str()),
             force,
             "{extra}"
         );
@@ -210,7 +216,7 @@ fn sticky_and_force_header_forms() {
 fn mirror_defaults_and_mistakes() {
     let yaml = format!("{MINIMAL}    mirror: {{ to: go }}\n");
     let c = Config::from_yaml(&yaml).expect("valid");
-    let m = c.routes[0].mirror.as_ref().expect("mirror");
+    let m = c.live.routes[0].mirror.as_ref().expect("mirror");
     assert_eq!(m.to, 1);
     assert_eq!(m.percent, 100.0);
     assert_eq!(m.methods, vec![Method::GET, Method::HEAD]);
@@ -267,7 +273,7 @@ fn empty_sections_are_errors() {
 fn compare_defaults_and_mistakes() {
     let yaml = format!("{MINIMAL}    mirror: {{ to: go }}\n    compare: {{}}\n");
     let c = Config::from_yaml(&yaml).expect("valid");
-    let cmp = c.routes[0].compare.as_ref().expect("compare");
+    let cmp = c.live.routes[0].compare.as_ref().expect("compare");
     assert!(cmp.status);
     assert_eq!(
         cmp.headers,

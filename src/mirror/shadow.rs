@@ -12,23 +12,28 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::Error;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{BodyEvent, MirrorRuntime, Pair, RouteMirror};
+use super::pair::{Completed, Pair};
+use super::tee::BodyEvent;
+use super::{MirrorRuntime, RouteMirror};
 use crate::access_log::{now_rfc3339, Entry};
-use crate::compare::Captured;
-use crate::metrics::{DropReason, StatusClass};
+use crate::compare::{Captured, PairMeta};
+use crate::metrics::{DropReason, Role, StatusClass};
 use crate::outcome::error_kind;
 
 pub(super) struct Job {
     pub rt: Arc<MirrorRuntime>,
     pub rm: Arc<RouteMirror>,
     pub header: RequestHeader,
+    /// What the access log says about the request (when it is on).
+    pub facts: Option<PairMeta>,
     pub body: Option<UnboundedReceiver<BodyEvent>>,
     pub pair: Arc<Pair>,
     /// When runoff saw the original request start (the primary's start too).
     pub start: Instant,
 }
 
-struct Done {
+/// What a completed exchange measured.
+struct Exchanged {
     status: u16,
     ttfb: Duration,
     request_bytes: u64,
@@ -54,6 +59,7 @@ pub(super) async fn run(job: Job) {
         rt,
         rm,
         header,
+        facts,
         body,
         pair,
         start,
@@ -62,11 +68,6 @@ pub(super) async fn run(job: Job) {
     let settle = Settle {
         rm: Arc::clone(&rm),
     };
-    let log_facts = rt
-        .access_log
-        .enabled()
-        .then(|| log_facts(&header, &rm.request_id_header));
-
     let outcome = tokio::time::timeout(rm.config.timeout, exchange(&rt, &rm, header, body)).await;
     // Settle the in-flight counts before recording, so a reader that sees the copy's final
     // count never sees it still in flight.
@@ -77,7 +78,10 @@ pub(super) async fn run(job: Job) {
         Ok(Ok(mut done)) => {
             rm.shadow_latency
                 .record_duration(duration, done.status >= 500);
-            pair.shadow(Some((duration, done.answer.take())));
+            pair.shadow(Some(Completed {
+                duration,
+                answer: done.answer.take(),
+            }));
             h.shadow.duration.observe(duration.as_secs_f64());
             h.shadow.ttfb.observe(done.ttfb.as_secs_f64());
             h.shadow.request_bytes.inc_by(done.request_bytes);
@@ -97,19 +101,19 @@ pub(super) async fn run(job: Job) {
             Err(DropReason::Timeout)
         }
     };
-    if let Some((method, path, request_id)) = log_facts {
+    if let Some(facts) = facts {
         let (code, req_b, resp_b, error) = match &status {
             Ok(d) => (d.status, d.request_bytes, d.response_bytes, None),
             Err(r) => (0, 0, 0, Some(r.as_str())),
         };
         rt.access_log.log(&Entry {
             time: now_rfc3339(),
-            request_id: &request_id,
-            method: &method,
-            path: &path,
+            request_id: &facts.request_id,
+            method: &facts.method,
+            path: &facts.path,
             route: Some(&rm.route_name),
             backend: Some(&rm.backend_name),
-            role: "shadow",
+            role: Role::Shadow.as_str(),
             choice: None,
             status: code,
             duration_ms: duration.as_secs_f64() * 1000.0,
@@ -118,21 +122,6 @@ pub(super) async fn run(job: Job) {
             error,
         });
     }
-}
-
-fn log_facts(header: &RequestHeader, request_id: &http::HeaderName) -> (String, String, String) {
-    let id = header
-        .headers
-        .get(request_id)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let path = header
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    (header.method.as_str().to_string(), path, id)
 }
 
 /// An upstream failure of the copy: counted per attempt by kind, dropped as `upstream_error`.
@@ -147,7 +136,7 @@ async fn exchange(
     rm: &RouteMirror,
     header: RequestHeader,
     body: Option<UnboundedReceiver<BodyEvent>>,
-) -> Result<Done, DropReason> {
+) -> Result<Exchanged, DropReason> {
     match body {
         // No body: the exchange can be retried once on a fresh connection if a pooled one
         // turns out to be closed by the backend (the same rule the primary path follows).
@@ -187,25 +176,16 @@ async fn attempt(
     rm: &RouteMirror,
     header: RequestHeader,
     body: Option<UnboundedReceiver<BodyEvent>>,
-) -> Result<Done, Failure> {
+) -> Result<Exchanged, Failure> {
     let peer = &rm.peer;
     let (mut session, reused) = rt
         .connector
         .get_http_session(peer)
         .await
         .map_err(Failure::Upstream)?;
-    let backend = &rm.handles.backend;
-    backend.connection(reused);
-    if !reused {
-        let connect = session
-            .digest()
-            .and_then(|d| d.timing_digest.first())
-            .and_then(Option::as_ref)
-            .and_then(|t| t.establishment_duration);
-        if let Some(d) = connect {
-            backend.connect.observe(d.as_secs_f64());
-        }
-    }
+    rm.handles
+        .backend
+        .connection(reused, crate::upstream::connect_time(session.digest()));
     session.set_read_timeout(peer.options.read_timeout);
     session.set_write_timeout(peer.options.write_timeout);
 
@@ -272,10 +252,10 @@ async fn attempt(
         }
     };
     let ttfb = sent_at.elapsed();
-    let mut answer = rm.compare.as_ref().and_then(|c| {
+    let mut answer = rm.judge.as_ref().and_then(|j| {
         session
             .response_header()
-            .map(|h| Captured::new(status, h.headers.clone(), c.config.body_max_bytes))
+            .map(|h| Captured::new(status, h.headers.clone(), j.body_limit()))
     });
 
     let mut response_bytes = 0u64;
@@ -294,7 +274,7 @@ async fn attempt(
     rt.connector
         .release_http_session(session, peer, peer.options.idle_timeout)
         .await;
-    Ok(Done {
+    Ok(Exchanged {
         status,
         ttfb,
         request_bytes,

@@ -1,4 +1,6 @@
-//! The shape of `GET /api/summary`: what `runoff report` and `runoff demo` print from.
+//! The shape of `GET /api/summary`: what `runoff report`, `runoff demo` and any JSON reader
+//! work from. The measured figures (per route, backend and role) and the comparison runoff
+//! derived from them ([`Comparison`]), so no reader has to recompute a figure.
 //!
 //! Lives here: plain serde types, shared by the server (which fills them) and the report
 //! (which reads them, possibly from another process). Must not: compute anything.
@@ -76,6 +78,9 @@ pub struct MirrorSummary {
     pub copies: u64,
     pub completed: u64,
     pub dropped: u64,
+    /// Copies still under way when the summary was taken.
+    #[serde(default)]
+    pub in_flight: u64,
     pub window: PairStats,
     pub total: PairStats,
 }
@@ -100,6 +105,92 @@ pub struct RouteSummary {
     pub backends: Vec<BackendSummary>,
     pub mirror: Option<MirrorSummary>,
     pub compare: Option<CompareSummary>,
+    /// The baseline and candidate figures facing each other, and how they differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+}
+
+/// The figures of a route's baseline and candidate that face each other, and how they differ,
+/// as runoff computed them (`runoff report` only words and formats them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub baseline: Facing,
+    /// `None` when the route has no candidate.
+    pub candidate: Option<Facing>,
+    /// More than one backend serves the route's callers (a split).
+    pub split: bool,
+    pub traffic: Traffic,
+    /// Candidate ÷ baseline (1.0 when equal; `None` when either is missing or 0).
+    pub mean_ratio: Option<f64>,
+    pub p50_ratio: Option<f64>,
+    pub p99_ratio: Option<f64>,
+    pub cpu_ratio: Option<f64>,
+    pub memory_ratio: Option<f64>,
+    /// Candidate minus baseline error rate, in percentage points.
+    pub error_rate_difference_pp: Option<f64>,
+    /// Mirrored routes: the per-request ratio of the same requests.
+    pub paired: Option<Paired>,
+}
+
+/// One backend's figures in a comparison: the window's, or since start when the window had no
+/// requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facing {
+    pub backend: String,
+    /// `primary` or `shadow`.
+    pub role: String,
+    /// The window had no requests, so these figures are since start.
+    pub since_start: bool,
+    /// `None` when the backend finished no request in either period.
+    pub stats: Option<Stats>,
+    /// Errors ÷ requests, in percent.
+    pub error_rate_percent: Option<f64>,
+    /// The process's CPU time ÷ every request the backend handled (all routes and roles).
+    pub cpu_ms_per_request: Option<f64>,
+    /// The CPU figure is since start (no requests in the window).
+    pub cpu_since_start: bool,
+    /// Resident memory now.
+    pub memory_bytes: Option<u64>,
+    pub process: ProcessState,
+}
+
+/// Whether a backend's process is sampled for CPU and memory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ProcessState {
+    /// No `process:` configured.
+    #[default]
+    NotConfigured,
+    /// Configured, but not sampled now, and why.
+    NotSampled {
+        problem: String,
+    },
+    Sampled,
+}
+
+/// How the route's traffic reaches baseline and candidate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Traffic {
+    /// Not known (no candidate, or no request yet).
+    #[default]
+    Unknown,
+    /// The candidate gets copies of this share of the baseline's traffic.
+    Mirror { percent: f64 },
+    /// Each backend's share of the route's callers, in percent.
+    Split {
+        baseline_percent: f64,
+        candidate_percent: f64,
+    },
+}
+
+/// The paired figure: median of shadow ÷ primary latency over the same requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    pub pairs: u64,
+    pub ratio_p50: Option<f64>,
+    /// The window had no pairs, so this is since start.
+    pub since_start: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -22,10 +22,12 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use procfs::process::{all_processes, Process, Stat};
 use procfs::ProcError;
+
+use crate::config::ProcessSpec;
 
 /// Processes looked at per scan of `/proc`; past this, descendants may be missed (never hit on
 /// a sane host, but the work of one sample stays bounded).
@@ -34,15 +36,6 @@ const MAX_SCAN: usize = 100_000;
 const MAX_PID_FILE_BYTES: u64 = 4096;
 /// How much of a garbled pid file a problem text quotes.
 const SHOWN_CHARS: usize = 40;
-
-/// The process to sample.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A fixed process id.
-    Pid(u32),
-    /// A file holding the process id on its first line, re-read on every sample.
-    PidFile(PathBuf),
-}
 
 /// One sample of a process tree.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -63,14 +56,14 @@ pub struct Reading {
 /// Samples one target again and again, keeping the CPU accounting between samples.
 #[derive(Debug)]
 pub struct Sampler {
-    target: Target,
+    target: ProcessSpec,
     ticks_per_second: u64,
     page_size: u64,
     /// Last reading per pid of the tree (pruned to the tree at each full sample).
     seen: HashMap<u32, Seen>,
     /// Clock ticks accumulated so far, over every process ever followed.
     total_ticks: u64,
-    /// For `Target::Pid`: the root's start time at its first sighting. A later process given
+    /// For `ProcessSpec::Pid`: the root's start time at its first sighting. A later process given
     /// the same pid is not the target (a pid file, by contrast, is followed wherever it points).
     pinned_start: Option<u64>,
 }
@@ -106,7 +99,7 @@ impl Snap {
 }
 
 impl Sampler {
-    pub fn new(target: Target) -> Sampler {
+    pub fn new(target: ProcessSpec) -> Sampler {
         Sampler {
             target,
             ticks_per_second: procfs::ticks_per_second().max(1),
@@ -151,8 +144,8 @@ impl Sampler {
     /// The root's tree, accounted; or why there is none.
     fn read_tree(&mut self) -> Result<Vec<Snap>, String> {
         let pid = match &self.target {
-            Target::Pid(pid) => *pid,
-            Target::PidFile(path) => read_pid_file(path)?,
+            ProcessSpec::Pid(pid) => *pid,
+            ProcessSpec::PidFile(path) => read_pid_file(path)?,
         };
         let proc_pid = i32::try_from(pid)
             .ok()
@@ -164,7 +157,7 @@ impl Sampler {
             }
             Err(e) => return Err(process_problem(pid, self.seen.contains_key(&pid), &e)),
         };
-        if let Target::Pid(_) = self.target {
+        if let ProcessSpec::Pid(_) = self.target {
             match self.pinned_start {
                 Some(start) if start != root.starttime => {
                     return Err(format!(
@@ -386,11 +379,11 @@ mod tests {
 
     #[test]
     fn sampling_a_bad_target_is_a_reading_not_a_failure() {
-        let mut sampler = Sampler::new(Target::Pid(0));
+        let mut sampler = Sampler::new(ProcessSpec::Pid(0));
         let reading = sampler.sample();
         assert!(!reading.alive);
         assert_eq!(reading.problem.as_deref(), Some("0 is not a process id"));
-        let mut sampler = Sampler::new(Target::Pid(u32::MAX));
+        let mut sampler = Sampler::new(ProcessSpec::Pid(u32::MAX));
         assert_eq!(
             sampler.sample().problem,
             Some(format!("{} is not a process id", u32::MAX))
@@ -422,7 +415,7 @@ mod tests {
 
     #[test]
     fn accounting_counts_from_first_sighting_and_never_decreases() {
-        let mut s = Sampler::new(Target::Pid(1));
+        let mut s = Sampler::new(ProcessSpec::Pid(1));
         s.ticks_per_second = 100;
         s.account(&[snap(10, 1, 500), snap(11, 10, 300)]);
         assert_eq!(s.total_ticks, 0, "first sighting is the base");
@@ -451,7 +444,7 @@ mod tests {
 
     #[test]
     fn sampling_this_very_process() {
-        let mut me = Sampler::new(Target::Pid(std::process::id()));
+        let mut me = Sampler::new(ProcessSpec::Pid(std::process::id()));
         let reading = me.sample();
         assert!(reading.alive, "{reading:?}");
         assert!(reading.pids.contains(&std::process::id()));

@@ -1,12 +1,11 @@
-//! Exact latency and count summaries per (route, backend, role), over a sliding window and
-//! since start, for `GET /api/summary`, `runoff report` and `runoff demo`.
+//! The recorders the request path is handed: exact latencies per (route, backend, role) and
+//! per-request shadow/primary ratios, over a sliding window and since start.
 //!
 //! Lives here: HDR histograms (microsecond resolution, 3 significant digits) in 10-second
-//! slots, and the per-request shadow/primary ratio histograms. Must not: allocate per request
-//! (recorders are resolved when a config loads and live across reloads), or hold a lock for
-//! longer than one histogram update.
-
-pub mod model;
+//! slots, and the [`Book`] that keeps every recorder across reloads. Must not: allocate per
+//! request (recorders are resolved when a config loads), hold a lock for longer than one
+//! histogram update, or know who records (the proxy and the mirror are handed recorders; this
+//! module imports neither).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use model::{Quantiles, Stats};
+use super::model::{Quantiles, Stats};
+use crate::metrics::Role;
 
 /// Length of one slot of the sliding window.
 const SLOT: Duration = Duration::from_secs(10);
@@ -89,6 +89,11 @@ impl Recorder {
         }
     }
 
+    /// Record one shadow ÷ primary ratio (kept × [`RATIO_SCALE`]).
+    pub fn record_ratio(&self, ratio: f64) {
+        self.record((ratio * RATIO_SCALE) as u64, false);
+    }
+
     pub fn record_duration(&self, d: Duration, error: bool) {
         self.record(d.as_micros().min(u128::from(MAX_VALUE)) as u64, error);
     }
@@ -140,7 +145,7 @@ impl Recorder {
 pub type RatioQuantiles = (u64, Option<f64>, Option<f64>);
 
 /// The key of a latency recorder: route, backend, role.
-type Key = (String, String, &'static str);
+type Key = (String, String, Role);
 
 /// Ratios are recorded × 1000 (0.001 resolution at 3 significant digits).
 pub const RATIO_SCALE: f64 = 1000.0;
@@ -185,7 +190,7 @@ impl Default for Book {
 
 impl Book {
     /// The latency recorder of (route, backend, role).
-    pub fn latency(&self, route: &str, backend: &str, role: &'static str) -> Arc<Recorder> {
+    pub fn latency(&self, route: &str, backend: &str, role: Role) -> Arc<Recorder> {
         let mut map = self.latency.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(
             map.entry((route.to_string(), backend.to_string(), role))
@@ -203,12 +208,7 @@ impl Book {
     }
 
     /// The recorder of (route, backend, role) if anything was ever recorded there.
-    pub fn existing(
-        &self,
-        route: &str,
-        backend: &str,
-        role: &'static str,
-    ) -> Option<Arc<Recorder>> {
+    pub fn existing(&self, route: &str, backend: &str, role: Role) -> Option<Arc<Recorder>> {
         let map = self.latency.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(route.to_string(), backend.to_string(), role))
             .cloned()
@@ -218,58 +218,6 @@ impl Book {
         let map = self.ratios.lock().unwrap_or_else(|p| p.into_inner());
         map.get(route).cloned()
     }
-}
-
-/// Fetch `GET /api/summary` from a running runoff's admin endpoint (`http://host:port`).
-pub fn fetch(admin: &str, window: &str, token: Option<&str>) -> Result<model::Summary, String> {
-    use std::net::ToSocketAddrs;
-    let hostport = admin
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("`{admin}`: the admin URL must start with http://"))?
-        .trim_end_matches('/');
-    let addr = hostport
-        .to_socket_addrs()
-        .map_err(|e| format!("`{hostport}`: {e}"))?
-        .next()
-        .ok_or_else(|| format!("`{hostport}` resolves to no address"))?;
-    let path = format!("/api/summary?window={window}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let (status, body) = rt.block_on(get(addr, hostport, &path, token))?;
-    if status != 200 {
-        return Err(format!(
-            "{admin}{path} answered {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("{admin}{path}: not a summary: {e}"))
-}
-
-async fn get(
-    addr: std::net::SocketAddr,
-    host: &str,
-    path: &str,
-    token: Option<&str>,
-) -> Result<(u16, Vec<u8>), String> {
-    use pingora::connectors::http::Connector;
-    use pingora::http::RequestHeader;
-    use pingora::upstreams::peer::HttpPeer;
-    let err = |e: Box<pingora::Error>| format!("http://{host}{path}: {e}");
-    let connector = Connector::new(None);
-    let mut peer = HttpPeer::new(addr, false, String::new());
-    peer.options.connection_timeout = Some(Duration::from_secs(3));
-    peer.options.read_timeout = Some(Duration::from_secs(10));
-    let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(err)?;
-    req.insert_header("host", host).map_err(err)?;
-    if let Some(t) = token {
-        req.insert_header("authorization", format!("Bearer {t}"))
-            .map_err(err)?;
-    }
-    crate::client::exchange(&connector, &peer, req, None)
-        .await
-        .map_err(err)
 }
 
 #[cfg(test)]

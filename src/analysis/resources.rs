@@ -2,18 +2,20 @@
 //! whose `process:` is configured (process and children), exported as metrics and kept for
 //! summaries (CPU per request over a window).
 //!
-//! Lives here: the sampling loop and the short history it keeps. Must not: fail or stop
-//! runoff when a process is missing (it says so and tries again), or touch requests.
+//! Lives here: the readings and the short history kept for window figures, and the sampling
+//! thread. Must not: fail or stop runoff when a process is missing (it says so and tries
+//! again), touch requests, or know where the list of processes comes from (the caller hands
+//! it over at each sample).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::model::ProcessStats;
+use super::process::{Reading, Sampler};
 use crate::config::ProcessSpec;
-use crate::process::{Reading, Sampler, Target};
-use crate::proxy::state::Shared;
-use crate::summary::model::ProcessStats;
+use crate::metrics::ResourceMetrics;
 
 /// How often backends are sampled.
 const EVERY: Duration = Duration::from_secs(1);
@@ -35,47 +37,30 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// Sample every configured backend once: called by the sampling thread.
-    pub fn sample(&self, shared: &Shared) {
-        let snapshot = shared.snapshot.load_full();
+    /// Sample each backend's process once (`specs`: backend name and its process, as the
+    /// config in force says), recording into `metrics`. Backends no longer listed are forgotten.
+    pub fn sample(&self, specs: &[(String, ProcessSpec)], metrics: &ResourceMetrics) {
         let Ok(mut watched) = self.watched.lock() else {
             return;
         };
-        watched.retain(|name, w| {
-            snapshot
-                .config
-                .backends
-                .iter()
-                .any(|b| &b.name == name && b.process.as_ref() == Some(&w.spec))
-        });
-        for b in &snapshot.config.backends {
-            let Some(spec) = &b.process else { continue };
-            let w = watched.entry(b.name.clone()).or_insert_with(|| Watched {
+        watched.retain(|name, w| specs.iter().any(|(n, spec)| n == name && *spec == w.spec));
+        for (name, spec) in specs {
+            let w = watched.entry(name.clone()).or_insert_with(|| Watched {
                 spec: spec.clone(),
-                sampler: Sampler::new(match spec {
-                    ProcessSpec::Pid(pid) => Target::Pid(*pid),
-                    ProcessSpec::PidFile(path) => Target::PidFile(path.clone()),
-                }),
+                sampler: Sampler::new(spec.clone()),
                 last: Reading::default(),
                 history: VecDeque::new(),
             });
             let reading = w.sampler.sample();
-            // Never negative; adding 0 still makes the series exist from the first sample.
-            let delta = (reading.cpu_seconds - w.last.cpu_seconds).max(0.0);
-            shared
-                .metrics
-                .backend_cpu
-                .with_label_values(&[&b.name])
-                .inc_by(delta);
-            shared
-                .metrics
-                .backend_rss
-                .with_label_values(&[&b.name])
-                .set(i64::try_from(reading.resident_memory_bytes).unwrap_or(i64::MAX));
+            metrics.sampled(
+                name,
+                reading.cpu_seconds - w.last.cpu_seconds,
+                reading.resident_memory_bytes,
+            );
             if !reading.alive && w.last.alive {
                 log::warn!(
                     "backend {}: {}; still trying",
-                    b.name,
+                    name,
                     reading.problem.as_deref().unwrap_or("process not found")
                 );
             }
@@ -123,12 +108,18 @@ impl Resources {
     }
 }
 
-/// Start the sampling thread (it lives as long as the process).
-pub fn start(shared: Arc<Shared>) -> std::io::Result<()> {
+/// Start the sampling thread (it lives as long as the process): every second, `specs()` says
+/// which processes the config in force names, and each is sampled into `resources` and
+/// `metrics`.
+pub fn start(
+    resources: Arc<Resources>,
+    metrics: Arc<crate::metrics::Metrics>,
+    specs: impl Fn() -> Vec<(String, ProcessSpec)> + Send + 'static,
+) -> std::io::Result<()> {
     thread::Builder::new()
         .name("runoff-resources".into())
         .spawn(move || loop {
-            shared.resources.sample(&shared);
+            resources.sample(&specs(), &metrics.resources);
             thread::sleep(EVERY);
         })
         .map(|_| ())

@@ -1,0 +1,214 @@
+//! The JSON API under `/api/`: each call parsed, handed to `control`, the comparison store or
+//! `analysis`, and answered with a typed view.
+//!
+//! Must not: check who is asking (the dispatcher in `mod.rs` did), or block the admin runtime
+//! (a reload runs on the blocking pool).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Response, StatusCode};
+use pingora::protocols::http::ServerSession;
+use serde_json::Value;
+
+use super::views::{ConfigView, OverrideView, ReloadView, RoutesView, SamplesView};
+use super::{api_error, json_reply, Admin};
+use crate::control::ControlError;
+
+/// Largest request body the admin API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Every call, for the 404's hint.
+const CALLS: &str = "try GET /api/summary?window=60s, GET /api/config, GET /api/routes, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/reload";
+
+pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Response<Vec<u8>> {
+    let method = session.req_header().method.clone();
+    let path = session.req_header().uri.path().to_string();
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+    match (&method, parts.as_slice()) {
+        (&Method::GET, ["config"]) => {
+            let config = admin.control.effective();
+            let overrides = admin.control.overrides();
+            json_reply(StatusCode::OK, &ConfigView::new(&config, &overrides))
+        }
+        (&Method::GET, ["routes"]) => {
+            let overrides = admin.control.overrides();
+            let snapshot = admin.shared.snapshot.load_full();
+            json_reply(StatusCode::OK, &RoutesView::new(&snapshot, &overrides))
+        }
+        (&Method::GET, ["summary"]) => summary(admin, &query(session)),
+        (&Method::GET, ["mismatches"]) => mismatches(admin, &query(session)),
+        (&Method::GET, ["mismatches", "paths"]) => {
+            let q = query(session);
+            let Some(route) = q.get("route") else {
+                return api_error(StatusCode::BAD_REQUEST, "give ?route=NAME");
+            };
+            match known_route(admin, route) {
+                Ok(()) => json_reply(StatusCode::OK, &admin.shared.compare_store.paths(route)),
+                Err(e) => control_error(e),
+            }
+        }
+        (&Method::POST, ["reload"]) => reload(admin).await,
+        (&Method::PUT, ["routes", route, what @ ("weights" | "mirror")]) => {
+            let route = route.to_string();
+            let body = match read_json(session).await {
+                Ok(body) => body,
+                Err(resp) => return resp,
+            };
+            let control = &admin.control;
+            let changed = if *what == "weights" {
+                control
+                    .set_weights(&route, &body)
+                    .map(|w| OverrideView::weights(&route, w))
+            } else {
+                control
+                    .set_mirror(&route, &body)
+                    .map(|m| OverrideView::mirror(&route, m))
+            };
+            match changed {
+                Ok(view) => json_reply(StatusCode::OK, &view),
+                Err(e) => control_error(e),
+            }
+        }
+        (
+            _,
+            ["config"]
+            | ["routes"]
+            | ["reload"]
+            | ["mismatches"]
+            | ["mismatches", "paths"]
+            | ["summary"]
+            | ["routes", _, "weights" | "mirror"],
+        ) => api_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{method} is not allowed here"),
+        ),
+        _ => api_error(StatusCode::NOT_FOUND, CALLS),
+    }
+}
+
+/// `GET /api/summary?window=60s`.
+fn summary(admin: &Admin, q: &HashMap<String, String>) -> Response<Vec<u8>> {
+    let window = match q.get("window").map(|w| humantime::parse_duration(w)) {
+        None => Duration::from_secs(60),
+        Some(Ok(w)) if !w.is_zero() => w,
+        Some(_) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "window must be a duration like 60s or 5m",
+            )
+        }
+    };
+    let snapshot = admin.shared.snapshot.load_full();
+    let summary = crate::analysis::summarize(
+        &admin.shared.book,
+        &admin.shared.resources,
+        &snapshot.route_inputs(),
+        window,
+    );
+    json_reply(StatusCode::OK, &summary)
+}
+
+/// `GET /api/mismatches?route=NAME&limit=N`: of one route, or all.
+fn mismatches(admin: &Admin, q: &HashMap<String, String>) -> Response<Vec<u8>> {
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(20)
+        .min(1000);
+    let route = q.get("route").map(String::as_str);
+    if let Some(r) = route {
+        if let Err(e) = known_route(admin, r) {
+            return control_error(e);
+        }
+    }
+    let samples = admin.shared.compare_store.samples(route, limit);
+    json_reply(StatusCode::OK, &SamplesView { samples })
+}
+
+/// `POST /api/reload`: on the blocking pool (file read, DNS).
+async fn reload(admin: &Admin) -> Response<Vec<u8>> {
+    let control = Arc::clone(&admin.control);
+    match tokio::task::spawn_blocking(move || control.reload()).await {
+        Ok(Ok(report)) => json_reply(
+            StatusCode::OK,
+            &ReloadView {
+                result: "success",
+                error: None,
+                problems: None,
+                ignored_until_restart: Some(&report.ignored_until_restart),
+            },
+        ),
+        Ok(Err(ControlError::Invalid(problems))) => json_reply(
+            StatusCode::BAD_REQUEST,
+            &ReloadView {
+                result: "error",
+                error: Some("invalid config: the running config stays in force"),
+                problems: Some(&problems),
+                ignored_until_restart: None,
+            },
+        ),
+        Ok(Err(e)) => control_error(e),
+        Err(e) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("reload failed: {e}"),
+        ),
+    }
+}
+
+fn known_route(admin: &Admin, route: &str) -> Result<(), ControlError> {
+    match admin.shared.snapshot.load().live.route_index(route) {
+        Some(_) => Ok(()),
+        None => Err(ControlError::NoRoute(route.to_string())),
+    }
+}
+
+/// The query string as key/value pairs (route names need no percent-decoding).
+fn query(session: &ServerSession) -> std::collections::HashMap<String, String> {
+    session
+        .req_header()
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn read_json(session: &mut ServerSession) -> Result<Value, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_BODY {
+                    return Err(api_error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"));
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(api_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the body: {e}"),
+                ))
+            }
+        }
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+fn control_error(e: ControlError) -> Response<Vec<u8>> {
+    let status = match e {
+        ControlError::NoRoute(_) => StatusCode::NOT_FOUND,
+        ControlError::NoFile => StatusCode::CONFLICT,
+        ControlError::Invalid(_) | ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
+    };
+    api_error(status, &e.to_string())
+}

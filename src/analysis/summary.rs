@@ -1,0 +1,123 @@
+//! Building a [`Summary`]: the recorders' exact figures per route, backend and role over a
+//! window and since start, the counts the caller hands in (mirror accounting, comparison
+//! results), the backends' process readings, and the derived comparison.
+//!
+//! Lives here: assembling the model from plain inputs. Must not: reach into the proxy, the
+//! mirror or the running config: whoever asks for a summary describes the routes in
+//! [`RouteInput`]s.
+
+use std::time::Duration;
+
+use super::figures;
+use super::model::{
+    BackendSummary, CompareSummary, MirrorSummary, PairStats, RouteSummary, Summary,
+};
+use super::recorder::Book;
+use super::resources::Resources;
+use crate::metrics::Role;
+
+/// What a summary needs to know about one route, from the config and counters in force.
+#[derive(Debug, Clone)]
+pub struct RouteInput {
+    pub name: String,
+    pub baseline: String,
+    pub candidate: Option<String>,
+    /// The backends of the split, in order (primary role).
+    pub split: Vec<String>,
+    pub mirror: Option<MirrorInput>,
+    /// Pairs that matched, mismatched and were skipped, since start.
+    pub compare: Option<(u64, u64, u64)>,
+}
+
+/// A route's mirror and its accounting since start.
+#[derive(Debug, Clone)]
+pub struct MirrorInput {
+    pub to: String,
+    pub percent: f64,
+    pub copies: u64,
+    pub completed: u64,
+    pub dropped: u64,
+}
+
+/// The summary over the last `window` (capped at the uptime) and since start.
+pub fn summarize(
+    book: &Book,
+    resources: &Resources,
+    routes: &[RouteInput],
+    window: Duration,
+) -> Summary {
+    let uptime = book.started.elapsed().as_secs_f64();
+    let window_secs = window.as_secs_f64().min(uptime).max(f64::MIN_POSITIVE);
+    let stats = |route: &str, backend: &str, role: Role| {
+        let (w, t) = book
+            .existing(route, backend, role)
+            .map(|r| r.stats(window, window_secs, uptime))
+            .unwrap_or_default();
+        BackendSummary {
+            backend: backend.to_string(),
+            role: role.as_str().to_string(),
+            window: w,
+            total: t,
+        }
+    };
+    let routes = routes
+        .iter()
+        .map(|r| {
+            let mut backends: Vec<BackendSummary> = r
+                .split
+                .iter()
+                .map(|b| stats(&r.name, b, Role::Primary))
+                .collect();
+            let mirror = r.mirror.as_ref().map(|m| {
+                backends.push(stats(&r.name, &m.to, Role::Shadow));
+                let (w, t) = book
+                    .existing_ratio(&r.name)
+                    .map(|x| x.ratio_quantiles(window))
+                    .unwrap_or_default();
+                let pair = |(pairs, ratio_p50, ratio_p90)| PairStats {
+                    pairs,
+                    ratio_p50,
+                    ratio_p90,
+                };
+                MirrorSummary {
+                    to: m.to.clone(),
+                    percent: m.percent,
+                    copies: m.copies,
+                    completed: m.completed,
+                    dropped: m.dropped,
+                    in_flight: 0,
+                    window: pair(w),
+                    total: pair(t),
+                }
+            });
+            let compare = r
+                .compare
+                .map(|(matched, mismatched, skipped)| CompareSummary {
+                    matched,
+                    mismatched,
+                    skipped,
+                    match_rate: (matched + mismatched > 0)
+                        .then(|| matched as f64 / (matched + mismatched) as f64),
+                });
+            RouteSummary {
+                name: r.name.clone(),
+                baseline: r.baseline.clone(),
+                candidate: r.candidate.clone(),
+                backends,
+                mirror,
+                compare,
+                comparison: None,
+            }
+        })
+        .collect();
+    let mut summary = Summary {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        generated_at: crate::access_log::now_rfc3339(),
+        uptime_seconds: uptime,
+        window_seconds: window_secs,
+        routes,
+        processes: resources.stats(window),
+    };
+    figures::derive(&mut summary);
+    summary
+}

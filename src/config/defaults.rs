@@ -1,0 +1,31 @@
+//! Every default of the config, in one place; `config.example.yaml` documents the same values
+//! and the CLI's help names them.
+//!
+//! Must not: hold anything but constants.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+pub const THREADS: usize = 2;
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const UPSTREAM_KEEPALIVE_POOL_SIZE: usize = 128;
+/// The admin listener: loopback, so the API works without a token only on this host.
+pub const ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9100);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const FORCE_HEADER: &str = "x-runoff-backend";
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const MIRROR_PERCENT: f64 = 100.0;
+pub const MIRROR_METHODS: [&str; 2] = ["GET", "HEAD"];
+pub const MIRROR_MAX_BODY_BYTES: u64 = 1_048_576;
+pub const MIRROR_MAX_IN_FLIGHT: usize = 1024;
+pub const MIRROR_TIMEOUT: Duration = Duration::from_secs(5);
+pub const MIRROR_MARKER_HEADER: &str = "x-runoff-shadow";
+pub const MIRROR_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+pub const UPGRADE_SOCK: &str = "/tmp/runoff-upgrade.sock";
+pub const COMPARE_HEADERS: [&str; 1] = ["content-type"];
+pub const COMPARE_MAX_BYTES: usize = 262_144;
+pub const COMPARE_SAMPLES: usize = 100;
+/// The largest split weight (weights are integers from 0 to this).
+pub const MAX_WEIGHT: u32 = 1_000_000;

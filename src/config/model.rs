@@ -1,0 +1,297 @@
+//! The typed configuration the rest of runoff reads, split by when a setting may change:
+//! [`Startup`] settings apply only when the process starts (a reload keeps the running ones and
+//! says so), [`Live`] settings are what a reload puts in force. A new field has to choose.
+//!
+//! Lives here: the types and what follows directly from them (a route's candidate, a mirror's
+//! defaults, which startup settings a new file changed). Must not: parse YAML, validate, or
+//! resolve names (see `validate` and `resolve`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+use serde::{Serialize, Serializer};
+
+use super::defaults;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Applied once, at start; a reload that changes them reports it and keeps the running ones.
+    pub startup: Startup,
+    /// Put in force by a reload.
+    pub live: Live,
+}
+
+/// What needs a restart: listeners, the process's own resources, who may use the admin API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Startup {
+    pub listen: Vec<SocketAddr>,
+    pub server: ServerSettings,
+    pub admin: AdminSettings,
+    pub access_log: AccessLog,
+}
+
+/// What a reload may change: how requests are forwarded, routed, mirrored and compared.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub forwarding: Forwarding,
+    /// Backends in file order; a backend's index here is its id elsewhere.
+    pub backends: Vec<Backend>,
+    /// Routes in file order: the first match wins.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerSettings {
+    pub threads: usize,
+    #[serde(serialize_with = "humane")]
+    pub drain_timeout: Duration,
+    pub upstream_keepalive_pool_size: usize,
+    /// Global budget for request-body bytes buffered for shadow copies.
+    pub mirror_memory_bytes: u64,
+    /// Reload when the config file changes.
+    pub watch: bool,
+    /// Where a new process started with `--upgrade` receives the listeners (SIGQUIT handoff).
+    pub upgrade_sock: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// The environment variable holding the bearer token for `/api/*` (the name, never the
+    /// token itself).
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+impl AccessLog {
+    /// As written in the config: `off`, `stdout` or the path.
+    pub fn describe(&self) -> String {
+        match self {
+            AccessLog::Off => "off".to_string(),
+            AccessLog::Stdout => "stdout".to_string(),
+            AccessLog::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl Serialize for AccessLog {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.describe())
+    }
+}
+
+/// A duration as people write it in the config (`10s`, `250ms`).
+pub fn humane<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+impl Startup {
+    /// The startup settings (as dotted paths, e.g. `server.threads`) whose value in `self`
+    /// differs from `running`. Derived from the type itself, so a field added to `Startup`
+    /// is covered without being listed anywhere.
+    pub fn changed_from(&self, running: &Startup) -> Vec<String> {
+        let (Ok(new), Ok(old)) = (serde_json::to_value(self), serde_json::to_value(running)) else {
+            return vec!["(startup settings)".to_string()];
+        };
+        let mut changed = Vec::new();
+        diff_paths("", &new, &old, &mut changed);
+        changed
+    }
+}
+
+/// The dotted paths of the leaves (values that are not objects) that differ.
+fn diff_paths(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                let null = serde_json::Value::Null;
+                diff_paths(
+                    &path,
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
+    }
+}
+
+impl Live {
+    pub fn backend_index(&self, name: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.name == name)
+    }
+
+    pub fn route_index(&self, name: &str) -> Option<usize> {
+        self.routes.iter().position(|r| r.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    pub x_forwarded_for: bool,
+    pub x_forwarded_proto: bool,
+    pub x_forwarded_host: bool,
+    pub request_id_header: HeaderName,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    /// The address as written (`host:port`), re-resolved on every load.
+    pub address: String,
+    pub addr: SocketAddr,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// Requests under way to this backend at once; past it runoff answers 503.
+    pub max_in_flight: Option<usize>,
+    /// The backend's process on this host, sampled for CPU and memory.
+    pub process: Option<ProcessSpec>,
+}
+
+/// Which process a same-host backend runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessSpec {
+    Pid(u32),
+    PidFile(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    /// The split in file order; sticky ranges follow this order.
+    pub split: Vec<SplitEntry>,
+    pub sticky: Option<StickyKey>,
+    pub force_header: Option<HeaderName>,
+    pub mirror: Option<Mirror>,
+    /// Compare the primary's and the shadow's answers (needs `mirror`).
+    pub compare: Option<Compare>,
+    /// Index into `Config::backends` of the route's baseline (reports compare the candidate
+    /// against it): `baseline:`, else the first backend of the split.
+    pub baseline: usize,
+}
+
+impl Route {
+    /// The candidate compared with the baseline: the mirror's target, else the first other
+    /// backend of the split.
+    pub fn candidate(&self) -> Option<usize> {
+        if let Some(m) = &self.mirror {
+            return Some(m.to);
+        }
+        self.split
+            .iter()
+            .map(|e| e.backend)
+            .find(|b| *b != self.baseline)
+    }
+}
+
+/// How primary and shadow responses are compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compare {
+    pub status: bool,
+    pub headers: HeaderRule,
+    /// Pairs with a (decoded) body larger than this are `skipped`.
+    pub body_max_bytes: usize,
+    pub json: JsonRules,
+    /// Mismatch samples kept in memory per route.
+    pub samples: usize,
+}
+
+/// Which response headers are compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderRule {
+    /// Only these.
+    Compare(Vec<HeaderName>),
+    /// All but these (and framing headers, which differ by transport, not by answer).
+    Ignore(Vec<HeaderName>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonRules {
+    /// JSON Pointers, `*` matching any key or index, removed on both sides before comparing.
+    pub ignore_paths: Vec<Vec<String>>,
+    /// Compare arrays as multisets.
+    pub array_order_ignore: bool,
+    /// Absolute tolerance for numbers.
+    pub float_tolerance: f64,
+}
+
+/// Shadow traffic for a route: copies of its requests go to `to`, whose answers are measured
+/// and thrown away.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    /// Index into `Config::backends`.
+    pub to: usize,
+    /// Share of eligible requests copied, 0-100.
+    pub percent: f64,
+    pub methods: Vec<Method>,
+    pub max_body_bytes: u64,
+    pub max_in_flight: usize,
+    /// The whole shadow exchange.
+    pub timeout: Duration,
+    pub marker_header: HeaderName,
+    pub strip_headers: Vec<HeaderName>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RouteMatch {
+    pub path_prefix: String,
+    /// Lower-case host without port; a leading `*.` matches any subdomain.
+    pub host: Option<String>,
+    pub methods: Option<Vec<Method>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitEntry {
+    /// Index into `Config::backends`.
+    pub backend: usize,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    Header(HeaderName),
+    Cookie(String),
+    ClientIp,
+}
+
+impl Mirror {
+    /// A mirror to backend `to` with every other setting at its documented default (used
+    /// when the admin API switches a mirror on for a route that has none).
+    pub fn with_defaults(to: usize, percent: f64) -> Mirror {
+        Mirror {
+            to,
+            percent,
+            methods: defaults::MIRROR_METHODS
+                .iter()
+                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                .collect(),
+            max_body_bytes: defaults::MIRROR_MAX_BODY_BYTES,
+            max_in_flight: defaults::MIRROR_MAX_IN_FLIGHT,
+            timeout: defaults::MIRROR_TIMEOUT,
+            marker_header: HeaderName::from_static(defaults::MIRROR_MARKER_HEADER),
+            strip_headers: Vec::new(),
+        }
+    }
+}

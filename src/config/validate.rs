@@ -1,0 +1,346 @@
+//! Validation: the user's YAML (`schema`) into the typed [`Config`], one function per section,
+//! collecting every problem with the path of the field it concerns.
+//!
+//! Lives here: the problem collector, the top level, the startup sections and backends (routes
+//! have their own file, `validate_routes`). Must not: stop at the first problem, or touch the
+//! network beyond resolving backend names (through `resolve`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+use indexmap::IndexMap;
+
+use super::defaults;
+use super::model::{
+    AccessLog, AdminSettings, Backend, Config, Forwarding, Live, ProcessSpec, ServerSettings,
+    Startup,
+};
+use super::resolve::resolve_address;
+use super::schema::{OneOrMany, RawAdmin, RawBackend, RawConfig, RawForwarding, RawServer};
+use super::validate_routes::routes;
+use crate::error::{ConfigError, Problem};
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut c = Checker::default();
+        let listen = listen(&mut c, raw.listen);
+        let server = server(&mut c, &raw.server);
+        let admin = admin(&mut c, &raw.admin, &listen);
+        let forwarding = forwarding(&mut c, &raw.forwarding);
+        let access_log = access_log(&mut c, raw.access_log.as_deref());
+        let backends = backends(&mut c, &raw.backends);
+        let routes = routes(&mut c, &raw.routes, &backends);
+        if !c.problems.is_empty() {
+            return Err(ConfigError::Invalid(c.problems));
+        }
+        Ok(Config {
+            startup: Startup {
+                listen,
+                server,
+                admin,
+                access_log,
+            },
+            live: Live {
+                forwarding,
+                backends,
+                routes,
+            },
+        })
+    }
+}
+
+fn listen(c: &mut Checker, raw: OneOrMany) -> Vec<SocketAddr> {
+    let texts = match raw {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    if texts.is_empty() {
+        c.report("listen", "needs at least one address");
+    }
+    let mut listen = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let path = if texts.len() == 1 {
+            "listen".to_string()
+        } else {
+            format!("listen[{i}]")
+        };
+        if let Some(a) = c.listen_addr(&path, text) {
+            if listen.contains(&a) {
+                c.report(&path, format!("`{text}` is listed twice"));
+            } else {
+                listen.push(a);
+            }
+        }
+    }
+    listen
+}
+
+fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
+    ServerSettings {
+        threads: c.positive("server.threads", raw.threads, defaults::THREADS),
+        drain_timeout: c.duration(
+            "server.drain_timeout",
+            raw.drain_timeout.as_deref(),
+            defaults::DRAIN_TIMEOUT,
+        ),
+        upstream_keepalive_pool_size: c.positive(
+            "server.upstream_keepalive_pool_size",
+            raw.upstream_keepalive_pool_size,
+            defaults::UPSTREAM_KEEPALIVE_POOL_SIZE,
+        ),
+        mirror_memory_bytes: c.positive(
+            "server.mirror_memory_bytes",
+            raw.mirror_memory_bytes,
+            defaults::MIRROR_MEMORY_BYTES as usize,
+        ) as u64,
+        watch: raw.watch.unwrap_or(false),
+        upgrade_sock: PathBuf::from(
+            raw.upgrade_sock
+                .clone()
+                .unwrap_or_else(|| defaults::UPGRADE_SOCK.to_string()),
+        ),
+    }
+}
+
+fn admin(c: &mut Checker, raw: &RawAdmin, proxy_listen: &[SocketAddr]) -> AdminSettings {
+    let text = raw
+        .listen
+        .clone()
+        .unwrap_or_else(|| defaults::ADMIN_LISTEN.to_string());
+    let listen = c.listen_addr("admin.listen", &text);
+    if let Some(a) = listen {
+        if proxy_listen.contains(&a) {
+            c.report(
+                "admin.listen",
+                format!("`{text}` is also a proxy listen address"),
+            );
+        }
+        if !a.ip().is_loopback() && raw.token_env.is_none() {
+            c.report(
+                "admin.listen",
+                format!(
+                    "`{text}` is reachable from other hosts: set admin.token_env to the name of an environment variable holding a bearer token, or listen on 127.0.0.1"
+                ),
+            );
+        }
+    }
+    if let Some(name) = &raw.token_env {
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !ok {
+            c.report(
+                "admin.token_env",
+                format!("`{name}` is not an environment variable name"),
+            );
+        }
+    }
+    AdminSettings {
+        listen: listen.unwrap_or(defaults::ADMIN_LISTEN),
+        token_env: raw.token_env.clone(),
+    }
+}
+
+fn forwarding(c: &mut Checker, raw: &RawForwarding) -> Forwarding {
+    let request_id_text = raw
+        .request_id_header
+        .clone()
+        .unwrap_or_else(|| defaults::REQUEST_ID_HEADER.to_string());
+    let request_id_header = c
+        .header_name("forwarding.request_id_header", &request_id_text)
+        .unwrap_or_else(|| HeaderName::from_static(defaults::REQUEST_ID_HEADER));
+    Forwarding {
+        x_forwarded_for: raw.x_forwarded_for.unwrap_or(true),
+        x_forwarded_proto: raw.x_forwarded_proto.unwrap_or(true),
+        x_forwarded_host: raw.x_forwarded_host.unwrap_or(true),
+        request_id_header,
+    }
+}
+
+fn access_log(c: &mut Checker, raw: Option<&str>) -> AccessLog {
+    match raw {
+        None | Some("off") => AccessLog::Off,
+        Some("stdout") | Some("-") => AccessLog::Stdout,
+        Some("") => {
+            c.report("access_log", "must be `off`, `stdout` or a file path");
+            AccessLog::Off
+        }
+        Some(path) => AccessLog::File(PathBuf::from(path)),
+    }
+}
+
+fn backends(c: &mut Checker, raw: &IndexMap<String, RawBackend>) -> Vec<Backend> {
+    if raw.is_empty() {
+        c.report("backends", "needs at least one backend");
+    }
+    raw.iter().map(|(name, b)| backend(c, name, b)).collect()
+}
+
+fn backend(c: &mut Checker, name: &str, b: &RawBackend) -> Backend {
+    let path = format!("backends.{name}");
+    check_name(c, &path, name);
+    let addr = match resolve_address(b.address.trim()) {
+        Ok(a) => a,
+        Err(e) => {
+            c.report(format!("{path}.address"), e);
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        }
+    };
+    Backend {
+        name: name.to_string(),
+        address: b.address.clone(),
+        addr,
+        connect_timeout: c.duration(
+            &format!("{path}.connect_timeout"),
+            b.connect_timeout.as_deref(),
+            defaults::CONNECT_TIMEOUT,
+        ),
+        read_timeout: c.duration(
+            &format!("{path}.read_timeout"),
+            b.read_timeout.as_deref(),
+            defaults::READ_TIMEOUT,
+        ),
+        write_timeout: c.duration(
+            &format!("{path}.write_timeout"),
+            b.write_timeout.as_deref(),
+            defaults::WRITE_TIMEOUT,
+        ),
+        max_in_flight: b
+            .max_in_flight
+            .map(|v| c.positive(&format!("{path}.max_in_flight"), Some(v), 1)),
+        process: b.process.as_ref().and_then(|p| match (p.pid, &p.pid_file) {
+            (Some(pid), None) => match u32::try_from(pid) {
+                Ok(pid) if pid > 0 => Some(ProcessSpec::Pid(pid)),
+                _ => {
+                    c.report(
+                        format!("{path}.process.pid"),
+                        format!("`{pid}` is not a process id"),
+                    );
+                    None
+                }
+            },
+            (None, Some(file)) if !file.is_empty() => {
+                Some(ProcessSpec::PidFile(PathBuf::from(file)))
+            }
+            _ => {
+                c.report(
+                    format!("{path}.process"),
+                    "give exactly one of `pid: N` or `pid_file: PATH`",
+                );
+                None
+            }
+        }),
+    }
+}
+
+/// Names become Prometheus label values and URL path segments: keep them plain.
+pub(super) fn check_name(c: &mut Checker, path: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.');
+    if !ok {
+        c.report(
+            path,
+            format!("name `{name}` must be 1-64 characters of letters, digits, `_`, `-` or `.`"),
+        );
+    }
+}
+
+/// Collects problems while building the typed config.
+#[derive(Default)]
+pub(super) struct Checker {
+    pub(super) problems: Vec<Problem>,
+}
+
+impl Checker {
+    pub(super) fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    pub(super) fn duration(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => {
+                self.report(path, format!("must be greater than 0, got `{text}`"));
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.report(
+                    path,
+                    format!("`{text}` is not a duration like 250ms or 5s ({e})"),
+                );
+                default
+            }
+        }
+    }
+
+    pub(super) fn positive(&mut self, path: &str, value: Option<i64>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(v) if v > 0 => usize::try_from(v).unwrap_or(default),
+            Some(v) => {
+                self.report(path, format!("must be greater than 0, got {v}"));
+                default
+            }
+        }
+    }
+
+    pub(super) fn listen_addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.report(
+                    path,
+                    format!(
+                        "`{text}` is not an IP address and port like 127.0.0.1:8080 or [::1]:8080"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A list of HTTP methods (any case); each bad one is reported as `path[j]`.
+    pub(super) fn methods(&mut self, path: &str, names: &[String]) -> Vec<Method> {
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(j, name)| {
+                match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                    Ok(method) => Some(method),
+                    Err(_) => {
+                        self.report(
+                            format!("{path}[{j}]"),
+                            format!("`{name}` is not an HTTP method"),
+                        );
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn header_name(&mut self, path: &str, text: &str) -> Option<HeaderName> {
+        match HeaderName::from_bytes(text.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                self.report(path, format!("`{text}` is not a valid header name"));
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The closed label sets of runoff's metrics, as types: roles, status classes, error kinds,
+//! mirror drop reasons, comparison results and parts. `docs/METRICS.md` lists the same values.
+//!
+//! Lives here: each label's vocabulary and its text. Must not: know about Pingora, requests or
+//! registries; a value is added here and in `docs/METRICS.md` together, never renamed.
+
+/// One closed label set: every value, and each value's text on the wire.
+pub(crate) trait Label: Copy + 'static {
+    /// Every value, in a fixed order (series are created in this order, at 0).
+    const ALL: &'static [Self];
+    fn as_str(self) -> &'static str;
+    /// Position in `ALL`: handles keep one series per value, in that order.
+    fn index(self) -> usize;
+}
+
+/// Declares a closed label set: the enum, its `ALL` and its text.
+macro_rules! label {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl Label for $name {
+            const ALL: &'static [Self] = &[$($name::$variant),+];
+            fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        impl $name {
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                <Self as Label>::as_str(self)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+label! {
+    /// Whose answer a request's metrics describe (`role`).
+    Role {
+        /// Its answer went to the caller (in a split: the chosen backend).
+        Primary => "primary",
+        /// A mirror copy.
+        Shadow => "shadow",
+    }
+}
+
+label! {
+    /// The `status_class` label: the backend's status class, or `error` when it gave no
+    /// complete response.
+    StatusClass {
+        Informational => "1xx",
+        Success => "2xx",
+        Redirect => "3xx",
+        ClientError => "4xx",
+        ServerError => "5xx",
+        Error => "error",
+    }
+}
+
+impl StatusClass {
+    pub fn from_status(status: u16) -> StatusClass {
+        match status {
+            100..=199 => StatusClass::Informational,
+            200..=299 => StatusClass::Success,
+            300..=399 => StatusClass::Redirect,
+            400..=499 => StatusClass::ClientError,
+            500..=599 => StatusClass::ServerError,
+            _ => StatusClass::Error,
+        }
+    }
+
+    /// A 5xx or no complete response: what the summaries count as an error.
+    pub fn is_error(self) -> bool {
+        matches!(self, StatusClass::ServerError | StatusClass::Error)
+    }
+}
+
+label! {
+    /// The `kind` label of `runoff_upstream_errors_total`.
+    ErrorKind {
+        ConnectRefused => "connect_refused",
+        ConnectTimeout => "connect_timeout",
+        ReadTimeout => "read_timeout",
+        WriteTimeout => "write_timeout",
+        Reset => "reset",
+        Tls => "tls",
+        Protocol => "protocol",
+        Other => "other",
+    }
+}
+
+impl ErrorKind {
+    pub fn is_timeout(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::ConnectTimeout | ErrorKind::ReadTimeout | ErrorKind::WriteTimeout
+        )
+    }
+}
+
+label! {
+    /// Why a shadow copy did not complete (the `reason` label).
+    DropReason {
+        /// In-flight limit or memory budget full.
+        Overloaded => "overloaded",
+        BodyTooLarge => "body_too_large",
+        Timeout => "timeout",
+        UpstreamError => "upstream_error",
+        ClientAborted => "client_aborted",
+        /// No body reached runoff because the primary never connected.
+        PrimaryFailed => "primary_failed",
+    }
+}
+
+label! {
+    /// How a compared pair ended (the `result` label of `runoff_compare_total`).
+    CompareResult {
+        Match => "match",
+        Mismatch => "mismatch",
+        Skipped => "skipped",
+    }
+}
+
+label! {
+    /// Which part of a response differed (the `part` label).
+    Part {
+        Status => "status",
+        Headers => "headers",
+        Body => "body",
+    }
+}
+
+impl serde::Serialize for Part {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+label! {
+    /// The `result` label of `runoff_config_reloads_total`.
+    ReloadResult {
+        Success => "success",
+        Error => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(StatusClass::from_status(101).as_str(), "1xx");
+        assert_eq!(StatusClass::from_status(204).as_str(), "2xx");
+        assert_eq!(StatusClass::from_status(304).as_str(), "3xx");
+        assert_eq!(StatusClass::from_status(404).as_str(), "4xx");
+        assert_eq!(StatusClass::from_status(503).as_str(), "5xx");
+        assert_eq!(StatusClass::from_status(600).as_str(), "error");
+    }
+
+    #[test]
+    fn every_value_has_its_own_index() {
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        assert_eq!(Part::Body.to_string(), "body");
+    }
+}

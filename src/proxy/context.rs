@@ -1,0 +1,196 @@
+//! The per-request context, from the request header to `logging()`: what was decided, the
+//! timings and byte counts kept along the way, the guards that hold in-flight counts, and the
+//! one place a finished request is recorded.
+//!
+//! Must not: record anything before the request ends (except the in-flight gauges), or
+//! allocate label strings.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pingora::http::RequestHeader;
+use pingora::Error;
+use prometheus::IntGauge;
+
+use super::decide::Target;
+use crate::access_log::{now_rfc3339, Entry};
+use crate::compare::Captured;
+use crate::forwarding::RequestId;
+use crate::metrics::Role;
+use crate::mirror::CopyHandle;
+use crate::outcome::status_class;
+use crate::state::{InFlight, Snapshot};
+
+/// Raises a gauge for as long as it lives.
+struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    fn new(gauge: &IntGauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Holds one unit of a backend's in-flight count until dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// Take a slot; returns it with the count including this request.
+    fn take(counter: &Arc<AtomicUsize>) -> (Slot, usize) {
+        let n = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        (Slot(Arc::clone(counter)), n)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Per-request state, from the request header to `logging()`.
+pub(crate) struct RequestCtx {
+    pub(super) start: Instant,
+    pub(super) snapshot: Arc<Snapshot>,
+    _in_flight: InFlight,
+    pub(super) target: Option<Target>,
+    gauge: Option<GaugeGuard>,
+    /// The request id (the caller's when fit to keep, else a generated one).
+    pub(super) request_id: Option<RequestId>,
+    pub(super) attempts: u32,
+    /// Body bytes of the current attempt; replays on retry resend a prefix.
+    pub(super) attempt_body_bytes: u64,
+    pub(super) request_body_bytes: u64,
+    pub(super) response_body_bytes: u64,
+    pub(super) sent_upstream_at: Option<Instant>,
+    pub(super) ttfb: Option<Duration>,
+    pub(super) upstream_status: Option<u16>,
+    /// The status the caller got.
+    pub(super) answered: u16,
+    /// A primary upstream connection was made.
+    pub(super) connected: bool,
+    /// The shadow copy of this request, while its body is being fed.
+    pub(super) mirror: Option<CopyHandle>,
+    /// This request's unit of its backend's in-flight count.
+    slot: Option<Slot>,
+    /// The primary's answer, kept (up to the compare limit) when the route compares.
+    pub(super) answer: Option<Captured>,
+}
+
+impl RequestCtx {
+    pub(super) fn new(snapshot: Arc<Snapshot>, in_flight: InFlight) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            snapshot,
+            _in_flight: in_flight,
+            target: None,
+            gauge: None,
+            request_id: None,
+            attempts: 0,
+            attempt_body_bytes: 0,
+            request_body_bytes: 0,
+            response_body_bytes: 0,
+            sent_upstream_at: None,
+            ttfb: None,
+            upstream_status: None,
+            answered: 0,
+            connected: false,
+            mirror: None,
+            slot: None,
+            answer: None,
+        }
+    }
+
+    /// Take the request on for `target`: it counts as in flight for its route and backend.
+    /// `false` when the backend is at its `max_in_flight`: candidate protection, rather than
+    /// pile onto an overloaded backend (counted as rejected and as an `error` request).
+    pub(super) fn admit(&mut self, target: Target) -> bool {
+        self.gauge = Some(GaugeGuard::new(&target.handles.in_flight));
+        // Only a backend with a limit keeps a shared count (one contended atomic less per
+        // request for the others).
+        let admitted = match self.snapshot.live.backends[target.backend].max_in_flight {
+            None => true,
+            Some(max) => {
+                let (slot, under_way) =
+                    Slot::take(&self.snapshot.backends[target.backend].in_flight);
+                self.slot = Some(slot);
+                under_way <= max
+            }
+        };
+        if !admitted {
+            target.handles.rejected.inc();
+        }
+        self.target = Some(target);
+        admitted
+    }
+
+    /// The request id runoff generated for this request, if it did (then it is added upstream).
+    pub(super) fn generated_id(&self) -> Option<&http::HeaderValue> {
+        self.request_id.as_ref().and_then(RequestId::to_add)
+    }
+
+    /// Record the finished request once: hand the primary's outcome to its copy (for the
+    /// paired ratio and the comparison), then every metric, the request count last.
+    pub(super) fn finish(&mut self, e: Option<&Error>, elapsed: Duration) {
+        if let Some(mut copy) = self.mirror.take() {
+            let completed = e.is_none() && self.upstream_status.is_some();
+            let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
+            copy.primary_done(
+                completed.then_some(elapsed),
+                self.answer.take(),
+                caller_gone,
+            );
+        }
+        let Some(target) = &self.target else { return };
+        let h = &target.handles;
+        h.duration.observe(elapsed.as_secs_f64());
+        if let Some(ttfb) = self.ttfb {
+            h.ttfb.observe(ttfb.as_secs_f64());
+        }
+        h.request_bytes.inc_by(self.request_body_bytes);
+        h.response_bytes.inc_by(self.response_body_bytes);
+        self.gauge = None;
+        let class = status_class(self.upstream_status, e);
+        target.latency.record_duration(elapsed, class.is_error());
+        // Last: a reader that sees this count also sees everything above.
+        h.finished(class);
+    }
+
+    /// The access log line of this request.
+    pub(super) fn access_entry<'a>(
+        &'a self,
+        req: &'a RequestHeader,
+        e: Option<&Error>,
+        elapsed: Duration,
+    ) -> Entry<'a> {
+        let live = &self.snapshot.live;
+        Entry {
+            time: now_rfc3339(),
+            request_id: self.request_id.as_ref().map_or("", RequestId::as_str),
+            method: req.method.as_str(),
+            path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            route: self
+                .target
+                .as_ref()
+                .map(|t| live.routes[t.route].name.as_str()),
+            backend: self
+                .target
+                .as_ref()
+                .map(|t| live.backends[t.backend].name.as_str()),
+            role: Role::Primary.as_str(),
+            choice: self.target.as_ref().map(|t| t.reason.as_str()),
+            status: self.answered,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            request_bytes: self.request_body_bytes,
+            response_bytes: self.response_body_bytes,
+            error: e.map(|e| e.etype().as_str()),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The decisions taken once per request, in `request_filter`: which route and backend serve it
+//! (through `routing`), with the sticky key computed once, and whether a copy goes to the
+//! route's shadow.
+//!
+//! Must not: hold routing rules of its own (they are `routing`'s, pure and table-tested), or
+//! await anything.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderValue, HOST};
+use pingora::http::RequestHeader;
+use rand::Rng;
+
+use crate::analysis::Recorder;
+use crate::forwarding::RequestId;
+use crate::metrics::RequestHandles;
+use crate::mirror::{self, CopyHandle, MirrorRuntime};
+use crate::routing::{self, ChoiceReason, MirrorFacts, RequestFacts, StickyBytes};
+use crate::state::Snapshot;
+
+/// Where a request goes, decided once in `request_filter`.
+pub(super) struct Target {
+    pub route: usize,
+    pub backend: usize,
+    pub reason: ChoiceReason,
+    pub handles: Arc<RequestHandles>,
+    /// The exact latency recorder analysis handed this (route, backend, primary).
+    pub latency: Arc<Recorder>,
+}
+
+/// Decide the route and backend for a request, and return the route's sticky key in it (the
+/// key chose the backend and also samples the mirror). `None`: no route matches.
+pub(super) fn decide<'r>(
+    snapshot: &Snapshot,
+    req: &'r RequestHeader,
+    client_ip: Option<IpAddr>,
+) -> Option<(Target, Option<StickyBytes<'r>>)> {
+    let live = &snapshot.live;
+    let host = req
+        .headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.host())
+        .map(routing::host_without_port);
+    let facts = RequestFacts {
+        method: &req.method,
+        host,
+        path: req.uri.path(),
+    };
+    let route_index = routing::find_route(&live.routes, &facts)?;
+    let route = &live.routes[route_index];
+    let forced = route
+        .force_header
+        .as_ref()
+        .and_then(|h| req.headers.get(h))
+        .map(HeaderValue::as_bytes);
+    let sticky_key = route
+        .sticky
+        .as_ref()
+        .and_then(|s| routing::sticky_key(s, &req.headers, client_ip));
+    let choice = routing::choose_backend(
+        &route.split,
+        |b| live.backends[b].name.as_str(),
+        forced,
+        sticky_key.as_ref().map(|k| k.as_bytes()),
+        || rand::rng().random(),
+    )?;
+    let state = &snapshot.routes[route_index];
+    let target = Target {
+        route: route_index,
+        backend: route.split[choice.split_index].backend,
+        reason: choice.reason,
+        handles: Arc::clone(&state.primary[choice.split_index]),
+        latency: Arc::clone(&state.primary_latency[choice.split_index]),
+    };
+    Some((target, sticky_key))
+}
+
+/// A request as the copy decision sees it.
+pub(super) struct CopyRequest<'a> {
+    pub header: &'a RequestHeader,
+    pub is_upgrade: bool,
+    pub client_ip: Option<IpAddr>,
+    /// The route's sticky key in the request, as `decide` found it.
+    pub sticky_key: Option<&'a [u8]>,
+    pub request_id: &'a RequestId,
+    /// When runoff saw the request start.
+    pub start: Instant,
+}
+
+/// Dispatch a shadow copy of the request when its route mirrors and the request qualifies.
+pub(super) fn start_copy(
+    mirrors: &Arc<MirrorRuntime>,
+    snapshot: &Snapshot,
+    target: &Target,
+    copy: CopyRequest<'_>,
+) -> Option<CopyHandle> {
+    let req = copy.header;
+    let rm = snapshot.routes[target.route].mirror.as_ref()?;
+    let config = rm.config();
+    let facts = MirrorFacts {
+        serving_backend: target.backend,
+        method: &req.method,
+        has_marker: req.headers.contains_key(&config.marker_header),
+        is_upgrade: copy.is_upgrade,
+    };
+    let sampled = routing::should_mirror(config, &facts, copy.sticky_key, || rand::rng().random());
+    if !sampled {
+        return None;
+    }
+    let fwd = &snapshot.live.forwarding;
+    match mirror::shadow_request(req, fwd, config, copy.client_ip, copy.request_id) {
+        Ok(header) => mirror::dispatch(mirrors, rm, header, mirror::body_plan(req), copy.start),
+        Err(e) => {
+            log::warn!(
+                "cannot build a shadow copy of {} {}: {e}",
+                req.method,
+                req.uri
+            );
+            None
+        }
+    }
+}

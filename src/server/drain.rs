@@ -1,0 +1,92 @@
+//! Stopping without losing a request: the grace between "stop accepting" and "close idle
+//! connections", and the wait for in-flight requests once a graceful stop begins.
+//!
+//! Must not: exit the process (`server::run` returns and the binary exits), or wait longer than
+//! `server.drain_timeout`.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::{ExecutionPhase, ShutdownWatch};
+
+use crate::state::Shared;
+
+/// How long, after the listeners stop accepting, connections accepted in the last instant still
+/// get their first request read and served before idle keep-alive connections are closed.
+const LAST_ACCEPT_GRACE: Duration = Duration::from_millis(1500);
+
+/// Wraps the proxy application so that stopping to accept and closing idle connections are
+/// two steps, not one. Pingora closes every connection still waiting for a request header the
+/// moment its accept loops end, which includes a connection accepted a microsecond earlier
+/// whose request bytes are still on the wire: during a SIGQUIT handoff that is a failed
+/// request. Delaying the close by a short grace lets those requests in (and served, with
+/// keep-alive off since the shutdown flag is up).
+pub(super) struct LastAcceptGrace<A> {
+    pub(super) inner: Arc<A>,
+}
+
+#[async_trait]
+impl<A> pingora::apps::ServerApp for LastAcceptGrace<A>
+where
+    A: pingora::apps::ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        session: pingora::protocols::Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<pingora::protocols::Stream> {
+        self.inner.process_new(session, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        tokio::time::sleep(LAST_ACCEPT_GRACE).await;
+        self.inner.cleanup().await;
+    }
+}
+
+/// Once a graceful stop begins (listeners closed by Pingora: at once on SIGTERM/SIGINT, a few
+/// seconds after handing them over on SIGQUIT), wait for in-flight requests to finish, bounded
+/// by `drain`, then return, without sitting out Pingora's fixed grace period. Also returns if
+/// the server ends by itself.
+pub(super) fn wait_for_drain(
+    mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
+    shared: &Shared,
+    drain: Duration,
+) {
+    loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+            Ok(ExecutionPhase::Terminated)
+            | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+        }
+    }
+    let deadline = Instant::now() + drain;
+    // A request whose bytes were accepted just before the listeners closed may not be counted
+    // yet: require the count to stay at zero for a short while.
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if shared.in_flight() == 0 {
+            let since = *idle_since.get_or_insert(now);
+            if now.duration_since(since) >= Duration::from_millis(100) {
+                log::info!("drained: no request in flight");
+                break;
+            }
+        } else {
+            idle_since = None;
+        }
+        if now >= deadline {
+            log::warn!(
+                "drain timeout ({}) reached with {} request(s) still in flight; exiting",
+                humantime::format_duration(drain),
+                shared.in_flight()
+            );
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    shared.access_log.flush(Duration::from_secs(1));
+}

@@ -1,0 +1,261 @@
+//! Assembles and runs the Pingora server: the proxy service, the admin service, extra services
+//! a caller adds (the demo's backends), reload triggers (SIGHUP in `signals`, the file watch in
+//! `watch`), the process sampler, and shutdown that drains in-flight requests (`drain`),
+//! including the SIGQUIT + `--upgrade` listener handoff.
+//!
+//! Lives here: start-up checks (listeners free, token present), Pingora's `ServerConf`, and
+//! `run`, which returns once the server has drained. Must not: decide anything per request,
+//! exit the process (the binary does, when `run` returns), or know who its caller is.
+
+mod drain;
+mod signals;
+mod watch;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use pingora::services::ServiceWithDependents;
+use prometheus::Registry;
+
+use crate::access_log::AccessLogger;
+use crate::admin::Admin;
+use crate::config::{Config, Startup};
+use crate::control::Control;
+use crate::metrics::Metrics;
+use crate::proxy::Runoff;
+use crate::state::Shared;
+use drain::LastAcceptGrace;
+use signals::{DrainingSignals, ReloadOnHangup};
+
+pub(crate) use signals::Stop;
+
+/// Why runoff could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    #[error("{what} {addr}: cannot listen: {source}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("access_log: cannot open: {0}")]
+    AccessLog(std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("admin.token_env: the environment variable {0} is unset or empty; set it to the admin API's bearer token")]
+    Token(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("server.watch: cannot watch {path}: {reason}")]
+    Watch { path: PathBuf, reason: String },
+    #[error("the server stopped unexpectedly (see the log above)")]
+    Crashed,
+}
+
+/// How `run` was asked to start.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunOptions {
+    /// The file the config came from: what SIGHUP, `POST /api/reload` and the watcher re-read.
+    pub config_path: Option<PathBuf>,
+    /// Take the listeners over from a running runoff (which is then sent SIGQUIT).
+    pub upgrade: bool,
+    /// Reload when the file changes (also `server.watch: true`).
+    pub watch: bool,
+}
+
+/// Something to run on its own thread once the server is assembled (the demo's load); it may
+/// ask the server to stop.
+pub(crate) type OnStart = Box<dyn FnOnce(Stop) + Send>;
+
+/// A service to run beside the proxy and the admin endpoint, listening on `addr`.
+pub(crate) struct ExtraService {
+    /// What it is, for the start-up check of its address ("demo backend").
+    pub what: &'static str,
+    pub addr: SocketAddr,
+    pub service: Box<dyn ServiceWithDependents>,
+}
+
+/// Extra services and a start hook, for callers that embed runoff (the demo).
+#[derive(Default)]
+pub(crate) struct Extras {
+    pub services: Vec<ExtraService>,
+    pub on_start: Option<OnStart>,
+}
+
+/// Check that every address runoff will listen on is free now, so a clash is a clear error at
+/// start instead of a panic inside a Pingora service.
+fn check_listeners(config: &Config, extras: &Extras) -> Result<(), StartError> {
+    let startup = &config.startup;
+    let mut all: Vec<(&'static str, SocketAddr)> =
+        startup.listen.iter().map(|a| ("listen", *a)).collect();
+    all.push(("admin.listen", startup.admin.listen));
+    all.extend(extras.services.iter().map(|s| (s.what, s.addr)));
+    for (what, addr) in all {
+        TcpListener::bind(addr).map_err(|source| StartError::Listen { what, addr, source })?;
+    }
+    Ok(())
+}
+
+/// The admin API token from the environment variable `admin.token_env` names, if any.
+fn admin_token(config: &Config) -> Result<Option<String>, StartError> {
+    let Some(name) = &config.startup.admin.token_env else {
+        return Ok(None);
+    };
+    match std::env::var(name) {
+        Ok(t) if !t.is_empty() => Ok(Some(t)),
+        _ => Err(StartError::Token(name.clone())),
+    }
+}
+
+/// Build and run the server until it is told to stop (a signal, or a [`Stop`] request);
+/// returns once in-flight requests have drained.
+pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), StartError> {
+    // The config's own problems first, then the machine's.
+    let token = admin_token(&config)?;
+    if !options.upgrade {
+        check_listeners(&config, &extras)?;
+    }
+    let metrics = Arc::new(Metrics::new(Registry::new())?);
+    metrics.control.stamp_good_load();
+    let access_log = AccessLogger::start(
+        &config.startup.access_log,
+        metrics.access_log_dropped.clone(),
+    )
+    .map_err(StartError::AccessLog)?;
+    let shared = Arc::new(Shared::new(&config, Arc::clone(&metrics), access_log));
+    let startup = config.startup.clone();
+    let control = Arc::new(Control::new(
+        Arc::clone(&shared),
+        config,
+        options.config_path.clone(),
+    ));
+    if options.watch || startup.server.watch {
+        if let Some(path) = &options.config_path {
+            watch::watch_config(Arc::clone(&control), path)?;
+        }
+    }
+    let sampled = Arc::clone(&shared);
+    crate::analysis::resources::start(
+        Arc::clone(&shared.resources),
+        Arc::clone(&metrics),
+        move || sampled.snapshot.load().process_specs(),
+    )
+    .map_err(StartError::Thread)?;
+
+    let stop = Stop::default();
+    let server = assemble(
+        &startup,
+        &options,
+        &shared,
+        &control,
+        token,
+        extras.services,
+    );
+    let phases = server.watch_execution_phase();
+    if let Some(hook) = extras.on_start {
+        let stop = stop.clone();
+        thread::Builder::new()
+            .name("runoff-start-hook".into())
+            .spawn(move || hook(stop))
+            .map_err(StartError::Thread)?;
+    }
+    log::info!(
+        "runoff listening on {:?}, admin on {}",
+        startup.listen,
+        startup.admin.listen
+    );
+    let running = thread::Builder::new()
+        .name("runoff-server".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(DrainingSignals { stop }),
+            })
+        })
+        .map_err(StartError::Thread)?;
+    drain::wait_for_drain(phases, &shared, startup.server.drain_timeout);
+    // Drained; Pingora may still be sitting out its grace period, which the process need not.
+    if running.is_finished() && running.join().is_err() {
+        return Err(StartError::Crashed);
+    }
+    Ok(())
+}
+
+/// The Pingora server with every service added, bootstrapped (an `--upgrade` takes the
+/// listeners over here).
+fn assemble(
+    startup: &Startup,
+    options: &RunOptions,
+    shared: &Arc<Shared>,
+    control: &Arc<Control>,
+    token: Option<String>,
+    extra: Vec<ExtraService>,
+) -> Server {
+    let drain = startup.server.drain_timeout;
+    let mut conf = ServerConf {
+        threads: startup.server.threads,
+        upstream_keepalive_pool_size: startup.server.upstream_keepalive_pool_size,
+        // Pingora sleeps the whole grace period; the drain watch returns as soon as the last
+        // in-flight request is done, so this is only the upper bound.
+        grace_period_seconds: Some(drain.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    conf.pid_file = std::env::temp_dir()
+        .join(format!("runoff-{}.pid", std::process::id()))
+        .to_string_lossy()
+        .into_owned();
+    conf.upgrade_sock = startup.server.upgrade_sock.to_string_lossy().into_owned();
+    let opt = Opt {
+        upgrade: options.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let proxy_app =
+        pingora::proxy::http_proxy(&server.configuration, Runoff::new(Arc::clone(shared)));
+    let mut proxy = Service::new(
+        "runoff proxy".to_string(),
+        LastAcceptGrace {
+            inner: Arc::new(proxy_app),
+        },
+    );
+    for addr in &startup.listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "runoff admin".to_string(),
+        Admin::new(
+            shared.metrics.registry.clone(),
+            startup.listen.clone(),
+            (Arc::clone(control), Arc::clone(shared)),
+            token,
+            startup.admin.listen,
+        ),
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(&startup.admin.listen.to_string());
+    server.add_service(admin);
+
+    for s in extra {
+        server.add_boxed_service(s.service);
+    }
+
+    let mut hup = background_service(
+        "reload on SIGHUP",
+        ReloadOnHangup {
+            control: Arc::clone(control),
+        },
+    );
+    hup.threads = Some(1);
+    server.add_service(hup);
+    server
+}

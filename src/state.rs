@@ -1,0 +1,275 @@
+//! The running state: one consistent snapshot of the live config with its pre-built upstream
+//! peers, metric handles, recorders and mirrors, behind `ArcSwap`, and what lives as long as
+//! the process (metrics, the mirror runtime, recorders, comparison samples, process readings).
+//!
+//! Lives here: building a snapshot from a `Live` config (handles resolved, weights published),
+//! swapping it in, describing it to analysis, and counting requests in flight for the drain.
+//! Must not: make routing decisions, sample processes, or know about the demo.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::access_log::AccessLogger;
+use crate::analysis::{Book, MirrorInput, Recorder, Resources, RouteInput};
+use crate::compare::store::{CompareStore, RouteSamples};
+use crate::compare::Judge;
+use crate::config::{Config, Live, ProcessSpec};
+use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
+use crate::mirror::{MirrorRuntime, RouteMirror};
+use crate::upstream::peer_for;
+
+/// Per-backend state of a snapshot.
+pub(crate) struct BackendState {
+    pub peer: HttpPeer,
+    pub primary: BackendHandles,
+    /// Primary requests under way to this backend (carried across reloads by name), checked
+    /// against the backend's `max_in_flight`; counted only while the backend has one (a
+    /// reload that adds a limit starts from the requests admitted after it).
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Per-route state of a snapshot.
+pub(crate) struct RouteState {
+    /// Primary-role handles per split entry, in split order.
+    pub primary: Vec<Arc<RequestHandles>>,
+    /// Primary-role latency recorders per split entry, in split order.
+    pub primary_latency: Vec<Arc<Recorder>>,
+    /// The route's mirror, if it has one.
+    pub mirror: Option<Arc<RouteMirror>>,
+}
+
+/// One live config and everything derived from it.
+pub(crate) struct Snapshot {
+    pub live: Arc<Live>,
+    pub backends: Vec<BackendState>,
+    pub routes: Vec<RouteState>,
+}
+
+/// What a snapshot is built with: the process-wide parts it resolves handles from.
+struct Parts<'a> {
+    metrics: &'a Metrics,
+    compare_store: &'a Arc<CompareStore>,
+    book: &'a Book,
+}
+
+impl Snapshot {
+    /// Build peers and metric handles for `live`, and publish its split weights. Counters of
+    /// things under way (per-backend and per-mirror in-flight) carry over from `previous` by
+    /// name, so a reload does not reset the limits' view of the world.
+    fn build(live: Arc<Live>, parts: &Parts<'_>, previous: Option<&Snapshot>) -> Snapshot {
+        let metrics = parts.metrics;
+        let backends = live
+            .backends
+            .iter()
+            .map(|b| BackendState {
+                peer: peer_for(b),
+                primary: metrics.backend_handles(&b.name, Role::Primary),
+                in_flight: previous
+                    .and_then(|p| p.backend_in_flight(&b.name))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let routes = live
+            .routes
+            .iter()
+            .map(|r| {
+                let judge = r.compare.as_ref().zip(r.mirror.as_ref()).map(|(c, m)| {
+                    Arc::new(Judge::new(
+                        c.clone(),
+                        metrics.compare_handles(&r.name),
+                        Arc::clone(parts.compare_store),
+                        RouteSamples {
+                            route: r.name.clone(),
+                            capacity: c.samples,
+                            redact: m.strip_headers.clone(),
+                        },
+                    ))
+                });
+                let carried = previous
+                    .and_then(|p| p.mirror_in_flight(&r.name))
+                    .unwrap_or_default();
+                RouteState {
+                    primary: r
+                        .split
+                        .iter()
+                        .map(|e| {
+                            let backend = &live.backends[e.backend].name;
+                            metrics.control.set_route_weight(&r.name, backend, e.weight);
+                            Arc::new(metrics.request_handles(&r.name, backend, Role::Primary))
+                        })
+                        .collect(),
+                    primary_latency: r
+                        .split
+                        .iter()
+                        .map(|e| {
+                            let backend = &live.backends[e.backend].name;
+                            parts.book.latency(&r.name, backend, Role::Primary)
+                        })
+                        .collect(),
+                    mirror: RouteMirror::new(r, &live, metrics, parts.book, judge, carried)
+                        .map(Arc::new),
+                }
+            })
+            .collect();
+        Snapshot {
+            live,
+            backends,
+            routes,
+        }
+    }
+
+    fn backend_in_flight(&self, name: &str) -> Option<Arc<AtomicUsize>> {
+        let i = self.live.backend_index(name)?;
+        Some(Arc::clone(&self.backends[i].in_flight))
+    }
+
+    fn mirror_in_flight(&self, route: &str) -> Option<Arc<AtomicUsize>> {
+        let i = self.live.route_index(route)?;
+        Some(self.routes[i].mirror.as_ref()?.in_flight_counter())
+    }
+
+    /// The (route, backend) pairs whose weights this snapshot publishes.
+    fn weight_series(&self) -> Vec<(String, String)> {
+        self.live
+            .routes
+            .iter()
+            .flat_map(|r| {
+                r.split
+                    .iter()
+                    .map(|e| (r.name.clone(), self.live.backends[e.backend].name.clone()))
+            })
+            .collect()
+    }
+
+    /// The routes as analysis needs them for a summary: names, roles, counts since start.
+    pub(crate) fn route_inputs(&self) -> Vec<RouteInput> {
+        let live = &self.live;
+        let name = |i: usize| live.backends[i].name.clone();
+        live.routes
+            .iter()
+            .zip(&self.routes)
+            .map(|(r, rs)| RouteInput {
+                name: r.name.clone(),
+                baseline: name(r.baseline),
+                candidate: r.candidate().map(name),
+                split: r.split.iter().map(|e| name(e.backend)).collect(),
+                mirror: r.mirror.as_ref().zip(rs.mirror.as_ref()).map(|(m, rm)| {
+                    let (copies, completed, dropped) = rm.accounting();
+                    MirrorInput {
+                        to: name(m.to),
+                        percent: m.percent,
+                        copies,
+                        completed,
+                        dropped,
+                    }
+                }),
+                compare: rs.mirror.as_ref().and_then(|rm| rm.compare_counts()),
+            })
+            .collect()
+    }
+
+    /// The backends whose process is sampled, by name.
+    pub(crate) fn process_specs(&self) -> Vec<(String, ProcessSpec)> {
+        self.live
+            .backends
+            .iter()
+            .filter_map(|b| b.process.clone().map(|p| (b.name.clone(), p)))
+            .collect()
+    }
+}
+
+/// State shared by the proxy service, the admin service and the drain logic.
+pub(crate) struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLogger,
+    pub mirrors: Arc<MirrorRuntime>,
+    /// Mismatch samples and per-path counts, kept across reloads.
+    pub compare_store: Arc<CompareStore>,
+    /// Exact latency recorders for summaries, kept across reloads.
+    pub book: Arc<Book>,
+    /// Backend process readings (`process:` configured), filled by the sampling thread.
+    pub resources: Arc<Resources>,
+    /// Requests under way (all routes), for draining on shutdown.
+    in_flight: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &Config, metrics: Arc<Metrics>, access_log: AccessLogger) -> Shared {
+        let server = &config.startup.server;
+        let mirrors = Arc::new(MirrorRuntime::new(
+            server.mirror_memory_bytes,
+            server.upstream_keepalive_pool_size,
+            access_log.clone(),
+        ));
+        let compare_store = Arc::new(CompareStore::default());
+        let book = Arc::new(Book::default());
+        let snapshot = Snapshot::build(
+            Arc::new(config.live.clone()),
+            &Parts {
+                metrics: &metrics,
+                compare_store: &compare_store,
+                book: &book,
+            },
+            None,
+        );
+        Shared {
+            compare_store,
+            book,
+            resources: Arc::new(Resources::default()),
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            access_log,
+            mirrors,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Put a new live config into force. Requests already under way keep the snapshot they
+    /// started with; the next request sees the new one.
+    pub(crate) fn install(&self, live: Arc<Live>) {
+        let old = self.snapshot.load_full();
+        let new = Snapshot::build(
+            live,
+            &Parts {
+                metrics: &self.metrics,
+                compare_store: &self.compare_store,
+                book: &self.book,
+            },
+            Some(&old),
+        );
+        let keep = new.weight_series();
+        for (route, backend) in old.weight_series() {
+            if !keep.contains(&(route.clone(), backend.clone())) {
+                self.metrics.control.remove_route_weight(&route, &backend);
+            }
+        }
+        self.snapshot.store(Arc::new(new));
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Count a request as under way until the guard drops.
+    pub(crate) fn track(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            shared: Arc::clone(self),
+        }
+    }
+}
+
+/// Decrements the in-flight count when the request's context is dropped.
+pub(crate) struct InFlight {
+    shared: Arc<Shared>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,33 @@
+//! How runoff reaches a backend, the same for the primary and the shadow: the Pingora peer with
+//! the backend's timeouts, and what taking a connection cost.
+//!
+//! Must not: decide which backend (that is `routing`'s), or classify failures (`outcome`).
+
+use std::time::Duration;
+
+use pingora::protocols::Digest;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::Backend;
+
+/// Pooled upstream connections idle longer than this are closed by runoff first, which avoids
+/// racing a backend's own keep-alive timeout (Node's default is 5 s).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// An HTTP/1 plaintext peer with the backend's timeouts (Pingora's defaults are none).
+pub(crate) fn peer_for(b: &Backend) -> HttpPeer {
+    let mut peer = HttpPeer::new(b.addr, false, String::new());
+    peer.options.connection_timeout = Some(b.connect_timeout);
+    peer.options.read_timeout = Some(b.read_timeout);
+    peer.options.write_timeout = Some(b.write_timeout);
+    peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    peer
+}
+
+/// How long a new connection took to establish, from its digest (`None` when not timed).
+pub(crate) fn connect_time(digest: Option<&Digest>) -> Option<Duration> {
+    digest
+        .and_then(|d| d.timing_digest.first())
+        .and_then(Option::as_ref)
+        .and_then(|t| t.establishment_duration)
+}
