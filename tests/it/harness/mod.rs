@@ -1,6 +1,5 @@
 //! Test harness: real fixture backends on 127.0.0.1:0, the real `runoff` binary per test on
 //! ports the test picks, and `/metrics` scraping with exact-count assertions.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -19,7 +18,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 
 // ---------------------------------------------------------------- fixture backends
 
@@ -66,8 +64,6 @@ pub struct Fixture {
     pub addr: SocketAddr,
     count: Arc<AtomicU64>,
     received: Arc<Mutex<Vec<Received>>>,
-    /// Notified each time a request has been fully read.
-    pub arrived: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -123,27 +119,19 @@ impl FixtureBuilder {
         let addr = listener.local_addr().unwrap();
         let count = Arc::new(AtomicU64::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let arrived = Arc::new(Notify::new());
         let behaviour = Arc::new(self.b);
         let name = self.name.clone();
-        let (c, r, a) = (count.clone(), received.clone(), arrived.clone());
+        let (c, r) = (count.clone(), received.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (c, r, a, b, name) = (
-                    c.clone(),
-                    r.clone(),
-                    a.clone(),
-                    behaviour.clone(),
-                    name.clone(),
-                );
+                let (c, r, b, name) = (c.clone(), r.clone(), behaviour.clone(), name.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (c, r, a, b, name) =
-                            (c.clone(), r.clone(), a.clone(), b.clone(), name.clone());
-                        async move { Ok::<_, Infallible>(answer(req, &c, &r, &a, &b, &name).await) }
+                        let (c, r, b, name) = (c.clone(), r.clone(), b.clone(), name.clone());
+                        async move { Ok::<_, Infallible>(answer(req, &c, &r, &b, &name).await) }
                     });
                     let _ = http1::Builder::new()
                         .keep_alive(true)
@@ -157,7 +145,6 @@ impl FixtureBuilder {
             addr,
             count,
             received,
-            arrived,
             task,
         }
     }
@@ -175,7 +162,6 @@ async fn answer(
     req: Request<Incoming>,
     count: &AtomicU64,
     received: &Mutex<Vec<Received>>,
-    arrived: &Notify,
     b: &Behaviour,
     name: &str,
 ) -> Response<Full<Bytes>> {
@@ -217,7 +203,6 @@ async fn answer(
         body,
     });
     let mine = count.fetch_add(1, Ordering::SeqCst) + 1;
-    arrived.notify_waiters();
     if let Some(gate) = &b.gate {
         let deadline = Instant::now() + Duration::from_secs(10);
         while gate.load(Ordering::SeqCst) < mine {

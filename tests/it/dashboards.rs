@@ -4,9 +4,6 @@
 //! listed in `ALLOWLIST` and must return none.
 //!
 //! Needs Debian's `prometheus` package (`/usr/bin/prometheus`, `/usr/bin/promtool`).
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -21,7 +18,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::{closed_port, fixture, free_port, Runoff};
+use crate::harness::{self, closed_port, fixture, free_port, Runoff};
 
 /// Panels (by title) and annotations (by name) of features runoff does not have yet. Their
 /// queries must return no data today; the test fails as soon as one does, so that the entry is
@@ -519,7 +516,7 @@ fn deploy_files_are_valid() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("runoff.yaml");
     std::fs::write(&file, config).unwrap();
-    let out = Command::new(common::bin())
+    let out = Command::new(harness::bin())
         .args(["check", "--config"])
         .arg(&file)
         .output()

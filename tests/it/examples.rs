@@ -3,7 +3,6 @@
 //!
 //! Needs `node`, `go` and `examples/node/node_modules` (`bash examples/setup.sh` installs
 //! them). Without them this test fails under `CI=true` and is skipped, with a note, elsewhere.
-#![allow(clippy::unwrap_used)]
 
 use std::fs::File;
 use std::net::TcpListener;

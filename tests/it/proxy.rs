@@ -1,12 +1,9 @@
 //! The proxy end to end: real fixture backends, the real runoff binary, real `/metrics`.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{closed_port, fixture, load, Fixture, Ports, Runoff};
+use crate::harness::{self, closed_port, fixture, load, Fixture, Ports, Runoff};
 
 fn backends_yaml(backends: &[(&str, String)]) -> String {
     let mut s = String::from("backends:\n");
@@ -334,7 +331,8 @@ async fn a_refusing_backend_gives_502_counted_as_connect_refused() {
 async fn a_backend_that_times_out_gives_504_counted_as_read_timeout() {
     let slow = fixture("node").delay(Duration::from_secs(3)).start().await;
     let runoff =
-        Runoff::start(|p| common::one_backend(p, "node", slow.addr, ", read_timeout: 200ms")).await;
+        Runoff::start(|p| harness::one_backend(p, "node", slow.addr, ", read_timeout: 200ms"))
+            .await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
         let r = client.get(runoff.url("/api")).send().await.unwrap();
@@ -373,7 +371,7 @@ async fn a_connect_timeout_gives_504_counted_as_connect_timeout() {
         }
     }
     let runoff =
-        Runoff::start(|p| common::one_backend(p, "node", addr, ", connect_timeout: 200ms")).await;
+        Runoff::start(|p| harness::one_backend(p, "node", addr, ", connect_timeout: 200ms")).await;
     let client = reqwest::Client::new();
     let r = client.get(runoff.url("/api")).send().await.unwrap();
     assert_eq!(r.status(), 504);

@@ -1,12 +1,9 @@
 //! `runoff demo`, the README's first command: what it prints must show what the demo planted.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, free_port};
+use crate::harness::{bin, free_port};
 
 #[test]
 fn the_demo_report_shows_what_was_planted() {

@@ -1,15 +1,13 @@
 //! Shadow traffic end to end: copies reach the candidate, the caller only ever sees the
 //! primary, and every copy is accounted for exactly.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{
-    closed_port, fixture, load, raw_chunked_post, resetting_server, status, Metrics, Ports, Runoff,
+use crate::harness::{
+    self, closed_port, fixture, load, raw_chunked_post, resetting_server, status, Metrics, Ports,
+    Runoff,
 };
 
 /// node serves the caller; go gets the copies.
@@ -606,7 +604,7 @@ async fn the_access_log_shows_both_legs_under_one_request_id() {
     let runoff = Runoff::start(|p| format!("access_log: {log}\n{}", config(p, &n, &g, ""))).await;
     let r = reqwest::get(runoff.url("/orders/9?x=1")).await.unwrap();
     assert_eq!(r.status(), 200);
-    let lines = common::json_lines(&log_path, 2).await;
+    let lines = harness::json_lines(&log_path, 2).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     let primary = lines.iter().find(|l| l["role"] == "primary").unwrap();
     let copy = lines.iter().find(|l| l["role"] == "shadow").unwrap();

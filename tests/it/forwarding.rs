@@ -1,14 +1,11 @@
 //! Forwarding is transparent: what the caller sends reaches the backend unchanged (but for
 //! hop-by-hop headers and the documented additions), and the answer comes back unchanged.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{fixture, Runoff};
+use crate::harness::{self, fixture, Runoff};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_and_responses_pass_through_unchanged() {
@@ -28,7 +25,7 @@ async fn requests_and_responses_pass_through_unchanged() {
     let runoff = Runoff::start(|p| {
         format!(
             "access_log: {log}\n{}",
-            common::one_backend(p, "node", node.addr, "")
+            harness::one_backend(p, "node", node.addr, "")
         )
     })
     .await;
@@ -106,7 +103,7 @@ async fn requests_and_responses_pass_through_unchanged() {
     );
 
     // The access log: one JSON line per request, written within a second or so.
-    let lines = common::json_lines(&log_path, 2).await;
+    let lines = harness::json_lines(&log_path, 2).await;
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["request_id"], id);
     assert_eq!(lines[0]["route"], "api");
@@ -124,7 +121,7 @@ async fn requests_and_responses_pass_through_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_connections_are_reused_both_ways() {
     let node = fixture("node").start().await;
-    let runoff = Runoff::start(|p| common::one_backend(p, "node", node.addr, "")).await;
+    let runoff = Runoff::start(|p| harness::one_backend(p, "node", node.addr, "")).await;
     // One client connection, 20 sequential requests on it.
     let mut conn = TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -156,7 +153,7 @@ async fn keep_alive_connections_are_reused_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_request_gets_400_and_runoff_keeps_serving() {
     let node = fixture("node").start().await;
-    let runoff = Runoff::start(|p| common::one_backend(p, "node", node.addr, "")).await;
+    let runoff = Runoff::start(|p| harness::one_backend(p, "node", node.addr, "")).await;
     let mut conn = TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     conn.write_all(b"GARBAGE \x01\x02 NOT HTTP\r\n\r\n")

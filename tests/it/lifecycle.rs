@@ -1,14 +1,11 @@
 //! Process lifecycle: `check`, refusing bad configs at start, draining on SIGTERM and Ctrl-C.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bin, fixture, free_port, Runoff};
+use crate::harness::{self, bin, fixture, free_port, Runoff};
 
-fn slow_config(p: &common::Ports, addr: std::net::SocketAddr) -> String {
+fn slow_config(p: &harness::Ports, addr: std::net::SocketAddr) -> String {
     format!(
         "listen: 127.0.0.1:{}\nserver: {{ drain_timeout: 60s }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{addr}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
         p.listen, p.admin
