@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{self, closed_port, fixture, free_port, Runoff};
+use crate::harness::{self, fixture, free_port, refused_port, Runoff};
 
 /// Panels (by title) and annotations (by name) of features runoff does not have yet. Their
 /// queries must return no data today; the test fails as soon as one does, so that the entry is
@@ -975,12 +975,12 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         .start()
         .await;
     let (go, _go_task) = go_backend().await;
-    let refused = closed_port();
+    let refused = refused_port();
 
     // runoff with the split at 90/10, until Prometheus has its weights; then a file reload
     // to 70/30, so that the reload and weight-change annotations have something to mark.
     let runoff =
-        Runoff::start(|p| config(p.listen, p.admin, node.addr, go, refused, (90, 10))).await;
+        Runoff::start(|p| config(p.listen, p.admin, node.addr, go, refused.port(), (90, 10))).await;
     prom.set_target(runoff.ports.admin);
     let go_weight = format!(
         "runoff_route_weight{{job=\"{JOB}\", instance=\"{INSTANCE}\", route=\"api\", backend=\"go\"}}"
@@ -995,7 +995,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let (listen, admin) = (runoff.ports.listen, runoff.ports.admin);
     std::fs::write(
         &runoff.config_path,
-        config(listen, admin, node.addr, go, refused, (70, 30)),
+        config(listen, admin, node.addr, go, refused.port(), (70, 30)),
     )
     .unwrap();
     let reload = reqwest::Client::new()

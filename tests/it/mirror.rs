@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::harness::{
-    self, closed_port, fixture, load, raw_chunked_post, resetting_server, status, Metrics, Ports,
+    self, fixture, load, raw_chunked_post, refused_port, resetting_server, status, Metrics, Ports,
     Runoff,
 };
 
@@ -244,8 +244,9 @@ async fn failing_shadow(go_addr: String, extra: &str, reason: &str, kind: Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_shadow_changes_nothing_for_the_caller() {
+    let refused = refused_port();
     failing_shadow(
-        format!("127.0.0.1:{}", closed_port()),
+        refused.addr().to_string(),
         "",
         "upstream_error",
         Some("connect_refused"),
@@ -555,7 +556,8 @@ async fn random_sampling_follows_percent_and_the_target_is_never_copied_to_itsel
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_that_never_connects_drops_a_copy_with_a_body_as_primary_failed() {
     let go = fixture("go").start().await;
-    let (n, g) = (format!("127.0.0.1:{}", closed_port()), go.addr.to_string());
+    let refused = refused_port();
+    let (n, g) = (refused.addr().to_string(), go.addr.to_string());
     let runoff = Runoff::start(|p| config(p, &n, &g, ", methods: [GET, POST]")).await;
     let client = reqwest::Client::new();
     // The body only flows once the primary is connected, so this copy never gets one.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::harness::{self, closed_port, fixture, load, Fixture, Ports, Runoff};
+use crate::harness::{self, fixture, load, refused_port, Fixture, Ports, Runoff};
 
 fn backends_yaml(backends: &[(&str, String)]) -> String {
     let mut s = String::from("backends:\n");
@@ -300,8 +300,8 @@ async fn unrouted_requests_get_404_and_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_backend_gives_502_counted_as_connect_refused() {
-    let port = closed_port();
-    let b = vec![("node", format!("127.0.0.1:{port}"))];
+    let refused = refused_port();
+    let b = vec![("node", refused.addr().to_string())];
     let runoff = Runoff::start(|p| config(p, &b, "  - name: api\n    split: { node: 1 }\n")).await;
     let client = reqwest::Client::new();
     for _ in 0..5 {

@@ -10,5 +10,5 @@ mod runoff_process;
 pub use client::{json_lines, load, raw_chunked_post, status};
 pub use fixture::{fixture, resetting_server, Fixture, FixtureBuilder};
 pub use metrics::Metrics;
-pub use ports::{closed_port, free_port};
+pub use ports::{free_port, refused_port};
 pub use runoff_process::{bin, one_backend, Ports, Runoff};
