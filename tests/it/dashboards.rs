@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{self, fixture, free_port, refused_port, Runoff};
+use crate::harness::{self, fixture, free_port, refused_port, Runoff, INSTALL_ALL};
 
 /// Panels (by title) and annotations (by name) of features runoff does not have yet. Their
 /// queries must return no data today; the test fails as soon as one does, so that the entry is
@@ -412,7 +412,7 @@ fn collect_datasource_uids(v: &Value, out: &mut Vec<String>) {
 
 // ---------------------------------------------------------------- tools
 
-/// `/usr/bin/NAME` or NAME on the PATH; a clear failure when missing (CI installs it).
+/// NAME on the PATH or in `/usr/bin`; a failure naming the install command when missing.
 fn tool(name: &str) -> PathBuf {
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
@@ -421,12 +421,11 @@ fn tool(name: &str) -> PathBuf {
     if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
         return found;
     }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     panic!(
-        "`{name}` is not installed{}: install Debian's prometheus package \
-         (`apt-get install -y --no-install-recommends prometheus`; scripts/test.sh does it) — the dashboard test needs \
-         a real Prometheus and promtool",
-        if ci { " on this CI machine" } else { "" }
+        "`{name}` is not installed: the dashboard tests need a real Prometheus and promtool. \
+         Install them with `{INSTALL_ALL}` (it installs everything the tests need and runs \
+         them), or Debian's prometheus package alone with \
+         `apt-get install -y --no-install-recommends prometheus`"
     );
 }
 

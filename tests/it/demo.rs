@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{bin, free_port};
+use crate::harness::{bin, free_port, require_example_apps};
 
 #[test]
 fn the_demo_report_shows_what_was_planted() {
@@ -95,25 +95,7 @@ fn check(report: &str) {
 
 #[test]
 fn the_demo_runs_the_real_example_apps() {
-    let ready = std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/node/node_modules"
-    ))
-    .exists()
-        && Command::new("go")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        && Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ready {
-        let msg = "node, go or examples/node/node_modules is missing: run `bash examples/setup.sh`";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-        eprintln!("NOTE: skipping the examples demo: {msg}");
-        return;
-    }
+    require_example_apps("`runoff demo --backends examples`");
     let (listen, admin) = (free_port(), free_port());
     let out = Command::new(bin())
         .current_dir(env!("CARGO_MANIFEST_DIR"))

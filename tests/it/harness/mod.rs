@@ -5,10 +5,12 @@ mod client;
 mod fixture;
 mod metrics;
 mod ports;
+mod prerequisites;
 mod runoff_process;
 
 pub use client::{json_lines, load, raw_chunked_post, status};
 pub use fixture::{fixture, resetting_server, Fixture, FixtureBuilder};
 pub use metrics::Metrics;
 pub use ports::{free_port, refused_port};
+pub use prerequisites::{require_example_apps, INSTALL_ALL};
 pub use runoff_process::{bin, one_backend, Ports, Runoff};
