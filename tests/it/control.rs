@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, bin, fixture, status, Fixture, Ports, Runoff};
+use crate::harness::{self, bin, fixture, status, wait_until, Fixture, Ports, Runoff};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -513,29 +513,32 @@ async fn a_binary_upgrade_under_load_fails_no_request() {
     // Fresh connections, so every request is accepted by whichever process holds the
     // listening socket at that moment.
     let load = Load::start(old.url("/api/up"), 3, true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let received = || node.count() + go.count();
+    // The load is under way on the old process before the upgrade starts.
+    wait_until(
+        "the load reaches the old process",
+        Duration::from_secs(20),
+        || received() >= 30,
+    )
+    .await;
 
     let mut new = old.spawn_upgrade();
     let sock = old.ports.dir.join("upgrade.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the new process never opened {}",
-            sock.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        &format!("the new process opens {}", sock.display()),
+        Duration::from_secs(20),
+        || sock.exists(),
+    )
+    .await;
     old.signal("-QUIT");
     let exit = old.wait_exit(Duration::from_secs(30)).await;
     assert!(exit.success(), "old process: {exit}\n{}", old.stderr());
     // Keep the load on the new process for a moment, then stop.
-    let before = node.count() + go.count();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while node.count() + go.count() < before + 50 {
-        assert!(Instant::now() < deadline, "no traffic after the handoff");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let before = received();
+    wait_until("traffic after the handoff", Duration::from_secs(20), || {
+        received() >= before + 50
+    })
+    .await;
     let served = only_200(&load.finish().await);
     assert!(served > 50);
     // The new process owns the admin listener now and has served requests.
