@@ -1038,7 +1038,12 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         .text()
         .await
         .unwrap();
-    let (ok, printed) = promtool(&["check", "metrics"], &scrape);
+    let (ok, printed) = {
+        let scrape = scrape.clone();
+        tokio::task::spawn_blocking(move || promtool(&["check", "metrics"], &scrape))
+            .await
+            .unwrap()
+    };
     assert!(
         ok && printed.trim().is_empty(),
         "promtool check metrics on runoff's /metrics (ok={ok}):\n{printed}"

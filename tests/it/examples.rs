@@ -5,14 +5,13 @@
 //! the command that installs them (`bash examples/setup.sh`).
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
 
-use crate::harness::require_example_apps;
+use crate::harness::{free_port, require_example_apps};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,11 +72,7 @@ impl Backend {
     ) -> Backend {
         let mut last_log = String::new();
         for attempt in 0..3 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port();
             let log = dir.join(format!("{name}-{attempt}.log"));
             let file = File::create(&log).unwrap();
             let child = Command::new(program)
@@ -331,7 +326,12 @@ async fn node_and_go_examples_answer_identical_json() {
         // Standard library only: nothing to download, and no newer toolchain either.
         .env("GOPROXY", "off")
         .env("GOTOOLCHAIN", "local");
-    run_bounded(build, "go build (examples/go)", Duration::from_secs(300));
+    // A blocking wait of up to minutes: off the async workers.
+    tokio::task::spawn_blocking(move || {
+        run_bounded(build, "go build (examples/go)", Duration::from_secs(300));
+    })
+    .await
+    .unwrap();
 
     let client = Client::builder()
         .timeout(Duration::from_secs(30))

@@ -30,7 +30,8 @@ async fn drains_on(signal: &str) {
     // New connections are refused soon after the signal, while the slow request is still on.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if std::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen)).is_err() {
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen));
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
             break;
         }
         assert!(

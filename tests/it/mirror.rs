@@ -2,12 +2,11 @@
 //! primary, and every copy is accounted for exactly.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::harness::{
     self, fixture, load, raw_chunked_post, refused_port, resetting_server, status, Metrics, Ports,
-    Runoff,
+    RawConn, Runoff,
 };
 
 /// node serves the caller; go gets the copies.
@@ -139,18 +138,17 @@ async fn a_hanging_shadow_never_holds_up_keep_alive_requests() {
     let go = fixture("go").delay(Duration::from_secs(60)).start().await;
     let (n, g) = (node.addr.to_string(), go.addr.to_string());
     let runoff = Runoff::start(|p| config(p, &n, &g, ", timeout: 50s")).await;
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut conn = RawConn::connect(runoff.ports.listen).await;
     for i in 0..20 {
-        write!(conn, "GET /orders/{i} HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !String::from_utf8_lossy(&buf).ends_with("hello from node\n") {
-            let n = conn.read(&mut chunk).unwrap();
-            assert!(n > 0, "connection closed after {i} responses");
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        conn.send(format!("GET /orders/{i} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes())
+            .await;
+        let resp = conn
+            .read_until("hello from node\n", Duration::from_secs(10))
+            .await;
+        assert!(
+            resp.ends_with("hello from node\n"),
+            "connection closed or silent after {i} responses: {resp:?}"
+        );
     }
     assert_eq!(node.count(), 20);
     let m = runoff
@@ -296,7 +294,8 @@ async fn request_bodies_reach_the_shadow_byte_for_byte_or_not_at_all() {
         &chunked,
         16 * 1024,
         "hello from node\n",
-    );
+    )
+    .await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     go.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(node.received()[1].body, chunked);
@@ -362,7 +361,8 @@ async fn a_streamed_body_over_the_cap_is_cut_off_never_completed() {
         &big,
         64 * 1024,
         "hello from node\n",
-    );
+    )
+    .await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(
         node.received()[0].body == big,

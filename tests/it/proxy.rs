@@ -358,18 +358,30 @@ async fn a_backend_that_times_out_gives_504_counted_as_read_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_timeout_gives_504_counted_as_connect_timeout() {
-    // 127.0.0.1 with a listener whose accept backlog is full would be flaky; instead use a
-    // backend whose listen backlog we fill: bind with backlog 0 and never accept.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A backend that never completes a handshake: a listener with a backlog of 1 that never
+    // accepts, its accept queue filled, so that further SYNs are dropped.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
     let addr = listener.local_addr().unwrap();
-    // Fill the accept queue so further SYNs are dropped.
     let mut fillers = Vec::new();
+    let mut full = false;
     for _ in 0..512 {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
-            Ok(s) => fillers.push(s),
-            Err(_) => break,
+        let connect = tokio::net::TcpStream::connect(addr);
+        match tokio::time::timeout(Duration::from_millis(50), connect).await {
+            Ok(Ok(s)) => fillers.push(s),
+            Ok(Err(e)) => panic!("connect to {addr}: {e}"),
+            Err(_) => {
+                full = true;
+                break;
+            }
         }
     }
+    assert!(
+        full,
+        "{} connections and the accept queue is not full",
+        fillers.len()
+    );
     let runoff =
         Runoff::start(|p| harness::one_backend(p, "node", addr, ", connect_timeout: 200ms")).await;
     let client = reqwest::Client::new();
@@ -389,5 +401,5 @@ async fn a_connect_timeout_gives_504_counted_as_connect_timeout() {
         ),
         1.0
     );
-    drop(fillers);
+    drop((fillers, listener));
 }

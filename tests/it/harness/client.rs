@@ -1,4 +1,4 @@
-//! Client helpers: load, raw HTTP/1.1 on a socket, statuses, access-log lines.
+//! Client helpers: load, statuses, access-log lines.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,41 +37,6 @@ pub async fn load(
         }
     }
     all
-}
-
-/// POST `body` with `Transfer-Encoding: chunked` over a raw connection; returns the response
-/// head and body as text once `expect_tail` has arrived (or the connection closed).
-pub fn raw_chunked_post(
-    port: u16,
-    path: &str,
-    body: &[u8],
-    chunk: usize,
-    expect_tail: &str,
-) -> String {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        conn,
-        "POST {path} HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
-    )
-    .unwrap();
-    for piece in body.chunks(chunk) {
-        write!(conn, "{:x}\r\n", piece.len()).unwrap();
-        conn.write_all(piece).unwrap();
-        conn.write_all(b"\r\n").unwrap();
-    }
-    conn.write_all(b"0\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 8192];
-    while !String::from_utf8_lossy(&buf).ends_with(expect_tail) {
-        match conn.read(&mut tmp) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// Send a request and return its status.

@@ -7,12 +7,14 @@ mod metrics;
 mod poll;
 mod ports;
 mod prerequisites;
+mod raw;
 mod runoff_process;
 
-pub use client::{json_lines, load, raw_chunked_post, status};
+pub use client::{json_lines, load, status};
 pub use fixture::{fixture, resetting_server, Fixture, FixtureBuilder};
 pub use metrics::Metrics;
 pub use poll::wait_until;
 pub use ports::{free_port, refused_port};
 pub use prerequisites::{require_example_apps, INSTALL_ALL};
+pub use raw::{raw_chunked_post, RawConn};
 pub use runoff_process::{bin, one_backend, Ports, Runoff};
