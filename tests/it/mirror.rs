@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::harness::{
-    self, fixture, load, raw_chunked_post, refused_port, resetting_server, status, Metrics, Ports,
-    RawConn, Runoff,
+    self, fixture, load, raw_chunked_post, refused_port, status, Metrics, Ports, RawConn, Runoff,
 };
 
 /// node serves the caller; go gets the copies.
@@ -254,8 +253,8 @@ async fn a_refusing_shadow_changes_nothing_for_the_caller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resetting_shadow_changes_nothing_for_the_caller() {
-    let (addr, _server) = resetting_server().await;
-    failing_shadow(addr.to_string(), "", "upstream_error", Some("reset")).await;
+    let go = fixture("go").reset().start().await;
+    failing_shadow(go.addr.to_string(), "", "upstream_error", Some("reset")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

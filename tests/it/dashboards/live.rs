@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use super::contract::{Contract, CONTRACT};
 use super::grafana::{metric_names, queries, substitute, variable_query, variables};
 use super::prometheus::{now, promtool, Prometheus, Sample, INSTANCE, JOB};
-use super::scenario::{config, drive, go_backend};
+use super::scenario::{config, drive, go_backend, node_backend};
 use super::{allowlisted, dashboard, BUILTINS};
-use crate::harness::{fixture, refused_port, Runoff};
+use crate::harness::{refused_port, Runoff};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
@@ -17,20 +17,22 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let dash = dashboard();
     let prom = Prometheus::start().await;
 
-    // The same body and content type as go's: compared pairs match, except on `/boom`.
-    let node = fixture("node")
-        .delay(Duration::from_millis(4))
-        .body("hello\n")
-        .header("content-type", "text/plain")
-        .start()
-        .await;
-    let (go, _go_task) = go_backend().await;
+    let (node, go) = (node_backend().await, go_backend().await);
     let refused = refused_port();
 
     // runoff with the split at 90/10, until Prometheus has its weights; then a file reload
     // to 70/30, so that the reload and weight-change annotations have something to mark.
-    let runoff =
-        Runoff::start(|p| config(p.listen, p.admin, node.addr, go, refused.port(), (90, 10))).await;
+    let runoff = Runoff::start(|p| {
+        config(
+            p.listen,
+            p.admin,
+            node.addr,
+            go.addr,
+            refused.port(),
+            (90, 10),
+        )
+    })
+    .await;
     prom.set_target(runoff.ports.admin);
     let go_weight = format!(
         "runoff_route_weight{{job=\"{JOB}\", instance=\"{INSTANCE}\", route=\"api\", backend=\"go\"}}"
@@ -45,7 +47,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let (listen, admin) = (runoff.ports.listen, runoff.ports.admin);
     std::fs::write(
         &runoff.config_path,
-        config(listen, admin, node.addr, go, refused.port(), (70, 30)),
+        config(listen, admin, node.addr, go.addr, refused.port(), (70, 30)),
     )
     .unwrap();
     let reload = reqwest::Client::new()

@@ -1,4 +1,4 @@
-//! The load scenario behind the proof: the candidate backend, runoff's config and the mix of
+//! The load scenario behind the proof: the two backends, runoff's config and the mix of
 //! requests that gives every panel data.
 
 use std::net::SocketAddr;
@@ -6,106 +6,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use crate::harness::{fixture, Fixture};
 
-/// The "go" backend: a raw HTTP/1.1 server that answers in ~1 ms, except `…/boom` (500),
-/// `…/reset` (the connection is reset before any answer) and `…/slow` (300 ms), with the node
-/// fixture's body and content type. It closes every 25th keep-alive connection after
-/// answering, so that runoff keeps opening new ones.
-pub async fn go_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve_go(stream));
-        }
-    });
-    (addr, task)
+/// The baseline: answers `hello\n` as text/plain after 4 ms.
+pub async fn node_backend() -> Fixture {
+    fixture("node")
+        .delay(Duration::from_millis(4))
+        .body("hello\n")
+        .header("content-type", "text/plain")
+        .start()
+        .await
 }
 
-pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    let mut tmp = [0u8; 8192];
-    match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut tmp)).await {
-        Ok(Ok(n)) if n > 0 => {
-            buf.extend_from_slice(&tmp[..n]);
-            true
-        }
-        _ => false,
-    }
+/// The candidate: answers in ~1 ms with node's body and content type (so compared pairs
+/// match), except `/api/boom` (500), `/api/reset` (the connection is reset before any answer)
+/// and `/api/slow` (300 ms). It closes each keep-alive connection after its 25th answer, so
+/// that runoff keeps opening new ones.
+pub async fn go_backend() -> Fixture {
+    fixture("go")
+        .delay(Duration::from_millis(1))
+        .body("hello\n")
+        .header("content-type", "text/plain")
+        .when_path("/api/boom", |b| b.status(500))
+        .when_path("/api/reset", |b| b.reset())
+        .when_path("/api/slow", |b| b.delay(Duration::from_millis(300)))
+        .close_every(25)
+        .start()
+        .await
 }
-
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-pub async fn serve_go(mut stream: TcpStream) {
-    let mut buf = Vec::new();
-    let mut answered = 0u32;
-    loop {
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if !read_more(&mut stream, &mut buf).await {
-                return;
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let header = |name: &str| {
-            head.lines()
-                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-        };
-        let mut end = head_end;
-        if let Some(n) = header("content-length:").and_then(|v| v.parse::<usize>().ok()) {
-            while buf.len() < head_end + n {
-                if !read_more(&mut stream, &mut buf).await {
-                    return;
-                }
-            }
-            end = head_end + n;
-        } else if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
-            end = loop {
-                if let Some(i) = find(&buf[head_end..], b"0\r\n\r\n") {
-                    break head_end + i + 5;
-                }
-                if !read_more(&mut stream, &mut buf).await {
-                    return;
-                }
-            };
-        }
-        buf.drain(..end);
-
-        if path.contains("/reset") {
-            // Linger 0: close with RST. (Deprecated in tokio because a non-zero linger blocks
-            // on drop; zero does not.)
-            #[allow(deprecated)]
-            let _ = stream.set_linger(Some(Duration::ZERO));
-            return;
-        }
-        let delay = if path.contains("/slow") { 300 } else { 1 };
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        answered += 1;
-        let close = answered.is_multiple_of(25);
-        let status = if path.contains("/boom") {
-            "500 Internal Server Error"
-        } else {
-            "200 OK"
-        };
-        let body = "hello\n";
-        let response = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n{body}",
-            body.len(),
-            if close { "connection: close\r\n" } else { "" }
-        );
-        if stream.write_all(response.as_bytes()).await.is_err() || close {
-            return;
-        }
-    }
-}
-
-// ---------------------------------------------------------------- load
 
 /// The runoff config of the proof: `api` exercises everything the dashboard shows for one
 /// route (a weighted split, a mirror with timeouts and resets, 5xx, upstream errors, bodies);

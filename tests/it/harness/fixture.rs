@@ -1,20 +1,34 @@
 //! Fixture backends: real HTTP/1.1 servers on 127.0.0.1:0 that count and record what they
-//! receive and answer as their builder says.
+//! receive and answer as their builder says:
+//!
+//! ```ignore
+//! let go = fixture("go")
+//!     .delay(Duration::from_millis(1))
+//!     .when_path("/api/boom", |b| b.status(500))
+//!     .when_path("/api/reset", |b| b.reset())
+//!     .close_every(25)
+//!     .start()
+//!     .await;
+//! ```
 
-use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 /// What a fixture received.
 #[derive(Debug, Clone)]
@@ -41,24 +55,25 @@ impl Received {
     }
 }
 
-/// How a fixture answers.
+/// How a fixture answers one request.
 #[derive(Clone)]
 struct Behaviour {
-    pub status: u16,
-    pub body: Bytes,
-    pub delay: Duration,
-    pub extra_headers: Vec<(String, String)>,
+    status: u16,
+    body: Bytes,
+    delay: Duration,
+    extra_headers: Vec<(String, String)>,
     /// Hold each answer until this counter (another fixture's) has reached this fixture's own
     /// count: "answer only after the shadow got its copy". 500 if that takes over 10 s.
-    pub gate: Option<Arc<AtomicU64>>,
+    gate: Option<Arc<AtomicU64>>,
+    /// Close the connection with a reset (RST) instead of answering.
+    reset: bool,
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1:0 that counts and records what it receives.
 pub struct Fixture {
     pub name: String,
     pub addr: SocketAddr,
-    count: Arc<AtomicU64>,
-    received: Arc<Mutex<Vec<Received>>>,
+    state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -68,11 +83,26 @@ impl Drop for Fixture {
     }
 }
 
+/// What a fixture's connections share.
+struct State {
+    name: String,
+    default: Behaviour,
+    /// Behaviours for requests to these paths, instead of `default`.
+    paths: Vec<(String, Behaviour)>,
+    close_every: Option<u64>,
+    count: Arc<AtomicU64>,
+    received: Mutex<Vec<Received>>,
+}
+
 pub struct FixtureBuilder {
     name: String,
     b: Behaviour,
+    paths: Vec<(String, Behaviour)>,
+    close_every: Option<u64>,
 }
 
+/// A fixture named `name` (sent back in an `x-fixture` header) answering 200 with the body
+/// `hello from NAME\n`, at once, until the builder says otherwise.
 pub fn fixture(name: &str) -> FixtureBuilder {
     FixtureBuilder {
         name: name.to_string(),
@@ -82,7 +112,10 @@ pub fn fixture(name: &str) -> FixtureBuilder {
             delay: Duration::ZERO,
             extra_headers: Vec::new(),
             gate: None,
+            reset: false,
         },
+        paths: Vec::new(),
+        close_every: None,
     }
 }
 
@@ -95,6 +128,7 @@ impl FixtureBuilder {
         self.b.body = body.into();
         self
     }
+    /// Wait this long before answering (a long one makes a hanging backend).
     pub fn delay(mut self, d: Duration) -> Self {
         self.b.delay = d;
         self
@@ -109,40 +143,94 @@ impl FixtureBuilder {
         self
     }
 
+    /// Once a request has been read (and counted), reset the connection (RST) instead of
+    /// answering.
+    pub fn reset(mut self) -> Self {
+        self.b.reset = true;
+        self
+    }
+
+    /// Requests for exactly `path` (query string aside) are answered as `how` says, starting
+    /// from the behaviour set so far: `.when_path("/api/boom", |b| b.status(500))`. Inside
+    /// `how`, only the per-request settings count (status, body, delay, header, gate, reset).
+    pub fn when_path(mut self, path: &str, how: impl FnOnce(Self) -> Self) -> Self {
+        let base = FixtureBuilder {
+            name: self.name.clone(),
+            b: self.b.clone(),
+            paths: Vec::new(),
+            close_every: None,
+        };
+        self.paths.push((path.to_string(), how(base).b));
+        self
+    }
+
+    /// Close each connection after its `n`-th answer (sent with `Connection: close`), so that
+    /// clients keep opening new ones.
+    pub fn close_every(mut self, n: u64) -> Self {
+        assert!(n > 0, "close_every(0)");
+        self.close_every = Some(n);
+        self
+    }
+
     pub async fn start(self) -> Fixture {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let count = Arc::new(AtomicU64::new(0));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let behaviour = Arc::new(self.b);
-        let name = self.name.clone();
-        let (c, r) = (count.clone(), received.clone());
+        let state = Arc::new(State {
+            name: self.name.clone(),
+            default: self.b,
+            paths: self.paths,
+            close_every: self.close_every,
+            count: Arc::new(AtomicU64::new(0)),
+            received: Mutex::new(Vec::new()),
+        });
+        let shared = state.clone();
         let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (c, r, b, name) = (c.clone(), r.clone(), behaviour.clone(), name.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let (c, r, b, name) = (c.clone(), r.clone(), b.clone(), name.clone());
-                        async move { Ok::<_, Infallible>(answer(req, &c, &r, &b, &name).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(shared.clone(), stream));
             }
         });
         Fixture {
             name: self.name,
             addr,
-            count,
-            received,
+            state,
             task,
         }
     }
+}
+
+/// One connection: HTTP/1.1 with keep-alive, until the client closes, `close_every` is
+/// reached or a behaviour resets it.
+async fn serve(state: Arc<State>, stream: TcpStream) {
+    let reset = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let conn = Conn {
+        stream,
+        reset: reset.clone(),
+    };
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let (state, reset, answered) = (state.clone(), reset.clone(), answered.clone());
+        async move {
+            let Some(mut resp) = state.answer(req).await else {
+                // An error from the service makes hyper drop the connection unanswered;
+                // `Conn` then closes it with an RST.
+                reset.store(true, Ordering::SeqCst);
+                return Err(io::Error::other("reset on purpose"));
+            };
+            let n = answered.fetch_add(1, Ordering::SeqCst) + 1;
+            if state
+                .close_every
+                .is_some_and(|every| n.is_multiple_of(every))
+            {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(resp)
+        }
+    });
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(conn), svc)
+        .await;
 }
 
 fn plain(status: u16, body: &'static str) -> Response<Full<Bytes>> {
@@ -152,85 +240,151 @@ fn plain(status: u16, body: &'static str) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-/// One fixture exchange: read the whole request, record it, behave as configured.
-async fn answer(
-    req: Request<Incoming>,
-    count: &AtomicU64,
-    received: &Mutex<Vec<Received>>,
-    b: &Behaviour,
-    name: &str,
-) -> Response<Full<Bytes>> {
-    let method = req.method().to_string();
-    let uri = req.uri().to_string();
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    // A body cut short is not a request received. hyper ends a body quietly when the peer
-    // half-closes mid-body, so also compare its length with Content-Length (chunked
-    // truncation is checked on raw bytes in the tests that need it).
-    let declared: Option<usize> = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let Ok(body) = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-    else {
-        return plain(400, "body error");
-    };
-    if declared.is_some_and(|n| n != body.len()) {
-        return plain(400, "short body");
+impl State {
+    fn behaviour(&self, path: &str) -> &Behaviour {
+        self.paths
+            .iter()
+            .find(|(p, _)| p == path)
+            .map_or(&self.default, |(_, b)| b)
     }
-    received.lock().unwrap().push(Received {
-        method,
-        uri,
-        headers,
-        body,
-    });
-    let mine = count.fetch_add(1, Ordering::SeqCst) + 1;
-    if let Some(gate) = &b.gate {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while gate.load(Ordering::SeqCst) < mine {
-            if Instant::now() > deadline {
-                return plain(
-                    500,
-                    "gate timed out: the other fixture never got its request",
-                );
+
+    /// One exchange: read the whole request, record it, behave as configured; `None` for
+    /// "reset the connection".
+    async fn answer(&self, req: Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+        let b = self.behaviour(req.uri().path());
+        let method = req.method().to_string();
+        let uri = req.uri().to_string();
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        // A body cut short is not a request received. hyper ends a body quietly when the peer
+        // half-closes mid-body, so also compare its length with Content-Length (chunked
+        // truncation is checked on raw bytes in the tests that need it).
+        let declared: Option<usize> = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let Ok(body) = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+        else {
+            return Some(plain(400, "body error"));
+        };
+        if declared.is_some_and(|n| n != body.len()) {
+            return Some(plain(400, "short body"));
+        }
+        self.received.lock().unwrap().push(Received {
+            method,
+            uri,
+            headers,
+            body,
+        });
+        let mine = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(gate) = &b.gate {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while gate.load(Ordering::SeqCst) < mine {
+                if Instant::now() > deadline {
+                    return Some(plain(
+                        500,
+                        "gate timed out: the other fixture never got its request",
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if !b.delay.is_zero() {
+            tokio::time::sleep(b.delay).await;
+        }
+        if b.reset {
+            return None;
+        }
+        let mut resp = Response::builder()
+            .status(b.status)
+            .header("x-fixture", self.name.as_str());
+        for (k, v) in &b.extra_headers {
+            resp = resp.header(k.as_str(), v.as_str());
+        }
+        Some(resp.body(Full::new(b.body.clone())).unwrap())
+    }
+}
+
+/// A fixture's end of a connection: the socket, closed with a reset (RST) instead of a FIN
+/// once `reset` is set.
+struct Conn {
+    stream: TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.reset.load(Ordering::SeqCst) {
+            // Linger 0: close with RST. (Deprecated in tokio because a non-zero linger blocks
+            // on drop; zero does not.)
+            #[allow(deprecated)]
+            let _ = self.stream.set_linger(Some(Duration::ZERO));
         }
     }
-    if !b.delay.is_zero() {
-        tokio::time::sleep(b.delay).await;
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
     }
-    let mut resp = Response::builder()
-        .status(b.status)
-        .header("x-fixture", name);
-    for (k, v) in &b.extra_headers {
-        resp = resp.header(k.as_str(), v.as_str());
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
-    resp.body(Full::new(b.body.clone())).unwrap()
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 impl Fixture {
     pub fn counter(&self) -> Arc<AtomicU64> {
-        self.count.clone()
+        self.state.count.clone()
     }
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::SeqCst)
+        self.state.count.load(Ordering::SeqCst)
     }
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        self.state.received.lock().unwrap().clone()
     }
     /// Wait until at least `n` requests arrived, with a deadline.
     pub async fn wait_for(&self, n: u64, within: Duration) {
@@ -245,25 +399,4 @@ impl Fixture {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-}
-
-/// A server that accepts connections, reads a little, then resets them (RST).
-pub async fn resetting_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 512];
-                let _ = tokio::time::timeout(Duration::from_secs(2), stream.readable()).await;
-                let _ = stream.try_read(&mut buf);
-                // Linger 0: close with RST. (Deprecated in tokio because a non-zero linger blocks
-                // on drop; zero does not.)
-                #[allow(deprecated)]
-                let _ = stream.set_linger(Some(Duration::ZERO));
-                drop(stream);
-            });
-        }
-    });
-    (addr, task)
 }

@@ -11,7 +11,7 @@ mod raw;
 mod runoff_process;
 
 pub use client::{json_lines, load, status};
-pub use fixture::{fixture, resetting_server, Fixture, FixtureBuilder};
+pub use fixture::{fixture, Fixture, FixtureBuilder};
 pub use metrics::Metrics;
 pub use poll::wait_until;
 pub use ports::{free_port, refused_port};
