@@ -1,5 +1,13 @@
 //! Test harness: real fixture backends on 127.0.0.1:0, the real `runoff` binary per test on
 //! ports the test picks, and `/metrics` scraping with exact-count assertions.
+//!
+//! - `fixture`: fixture backends, and a builder for how each behaves
+//! - `runoff_process`: the `runoff` process (start, readiness, signals, admin API, scrapes)
+//! - `metrics`: Prometheus text parsed for exact sums
+//! - `client`: load, statuses, access-log lines; `raw`: raw HTTP/1.1 on an async socket
+//! - `ports`: free ports for processes, refused ports held for a whole test
+//! - `poll`: waiting for a condition with a deadline
+//! - `prerequisites`: programs beyond cargo, and the command that installs them
 
 mod client;
 mod fixture;
