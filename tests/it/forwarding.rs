@@ -1,14 +1,9 @@
 //! Forwarding is transparent: what the caller sends reaches the backend unchanged (but for
 //! hop-by-hop headers and the documented additions), and the answer comes back unchanged.
-#![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{fixture, Runoff};
+use crate::harness::{self, fixture, RawConn, Runoff};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_and_responses_pass_through_unchanged() {
@@ -28,7 +23,7 @@ async fn requests_and_responses_pass_through_unchanged() {
     let runoff = Runoff::start(|p| {
         format!(
             "access_log: {log}\n{}",
-            common::one_backend(p, "node", node.addr, "")
+            harness::one_backend(p, "node", node.addr, "")
         )
     })
     .await;
@@ -106,7 +101,7 @@ async fn requests_and_responses_pass_through_unchanged() {
     );
 
     // The access log: one JSON line per request, written within a second or so.
-    let lines = common::json_lines(&log_path, 2).await;
+    let lines = harness::json_lines(&log_path, 2).await;
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["request_id"], id);
     assert_eq!(lines[0]["route"], "api");
@@ -124,21 +119,19 @@ async fn requests_and_responses_pass_through_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_connections_are_reused_both_ways() {
     let node = fixture("node").start().await;
-    let runoff = Runoff::start(|p| common::one_backend(p, "node", node.addr, "")).await;
+    let runoff = Runoff::start(|p| harness::one_backend(p, "node", node.addr, "")).await;
     // One client connection, 20 sequential requests on it.
-    let mut conn = TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut conn = RawConn::connect(runoff.ports.listen).await;
     for i in 0..20 {
-        write!(conn, "GET /api/{i} HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
+        conn.send(format!("GET /api/{i} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes())
+            .await;
         let want = "hello from node\n";
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !String::from_utf8_lossy(&buf).ends_with(want) {
-            let n = conn.read(&mut chunk).unwrap();
-            assert!(n > 0, "connection closed after {i} responses");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+        let resp = conn.read_until(want, Duration::from_secs(5)).await;
+        assert!(
+            resp.ends_with(want),
+            "connection closed or silent after {i} responses: {resp:?}"
+        );
+        assert!(resp.starts_with("HTTP/1.1 200"));
     }
     let m = runoff
         .expect_metric("runoff_requests_total", &[("status_class", "2xx")], 20.0)
@@ -156,14 +149,10 @@ async fn keep_alive_connections_are_reused_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_request_gets_400_and_runoff_keeps_serving() {
     let node = fixture("node").start().await;
-    let runoff = Runoff::start(|p| common::one_backend(p, "node", node.addr, "")).await;
-    let mut conn = TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    conn.write_all(b"GARBAGE \x01\x02 NOT HTTP\r\n\r\n")
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = conn.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
+    let runoff = Runoff::start(|p| harness::one_backend(p, "node", node.addr, "")).await;
+    let mut conn = RawConn::connect(runoff.ports.listen).await;
+    conn.send(b"GARBAGE \x01\x02 NOT HTTP\r\n\r\n").await;
+    let text = conn.read_to_close(Duration::from_secs(5)).await;
     // Pingora rejects an unparsable request line with 400 before any runoff hook runs.
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert_eq!(node.count(), 0);

@@ -1,12 +1,9 @@
 //! The proxy end to end: real fixture backends, the real runoff binary, real `/metrics`.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{closed_port, fixture, load, Fixture, Ports, Runoff};
+use crate::harness::{self, fixture, load, refused_port, Fixture, Ports, Runoff};
 
 fn backends_yaml(backends: &[(&str, String)]) -> String {
     let mut s = String::from("backends:\n");
@@ -303,8 +300,8 @@ async fn unrouted_requests_get_404_and_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_backend_gives_502_counted_as_connect_refused() {
-    let port = closed_port();
-    let b = vec![("node", format!("127.0.0.1:{port}"))];
+    let refused = refused_port();
+    let b = vec![("node", refused.addr().to_string())];
     let runoff = Runoff::start(|p| config(p, &b, "  - name: api\n    split: { node: 1 }\n")).await;
     let client = reqwest::Client::new();
     for _ in 0..5 {
@@ -334,7 +331,8 @@ async fn a_refusing_backend_gives_502_counted_as_connect_refused() {
 async fn a_backend_that_times_out_gives_504_counted_as_read_timeout() {
     let slow = fixture("node").delay(Duration::from_secs(3)).start().await;
     let runoff =
-        Runoff::start(|p| common::one_backend(p, "node", slow.addr, ", read_timeout: 200ms")).await;
+        Runoff::start(|p| harness::one_backend(p, "node", slow.addr, ", read_timeout: 200ms"))
+            .await;
     let client = reqwest::Client::new();
     for _ in 0..3 {
         let r = client.get(runoff.url("/api")).send().await.unwrap();
@@ -360,20 +358,32 @@ async fn a_backend_that_times_out_gives_504_counted_as_read_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_timeout_gives_504_counted_as_connect_timeout() {
-    // 127.0.0.1 with a listener whose accept backlog is full would be flaky; instead use a
-    // backend whose listen backlog we fill: bind with backlog 0 and never accept.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A backend that never completes a handshake: a listener with a backlog of 1 that never
+    // accepts, its accept queue filled, so that further SYNs are dropped.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
     let addr = listener.local_addr().unwrap();
-    // Fill the accept queue so further SYNs are dropped.
     let mut fillers = Vec::new();
+    let mut full = false;
     for _ in 0..512 {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
-            Ok(s) => fillers.push(s),
-            Err(_) => break,
+        let connect = tokio::net::TcpStream::connect(addr);
+        match tokio::time::timeout(Duration::from_millis(50), connect).await {
+            Ok(Ok(s)) => fillers.push(s),
+            Ok(Err(e)) => panic!("connect to {addr}: {e}"),
+            Err(_) => {
+                full = true;
+                break;
+            }
         }
     }
+    assert!(
+        full,
+        "{} connections and the accept queue is not full",
+        fillers.len()
+    );
     let runoff =
-        Runoff::start(|p| common::one_backend(p, "node", addr, ", connect_timeout: 200ms")).await;
+        Runoff::start(|p| harness::one_backend(p, "node", addr, ", connect_timeout: 200ms")).await;
     let client = reqwest::Client::new();
     let r = client.get(runoff.url("/api")).send().await.unwrap();
     assert_eq!(r.status(), 504);
@@ -391,5 +401,5 @@ async fn a_connect_timeout_gives_504_counted_as_connect_timeout() {
         ),
         1.0
     );
-    drop(fillers);
+    drop((fillers, listener));
 }

@@ -1,16 +1,13 @@
 //! Live control end to end: reloads and API changes under load lose nothing, in-flight
 //! requests finish on their config, the admin API lets no one in without the token, and a
 //! binary upgrade hands the listeners over without a failed request.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bin, fixture, status, Fixture, Ports, Runoff};
+use crate::harness::{self, bin, fixture, status, wait_until, Fixture, Ports, Runoff};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -177,7 +174,7 @@ async fn fifty_reloads_and_api_changes_under_load_lose_no_request() {
 
     // The split in force is the last one set: 25/75.
     let (before_node, before_go) = (node.count(), go.count());
-    let statuses = common::load(&reqwest::Client::new(), &runoff.url("/api/y"), 2000, 8).await;
+    let statuses = harness::load(&reqwest::Client::new(), &runoff.url("/api/y"), 2000, 8).await;
     assert_eq!(statuses, HashMap::from([(200, 2000)]));
     let go_share = (go.count() - before_go) as f64;
     assert_eq!((node.count() - before_node) as f64 + go_share, 2000.0);
@@ -196,7 +193,7 @@ async fn a_slow_request_finishes_across_a_reload_that_removes_its_backend() {
         .start()
         .await;
     let new = fixture("new").start().await;
-    let route = |p: &Ports, name: &str, f: &Fixture| common::one_backend(p, name, f.addr, "");
+    let route = |p: &Ports, name: &str, f: &Fixture| harness::one_backend(p, name, f.addr, "");
     let runoff = Runoff::start(|p| route(p, "old", &old)).await;
     let url = runoff.url("/api/slow");
     let slow = tokio::spawn(async move {
@@ -303,7 +300,7 @@ async fn the_admin_api_needs_the_token_and_metrics_stay_open() {
 fn an_open_admin_listener_needs_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("open.yaml");
-    let (listen, admin) = (common::free_port(), common::free_port());
+    let (listen, admin) = (harness::free_port(), harness::free_port());
     let base = format!("listen: 127.0.0.1:{listen}\nbackends:\n  node: {{ address: 127.0.0.1:9 }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n");
     std::fs::write(
         &path,
@@ -354,7 +351,8 @@ async fn the_mirror_kill_switch_and_switching_a_mirror_on() {
     let go = fixture("go").start().await;
     let runoff = Runoff::start(|p| config(p, &node, &go, 100, 0)).await;
     let client = reqwest::Client::new();
-    let mirrored = |m: &common::Metrics| m.sum("runoff_mirror_requests_total", &[("route", "api")]);
+    let mirrored =
+        |m: &harness::Metrics| m.sum("runoff_mirror_requests_total", &[("route", "api")]);
 
     // No mirror yet: `to` is required to switch one on.
     let r = runoff
@@ -466,7 +464,7 @@ async fn watch_reloads_when_the_file_changes_and_reports_restart_only_changes() 
 async fn a_backend_at_max_in_flight_gets_no_more_requests() {
     let slow = fixture("go").delay(Duration::from_secs(3)).start().await;
     let runoff =
-        Runoff::start(|p| common::one_backend(p, "go", slow.addr, ", max_in_flight: 2")).await;
+        Runoff::start(|p| harness::one_backend(p, "go", slow.addr, ", max_in_flight: 2")).await;
     let url = runoff.url("/api");
     let held: Vec<_> = (0..2)
         .map(|_| {
@@ -515,29 +513,32 @@ async fn a_binary_upgrade_under_load_fails_no_request() {
     // Fresh connections, so every request is accepted by whichever process holds the
     // listening socket at that moment.
     let load = Load::start(old.url("/api/up"), 3, true);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let received = || node.count() + go.count();
+    // The load is under way on the old process before the upgrade starts.
+    wait_until(
+        "the load reaches the old process",
+        Duration::from_secs(20),
+        || received() >= 30,
+    )
+    .await;
 
     let mut new = old.spawn_upgrade();
     let sock = old.ports.dir.join("upgrade.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the new process never opened {}",
-            sock.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        &format!("the new process opens {}", sock.display()),
+        Duration::from_secs(20),
+        || sock.exists(),
+    )
+    .await;
     old.signal("-QUIT");
     let exit = old.wait_exit(Duration::from_secs(30)).await;
     assert!(exit.success(), "old process: {exit}\n{}", old.stderr());
     // Keep the load on the new process for a moment, then stop.
-    let before = node.count() + go.count();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while node.count() + go.count() < before + 50 {
-        assert!(Instant::now() < deadline, "no traffic after the handoff");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let before = received();
+    wait_until("traffic after the handoff", Duration::from_secs(20), || {
+        received() >= before + 50
+    })
+    .await;
     let served = only_200(&load.finish().await);
     assert!(served > 50);
     // The new process owns the admin listener now and has served requests.

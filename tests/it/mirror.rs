@@ -1,15 +1,11 @@
 //! Shadow traffic end to end: copies reach the candidate, the caller only ever sees the
 //! primary, and every copy is accounted for exactly.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{
-    closed_port, fixture, load, raw_chunked_post, resetting_server, status, Metrics, Ports, Runoff,
+use crate::harness::{
+    self, fixture, load, raw_chunked_post, refused_port, status, Metrics, Ports, RawConn, Runoff,
 };
 
 /// node serves the caller; go gets the copies.
@@ -141,18 +137,17 @@ async fn a_hanging_shadow_never_holds_up_keep_alive_requests() {
     let go = fixture("go").delay(Duration::from_secs(60)).start().await;
     let (n, g) = (node.addr.to_string(), go.addr.to_string());
     let runoff = Runoff::start(|p| config(p, &n, &g, ", timeout: 50s")).await;
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut conn = RawConn::connect(runoff.ports.listen).await;
     for i in 0..20 {
-        write!(conn, "GET /orders/{i} HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !String::from_utf8_lossy(&buf).ends_with("hello from node\n") {
-            let n = conn.read(&mut chunk).unwrap();
-            assert!(n > 0, "connection closed after {i} responses");
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        conn.send(format!("GET /orders/{i} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes())
+            .await;
+        let resp = conn
+            .read_until("hello from node\n", Duration::from_secs(10))
+            .await;
+        assert!(
+            resp.ends_with("hello from node\n"),
+            "connection closed or silent after {i} responses: {resp:?}"
+        );
     }
     assert_eq!(node.count(), 20);
     let m = runoff
@@ -246,8 +241,9 @@ async fn failing_shadow(go_addr: String, extra: &str, reason: &str, kind: Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_shadow_changes_nothing_for_the_caller() {
+    let refused = refused_port();
     failing_shadow(
-        format!("127.0.0.1:{}", closed_port()),
+        refused.addr().to_string(),
         "",
         "upstream_error",
         Some("connect_refused"),
@@ -257,8 +253,8 @@ async fn a_refusing_shadow_changes_nothing_for_the_caller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resetting_shadow_changes_nothing_for_the_caller() {
-    let (addr, _server) = resetting_server().await;
-    failing_shadow(addr.to_string(), "", "upstream_error", Some("reset")).await;
+    let go = fixture("go").reset().start().await;
+    failing_shadow(go.addr.to_string(), "", "upstream_error", Some("reset")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +293,8 @@ async fn request_bodies_reach_the_shadow_byte_for_byte_or_not_at_all() {
         &chunked,
         16 * 1024,
         "hello from node\n",
-    );
+    )
+    .await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     go.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(node.received()[1].body, chunked);
@@ -363,7 +360,8 @@ async fn a_streamed_body_over_the_cap_is_cut_off_never_completed() {
         &big,
         64 * 1024,
         "hello from node\n",
-    );
+    )
+    .await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(
         node.received()[0].body == big,
@@ -557,7 +555,8 @@ async fn random_sampling_follows_percent_and_the_target_is_never_copied_to_itsel
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_that_never_connects_drops_a_copy_with_a_body_as_primary_failed() {
     let go = fixture("go").start().await;
-    let (n, g) = (format!("127.0.0.1:{}", closed_port()), go.addr.to_string());
+    let refused = refused_port();
+    let (n, g) = (refused.addr().to_string(), go.addr.to_string());
     let runoff = Runoff::start(|p| config(p, &n, &g, ", methods: [GET, POST]")).await;
     let client = reqwest::Client::new();
     // The body only flows once the primary is connected, so this copy never gets one.
@@ -606,7 +605,7 @@ async fn the_access_log_shows_both_legs_under_one_request_id() {
     let runoff = Runoff::start(|p| format!("access_log: {log}\n{}", config(p, &n, &g, ""))).await;
     let r = reqwest::get(runoff.url("/orders/9?x=1")).await.unwrap();
     assert_eq!(r.status(), 200);
-    let lines = common::json_lines(&log_path, 2).await;
+    let lines = harness::json_lines(&log_path, 2).await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     let primary = lines.iter().find(|l| l["role"] == "primary").unwrap();
     let copy = lines.iter().find(|l| l["role"] == "shadow").unwrap();

@@ -1,12 +1,9 @@
 //! Backend CPU and memory for same-host trials: sampled from /proc, exported, summarized, and
 //! reported; a missing process is reported, never fatal.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{bin, fixture, Runoff};
+use crate::harness::{bin, fixture, Runoff};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,11 @@
 //! Process lifecycle: `check`, refusing bad configs at start, draining on SIGTERM and Ctrl-C.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bin, fixture, free_port, Runoff};
+use crate::harness::{self, bin, fixture, free_port, Runoff};
 
-fn slow_config(p: &common::Ports, addr: std::net::SocketAddr) -> String {
+fn slow_config(p: &harness::Ports, addr: std::net::SocketAddr) -> String {
     format!(
         "listen: 127.0.0.1:{}\nserver: {{ drain_timeout: 60s }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{addr}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
         p.listen, p.admin
@@ -33,7 +30,8 @@ async fn drains_on(signal: &str) {
     // New connections are refused soon after the signal, while the slow request is still on.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if std::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen)).is_err() {
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen));
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
             break;
         }
         assert!(

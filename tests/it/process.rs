@@ -1,7 +1,6 @@
 //! Process sampling on real processes: a tree of busy loops is found with its children, its CPU
 //! grows and never decreases, its death is a reading (not a failure), and a pid file that moves
 //! to another process keeps the accounting going.
-#![allow(clippy::unwrap_used)]
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};

@@ -1,13 +1,10 @@
 //! Comparison end to end: fixture backends that differ in controlled ways, exact counts of
 //! every verdict, mismatch samples and per-path counts from the admin API, and the caller's
 //! answer unchanged throughout.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::io::Write;
 
-use common::{fixture, status, Fixture, Metrics, Runoff};
+use crate::harness::{self, fixture, status, Fixture, Metrics, Runoff};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -22,8 +19,8 @@ struct Scenario {
 async fn scenario(
     route: &'static str,
     compare: &'static str,
-    primary: common::FixtureBuilder,
-    shadow: common::FixtureBuilder,
+    primary: harness::FixtureBuilder,
+    shadow: harness::FixtureBuilder,
 ) -> Scenario {
     Scenario {
         route,
@@ -33,7 +30,7 @@ async fn scenario(
     }
 }
 
-fn json_fixture(name: &str, status: u16, body: &str) -> common::FixtureBuilder {
+fn json_fixture(name: &str, status: u16, body: &str) -> harness::FixtureBuilder {
     fixture(name)
         .status(status)
         .header("content-type", "application/json")
@@ -46,7 +43,7 @@ fn gzip(text: &str) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-fn config(p: &common::Ports, scenarios: &[Scenario]) -> String {
+fn config(p: &harness::Ports, scenarios: &[Scenario]) -> String {
     let mut backends = String::new();
     let mut routes = String::new();
     for s in scenarios {
@@ -291,7 +288,7 @@ async fn a_noisy_field_shows_up_in_path_counts_and_ignoring_it_makes_pairs_match
     )
     .start()
     .await;
-    let yaml = |p: &common::Ports, compare: &str| {
+    let yaml = |p: &harness::Ports, compare: &str| {
         format!(
             "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\n  go: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 100 }}\n    mirror: {{ to: go }}\n    compare: {compare}\n",
             p.listen, p.admin, node.addr, go.addr

@@ -1,47 +1,20 @@
 //! The example backends (`examples/node`, Express; `examples/go`, its Go rewrite) answer the
 //! same requests with the same status, a JSON content type and byte-identical bodies.
 //!
-//! Needs `node`, `go` and `examples/node/node_modules` (`bash examples/setup.sh` installs
-//! them). Without them this test fails under `CI=true` and is skipped, with a note, elsewhere.
-#![allow(clippy::unwrap_used)]
+//! Needs `node`, `go` and `examples/node/node_modules`: without them the test fails, naming
+//! the command that installs them (`bash examples/setup.sh`).
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
 
-const SETUP: &str = "bash examples/setup.sh";
+use crate::harness::{free_port, require_example_apps};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn runs(program: &str, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// What is missing to run the example backends, as a person would name it.
-fn missing_prerequisites() -> Vec<&'static str> {
-    let mut missing = Vec::new();
-    if !runs("node", "--version") {
-        missing.push("`node` (Node.js)");
-    }
-    if !runs("go", "version") {
-        missing.push("`go` (the Go toolchain)");
-    }
-    if !root().join("examples/node/node_modules/express").is_dir() {
-        missing.push("examples/node/node_modules (the Express app's packages)");
-    }
-    missing
 }
 
 /// Runs `cmd` to completion within `limit`, or kills it and panics.
@@ -99,11 +72,7 @@ impl Backend {
     ) -> Backend {
         let mut last_log = String::new();
         for attempt in 0..3 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port();
             let log = dir.join(format!("{name}-{attempt}.log"));
             let file = File::create(&log).unwrap();
             let child = Command::new(program)
@@ -344,19 +313,7 @@ async fn send(client: &Client, base: &str, case: &Case) -> Answer {
 
 #[tokio::test]
 async fn node_and_go_examples_answer_identical_json() {
-    let missing = missing_prerequisites();
-    if !missing.is_empty() {
-        let msg = format!(
-            "the example backends cannot run: missing {}. Install them with `{SETUP}` \
-             (apt-get golang-go, npm ci in examples/node).",
-            missing.join(", ")
-        );
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{msg}");
-        }
-        eprintln!("NOTE: skipping tests/examples.rs: {msg}");
-        return;
-    }
+    require_example_apps("comparing Node's and Go's answers");
 
     let dir = tempfile::tempdir().unwrap();
     let go_bin = dir.path().join("example");
@@ -369,7 +326,12 @@ async fn node_and_go_examples_answer_identical_json() {
         // Standard library only: nothing to download, and no newer toolchain either.
         .env("GOPROXY", "off")
         .env("GOTOOLCHAIN", "local");
-    run_bounded(build, "go build (examples/go)", Duration::from_secs(300));
+    // A blocking wait of up to minutes: off the async workers.
+    tokio::task::spawn_blocking(move || {
+        run_bounded(build, "go build (examples/go)", Duration::from_secs(300));
+    })
+    .await
+    .unwrap();
 
     let client = Client::builder()
         .timeout(Duration::from_secs(30))

@@ -1,12 +1,9 @@
 //! `runoff demo`, the README's first command: what it prints must show what the demo planted.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, free_port};
+use crate::harness::{bin, free_port, require_example_apps};
 
 #[test]
 fn the_demo_report_shows_what_was_planted() {
@@ -98,25 +95,7 @@ fn check(report: &str) {
 
 #[test]
 fn the_demo_runs_the_real_example_apps() {
-    let ready = std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/node/node_modules"
-    ))
-    .exists()
-        && Command::new("go")
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        && Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ready {
-        let msg = "node, go or examples/node/node_modules is missing: run `bash examples/setup.sh`";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-        eprintln!("NOTE: skipping the examples demo: {msg}");
-        return;
-    }
+    require_example_apps("`runoff demo --backends examples`");
     let (listen, admin) = (free_port(), free_port());
     let out = Command::new(bin())
         .current_dir(env!("CARGO_MANIFEST_DIR"))

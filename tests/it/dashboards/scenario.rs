@@ -1,0 +1,140 @@
+//! The load scenario behind the proof: the two backends, runoff's config and the mix of
+//! requests that gives every panel data.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::harness::{fixture, Fixture};
+
+/// The baseline: answers `hello\n` as text/plain after 4 ms.
+pub async fn node_backend() -> Fixture {
+    fixture("node")
+        .delay(Duration::from_millis(4))
+        .body("hello\n")
+        .header("content-type", "text/plain")
+        .start()
+        .await
+}
+
+/// The candidate: answers in ~1 ms with node's body and content type (so compared pairs
+/// match), except `/api/boom` (500), `/api/reset` (the connection is reset before any answer)
+/// and `/api/slow` (300 ms). It closes each keep-alive connection after its 25th answer, so
+/// that runoff keeps opening new ones.
+pub async fn go_backend() -> Fixture {
+    fixture("go")
+        .delay(Duration::from_millis(1))
+        .body("hello\n")
+        .header("content-type", "text/plain")
+        .when_path("/api/boom", |b| b.status(500))
+        .when_path("/api/reset", |b| b.reset())
+        .when_path("/api/slow", |b| b.delay(Duration::from_millis(300)))
+        .close_every(25)
+        .start()
+        .await
+}
+
+/// The runoff config of the proof: `api` exercises everything the dashboard shows for one
+/// route (a weighted split, a mirror with timeouts and resets, 5xx, upstream errors, bodies);
+/// the other routes add a pure mirror, a mirror to a refused shadow and a refused primary.
+pub fn config(
+    listen: u16,
+    admin: u16,
+    node: SocketAddr,
+    go: SocketAddr,
+    refused: u16,
+    weights: (u32, u32),
+) -> String {
+    // The fixtures run in this test process: sample it as both backends' process.
+    let me = std::process::id();
+    format!(
+        "listen: 127.0.0.1:{listen}
+admin: {{ listen: 127.0.0.1:{admin} }}
+backends:
+  node: {{ address: \"{node}\", process: {{ pid: {me} }} }}
+  go: {{ address: \"{go}\", process: {{ pid: {me} }} }}
+  legacy: {{ address: \"127.0.0.1:{refused}\" }}
+routes:
+  - name: api
+    match: {{ path_prefix: /api }}
+    split: {{ node: {wn}, go: {wg} }}
+    mirror: {{ to: go, percent: 100, timeout: 150ms }}
+    compare: {{ status: true }}
+  - name: orders
+    match: {{ path_prefix: /orders }}
+    split: {{ node: 100 }}
+    mirror: {{ to: go, percent: 100 }}
+  - name: reports
+    match: {{ path_prefix: /reports }}
+    split: {{ node: 100 }}
+    mirror: {{ to: legacy, percent: 100 }}
+  - name: down
+    match: {{ path_prefix: /down }}
+    split: {{ legacy: 100 }}
+",
+        wn = weights.0,
+        wg = weights.1,
+    )
+}
+
+/// The i-th request of a load task: mostly plain GETs on the split route, with errors,
+/// slow and reset requests, bodies, the other routes and unrouted paths mixed in.
+pub fn request(client: &reqwest::Client, base: &str, i: usize) -> reqwest::RequestBuilder {
+    let k = i % 100;
+    let path = match k {
+        _ if k.is_multiple_of(20) => "/api/boom".to_string(),
+        7 | 57 => "/api/reset".to_string(),
+        13 => "/api/slow".to_string(),
+        _ if k % 10 == 3 => {
+            return client
+                .post(format!("{base}/api/items"))
+                .body(vec![b'x'; 512]);
+        }
+        _ if k % 25 == 4 => format!("/nowhere/{i}"),
+        _ if k % 50 == 9 => "/down".to_string(),
+        _ if k % 10 == 5 => format!("/orders/{i}"),
+        _ if k % 50 == 11 => "/reports".to_string(),
+        _ => format!("/api/users/{i}"),
+    };
+    client.get(format!("{base}{path}"))
+}
+
+/// Send requests from `tasks` tasks, each paced at `pace`, until `duration` has passed or each
+/// task has sent `max_per_task`. Returns how many got an answer.
+pub async fn drive(
+    base: &str,
+    tasks: usize,
+    max_per_task: usize,
+    pace: Duration,
+    duration: Duration,
+) -> u64 {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let until = Instant::now() + duration;
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (client, base, answered) = (client.clone(), base.to_string(), answered.clone());
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(pace);
+            for n in 0..max_per_task {
+                if Instant::now() >= until {
+                    break;
+                }
+                tick.tick().await;
+                let i = n * tasks + t;
+                if let Ok(resp) = request(&client, &base, i).send().await {
+                    let _ = resp.bytes().await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    answered.load(Ordering::Relaxed)
+}

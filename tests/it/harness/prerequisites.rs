@@ -1,0 +1,44 @@
+//! Programs some tests need besides cargo. A test that needs one runs, and fails naming the
+//! command that installs it when it is missing: it never passes without having checked
+//! anything. `bash scripts/test.sh` installs everything; CI runs it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Installs everything every test needs, then runs the whole suite.
+pub const INSTALL_ALL: &str = "bash scripts/test.sh";
+
+/// Installs what the example backends need (Go, Node.js and the Express app's packages).
+pub const INSTALL_EXAMPLES: &str = "bash examples/setup.sh";
+
+fn runs(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Fails the calling test, naming what is missing and the command that installs it, unless
+/// the example backends can run: `node`, `go` and examples/node/node_modules.
+pub fn require_example_apps(what: &str) {
+    let mut missing = Vec::new();
+    if !runs("node", "--version") {
+        missing.push("`node` (Node.js)");
+    }
+    if !runs("go", "version") {
+        missing.push("`go` (the Go toolchain)");
+    }
+    let express = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node/node_modules/express");
+    if !express.is_dir() {
+        missing.push("examples/node/node_modules (the Express app's packages)");
+    }
+    assert!(
+        missing.is_empty(),
+        "{what} needs the example backends, and this machine lacks {}. Install them with \
+         `{INSTALL_EXAMPLES}` (or `{INSTALL_ALL}`, which installs everything the tests need \
+         and runs them).",
+        missing.join(", ")
+    );
+}

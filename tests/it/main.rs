@@ -1,0 +1,17 @@
+//! The integration tests: one crate, one binary. Each module drives the real `runoff` binary
+//! (or its library, for the process sampler) through the shared `harness`.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod compare;
+mod control;
+mod dashboards;
+mod demo;
+mod examples;
+mod forwarding;
+mod lifecycle;
+mod mirror;
+mod process;
+mod proxy;
+mod resources;
