@@ -8,7 +8,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use runoff::analysis::process::{Reading, Sampler};
-use runoff::config::ProcessSpec as Target;
+use runoff::config::ProcessSpec;
 
 /// A Python busy loop for `BURN_SECONDS` of wall time (bounded whatever the machine).
 const BURN: &str = "import os, time\n\
@@ -88,7 +88,7 @@ fn a_busy_tree_is_sampled_with_its_children_until_it_dies() {
         1.5,
     );
     let pid = tree.pid();
-    let mut sampler = Sampler::new(Target::Pid(pid));
+    let mut sampler = Sampler::new(ProcessSpec::Pid(pid));
 
     let first = sampler.sample();
     assert!(first.alive, "{first:?}");
@@ -138,7 +138,7 @@ fn a_busy_tree_is_sampled_with_its_children_until_it_dies() {
 fn a_pid_file_that_moves_to_another_process_keeps_the_count_going() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("backend.pid");
-    let mut sampler = Sampler::new(Target::PidFile(pid_file.clone()));
+    let mut sampler = Sampler::new(ProcessSpec::PidFile(pid_file.clone()));
     let mut cpu = 0.0;
 
     let missing = sampler.sample();
@@ -201,7 +201,7 @@ fn a_pid_that_never_ran_here_is_not_running() {
     let mut done = Command::new("true").spawn().expect("spawn true");
     let pid = done.id();
     done.wait().unwrap();
-    let reading = Sampler::new(Target::Pid(pid)).sample();
+    let reading = Sampler::new(ProcessSpec::Pid(pid)).sample();
     assert!(!reading.alive);
     assert_eq!(
         reading.problem,
