@@ -105,17 +105,22 @@ fn check_accepts_the_shipped_example() {
 
 const BAD: &str = "listen: 127.0.0.1:8080\nbackends:\n  node: { address: 127.0.0.1:3000 }\nroutes:\n  - name: api\n    split: { node: 0, rust: 5 }\n  - name: api\n    match: { path_prefix: nope }\n    split: { node: 1 }\n";
 
-#[test]
-fn check_prints_every_problem_and_exits_1() {
+/// `runoff COMMAND --config FILE` with `config` as the file's contents, run to completion.
+fn on_config(command: &str, config: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, BAD).unwrap();
-    let out = Command::new(bin())
-        .arg("check")
+    std::fs::write(&path, config).unwrap();
+    Command::new(bin())
+        .arg(command)
         .arg("--config")
         .arg(&path)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn check_prints_every_problem_and_exits_1() {
+    let out = on_config("check", BAD);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
@@ -129,15 +134,7 @@ fn check_prints_every_problem_and_exits_1() {
 
 #[test]
 fn run_refuses_a_bad_config_and_a_missing_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, BAD).unwrap();
-    let out = Command::new(bin())
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = on_config("run", BAD);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("routes[0].split.rust: no such backend"));
 

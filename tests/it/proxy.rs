@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::harness::{self, fixture, load, refused_port, Fixture, Ports, Runoff};
+use crate::harness::{self, fixture, load, refused_port, Fixture, Metrics, Ports, Runoff};
 
 fn backends_yaml(backends: &[(&str, String)]) -> String {
     let mut s = String::from("backends:\n");
@@ -34,6 +34,31 @@ fn labels<'a>(backend: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &
     let mut l = vec![("route", "api"), ("backend", backend), ("role", "primary")];
     l.extend_from_slice(extra);
     l
+}
+
+/// Send `n` GETs to route `api` (backend `node`), each answered `status` by runoff itself;
+/// then exactly `n` requests counted as `error` and `n` upstream errors of `kind`.
+async fn failing_requests(runoff: &Runoff, n: usize, status: u16, kind: &str) -> Metrics {
+    let client = reqwest::Client::new();
+    for _ in 0..n {
+        let r = client.get(runoff.url("/api")).send().await.unwrap();
+        assert_eq!(r.status(), status);
+    }
+    let m = runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &labels("node", &[("status_class", "error")]),
+            n as f64,
+        )
+        .await;
+    assert_eq!(
+        m.sum(
+            "runoff_upstream_errors_total",
+            &labels("node", &[("kind", kind)])
+        ),
+        n as f64
+    );
+    m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,26 +328,8 @@ async fn a_refusing_backend_gives_502_counted_as_connect_refused() {
     let refused = refused_port();
     let b = vec![("node", refused.addr().to_string())];
     let runoff = Runoff::start(|p| config(p, &b, "  - name: api\n    split: { node: 1 }\n")).await;
-    let client = reqwest::Client::new();
-    for _ in 0..5 {
-        let r = client.get(runoff.url("/api")).send().await.unwrap();
-        assert_eq!(r.status(), 502);
-    }
-    let m = runoff
-        .expect_metric(
-            "runoff_requests_total",
-            &labels("node", &[("status_class", "error")]),
-            5.0,
-        )
-        .await;
     // One attempt per request (no retries against a refusing backend).
-    assert_eq!(
-        m.sum(
-            "runoff_upstream_errors_total",
-            &labels("node", &[("kind", "connect_refused")])
-        ),
-        5.0
-    );
+    let m = failing_requests(&runoff, 5, 502, "connect_refused").await;
     assert_eq!(m.sum("runoff_upstream_errors_total", &[]), 5.0);
     assert_eq!(m.sum("runoff_requests_total", &[]), 5.0);
 }
@@ -333,25 +340,7 @@ async fn a_backend_that_times_out_gives_504_counted_as_read_timeout() {
     let runoff =
         Runoff::start(|p| harness::one_backend(p, "node", slow.addr, ", read_timeout: 200ms"))
             .await;
-    let client = reqwest::Client::new();
-    for _ in 0..3 {
-        let r = client.get(runoff.url("/api")).send().await.unwrap();
-        assert_eq!(r.status(), 504);
-    }
-    let m = runoff
-        .expect_metric(
-            "runoff_requests_total",
-            &labels("node", &[("status_class", "error")]),
-            3.0,
-        )
-        .await;
-    assert_eq!(
-        m.sum(
-            "runoff_upstream_errors_total",
-            &labels("node", &[("kind", "read_timeout")])
-        ),
-        3.0
-    );
+    failing_requests(&runoff, 3, 504, "read_timeout").await;
     // Idempotent GETs are not retried on a fresh connection's timeout.
     assert_eq!(slow.count(), 3);
 }
@@ -384,22 +373,6 @@ async fn a_connect_timeout_gives_504_counted_as_connect_timeout() {
     );
     let runoff =
         Runoff::start(|p| harness::one_backend(p, "node", addr, ", connect_timeout: 200ms")).await;
-    let client = reqwest::Client::new();
-    let r = client.get(runoff.url("/api")).send().await.unwrap();
-    assert_eq!(r.status(), 504);
-    let m = runoff
-        .expect_metric(
-            "runoff_requests_total",
-            &labels("node", &[("status_class", "error")]),
-            1.0,
-        )
-        .await;
-    assert_eq!(
-        m.sum(
-            "runoff_upstream_errors_total",
-            &labels("node", &[("kind", "connect_timeout")])
-        ),
-        1.0
-    );
+    failing_requests(&runoff, 1, 504, "connect_timeout").await;
     drop((fillers, listener));
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Fixture, Ports, Runoff};
+use crate::harness::{self, Fixture, Ports, Runoff};
 
 pub(super) fn config(p: &Ports, node: &Fixture, go: &Fixture, node_w: u32, go_w: u32) -> String {
     format!(
@@ -49,13 +49,9 @@ impl Load {
                         if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
                             break;
                         }
-                        let status = client
-                            .get(&url)
-                            .send()
-                            .await
-                            .map(|r| r.status().as_u16())
-                            .unwrap_or(0);
-                        *seen.entry(status).or_default() += 1;
+                        *seen
+                            .entry(harness::get_status(&client, &url).await)
+                            .or_default() += 1;
                     }
                     seen
                 })

@@ -19,13 +19,7 @@ pub async fn load(
         tasks.push(tokio::spawn(async move {
             let mut seen: HashMap<u16, usize> = HashMap::new();
             while (next.fetch_add(1, Ordering::SeqCst) as usize) < n {
-                let status = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0);
-                *seen.entry(status).or_default() += 1;
+                *seen.entry(get_status(&client, &url).await).or_default() += 1;
             }
             seen
         }));
@@ -58,4 +52,14 @@ pub async fn json_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Val
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `GET url`: its status, or 0 when no answer came (a connection error).
+pub async fn get_status(client: &reqwest::Client, url: &str) -> u16 {
+    client
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }

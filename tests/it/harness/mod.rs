@@ -18,7 +18,7 @@ mod prerequisites;
 mod raw;
 mod runoff_process;
 
-pub use client::{json_lines, load, status};
+pub use client::{get_status, json_lines, load, status};
 pub use fixture::{fixture, Fixture, FixtureBuilder};
 pub use metrics::Metrics;
 pub use poll::wait_until;

@@ -2,11 +2,13 @@
 //! is not fit to keep.
 
 use super::*;
-use crate::harness::{self, fixture, Runoff};
+use crate::harness::{self, fixture, Fixture, Runoff};
+use std::path::PathBuf;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_access_log_shows_both_legs_under_one_request_id() {
+/// node and go, runoff mirroring node's route to go, and the access log runoff writes (in a
+/// directory that lives as long as the returned guard).
+async fn mirrored_with_access_log() -> (Fixture, Fixture, Runoff, tempfile::TempDir, PathBuf) {
     let node = fixture("node").start().await;
     let go = fixture("go").start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -17,6 +19,12 @@ async fn the_access_log_shows_both_legs_under_one_request_id() {
         log_path.display().to_string(),
     );
     let runoff = Runoff::start(|p| format!("access_log: {log}\n{}", config(p, &n, &g, ""))).await;
+    (node, go, runoff, dir, log_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_shows_both_legs_under_one_request_id() {
+    let (_node, _go, runoff, _dir, log_path) = mirrored_with_access_log().await;
     let r = reqwest::get(runoff.url("/orders/9?x=1")).await.unwrap();
     assert_eq!(r.status(), 200);
     let lines = harness::json_lines(&log_path, 2).await;
@@ -34,16 +42,7 @@ async fn the_access_log_shows_both_legs_under_one_request_id() {
 /// otherwise runoff replaces it with its own, the same on both legs and in the access log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unfit_request_id_is_replaced_on_both_legs_and_in_the_access_log() {
-    let node = fixture("node").start().await;
-    let go = fixture("go").start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("access.jsonl");
-    let (n, g, log) = (
-        node.addr.to_string(),
-        go.addr.to_string(),
-        log_path.display().to_string(),
-    );
-    let runoff = Runoff::start(|p| format!("access_log: {log}\n{}", config(p, &n, &g, ""))).await;
+    let (node, go, runoff, _dir, log_path) = mirrored_with_access_log().await;
     let too_long = "a".repeat(201);
     let at_limit = "b".repeat(200);
     let cases: [(&str, &[u8], bool); 4] = [

@@ -1,7 +1,7 @@
 //! Which requests are copied: by sticky key exactly (independently of the split), else at random by
 //! percent; never to the backend that served.
 
-use crate::harness::{fixture, load, Ports, Runoff};
+use crate::harness::{fixture, load, Fixture, Ports, Runoff};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -12,17 +12,20 @@ fn three(p: &Ports, node: &str, go: &str, cand: &str, route_extra: &str, mirror:
     )
 }
 
+/// The fixtures `node`, `go` and `cand`.
+async fn three_fixtures() -> [Fixture; 3] {
+    [
+        fixture("node").start().await,
+        fixture("go").start().await,
+        fixture("cand").start().await,
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_by_key_is_exact_and_independent_of_the_split() {
     use runoff::routing::hash::{sample_point, sampled};
-    let node = fixture("node").start().await;
-    let go = fixture("go").start().await;
-    let cand = fixture("cand").start().await;
-    let (n, g, c) = (
-        node.addr.to_string(),
-        go.addr.to_string(),
-        cand.addr.to_string(),
-    );
+    let [node, go, cand] = three_fixtures().await;
+    let [n, g, c] = [&node, &go, &cand].map(|f| f.addr.to_string());
     let runoff = Runoff::start(|p| {
         three(
             p,
@@ -84,14 +87,8 @@ async fn sampling_by_key_is_exact_and_independent_of_the_split() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sampling_follows_percent_and_the_target_is_never_copied_to_itself() {
-    let node = fixture("node").start().await;
-    let go = fixture("go").start().await;
-    let cand = fixture("cand").start().await;
-    let (n, g, c) = (
-        node.addr.to_string(),
-        go.addr.to_string(),
-        cand.addr.to_string(),
-    );
+    let [node, go, cand] = three_fixtures().await;
+    let [n, g, c] = [&node, &go, &cand].map(|f| f.addr.to_string());
     // Mirror to go, which also serves half the traffic: only node's half is copied, at 30%.
     let runoff = Runoff::start(|p| three(p, &n, &g, &c, "", "go, percent: 30")).await;
     let client = reqwest::Client::new();
