@@ -5,6 +5,7 @@
 //! Lives here: parsing from `&str` or a file. Must not: touch the network beyond resolving
 //! backend names (at load and reload only), read environment variables, or know about Pingora.
 
+mod checker;
 pub mod defaults;
 mod model;
 mod resolve;

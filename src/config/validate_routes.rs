@@ -7,12 +7,12 @@
 
 use http::header::HeaderName;
 
+use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
     Backend, Compare, HeaderRule, JsonRules, Mirror, Route, RouteMatch, SplitEntry, StickyKey,
 };
 use super::schema::{RawCompare, RawForceHeader, RawMirror, RawRoute, RawSticky};
-use super::validate::{check_name, Checker};
 
 /// A split weight: an integer from 0 to [`defaults::MAX_WEIGHT`].
 pub fn split_weight(value: i64) -> Result<u32, String> {
