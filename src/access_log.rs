@@ -34,10 +34,24 @@ pub(crate) struct Entry<'a> {
     pub request_bytes: u64,
     pub response_bytes: u64,
     pub error: Option<&'a str>,
+    /// When this leg's own request started going upstream (before its connection was taken
+    /// or made), RFC 3339 with microseconds; `None` when it never did.
+    pub upstream_start: Option<String>,
+    /// This leg's upstream-side duration: `upstream_start` to the last response byte received.
+    pub upstream_ms: Option<f64>,
 }
 
 pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The wall-clock time of a moment measured with the monotonic clock, RFC 3339 with
+/// microseconds.
+pub(crate) fn rfc3339_at(at: std::time::Instant) -> String {
+    let wall = SystemTime::now()
+        .checked_sub(at.elapsed())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    humantime::format_rfc3339_micros(wall).to_string()
 }
 
 enum Message {

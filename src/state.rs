@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::access_log::AccessLogger;
-use crate::analysis::{Book, MirrorInput, Recorder, Resources, RouteInput};
+use crate::analysis::{Book, MirrorInput, Recorder, Resources, RouteInput, Series};
 use crate::compare::store::{CompareStore, RouteSamples};
 use crate::compare::Judge;
 use crate::config::{Config, Live, ProcessSpec};
@@ -35,8 +35,10 @@ pub(crate) struct BackendState {
 pub(crate) struct RouteState {
     /// Primary-role handles per split entry, in split order.
     pub primary: Vec<Arc<RequestHandles>>,
-    /// Primary-role latency recorders per split entry, in split order.
+    /// Primary-role upstream-side latency recorders per split entry, in split order.
     pub primary_latency: Vec<Arc<Recorder>>,
+    /// Primary-role caller-side recorders per split entry, in split order.
+    pub primary_caller: Vec<Arc<Recorder>>,
     /// The route's mirror, if it has one.
     pub mirror: Option<Arc<RouteMirror>>,
 }
@@ -91,6 +93,15 @@ impl Snapshot {
                 let carried = previous
                     .and_then(|p| p.mirror_in_flight(&r.name))
                     .unwrap_or_default();
+                let recorders = |series: Series| -> Vec<Arc<Recorder>> {
+                    r.split
+                        .iter()
+                        .map(|e| {
+                            let backend = &live.backends[e.backend].name;
+                            parts.book.recorder(series, &r.name, backend)
+                        })
+                        .collect()
+                };
                 RouteState {
                     primary: r
                         .split
@@ -101,14 +112,8 @@ impl Snapshot {
                             Arc::new(metrics.request_handles(&r.name, backend, Role::Primary))
                         })
                         .collect(),
-                    primary_latency: r
-                        .split
-                        .iter()
-                        .map(|e| {
-                            let backend = &live.backends[e.backend].name;
-                            parts.book.latency(&r.name, backend, Role::Primary)
-                        })
-                        .collect(),
+                    primary_latency: recorders(Series::Upstream(Role::Primary)),
+                    primary_caller: recorders(Series::Caller),
                     mirror: RouteMirror::new(r, &live, metrics, parts.book, judge, carried)
                         .map(Arc::new),
                 }

@@ -8,9 +8,16 @@
 //! `None`.
 
 use super::model::{
-    BackendSummary, Comparison, Facing, Paired, ProcessState, RouteSummary, Stats, Summary, Traffic,
+    BackendSummary, Bias, Comparison, Facing, Paired, ProcessState, RouteSummary, Stats, Summary,
+    Traffic,
 };
 use crate::metrics::Role;
+
+/// A mirrored comparison is biased by the load's shape when more than this share of copies
+/// were sent while the shadow ran far ahead of the primary...
+pub const BIAS_SHARE: f64 = 0.05;
+/// ...out of at least this many copies (fewer say nothing).
+pub const BIAS_MIN_COPIES: u64 = 20;
 
 /// Fill in every route's derived figures (`in_flight` of its mirror, and its [`Comparison`]).
 pub fn derive(summary: &mut Summary) {
@@ -88,6 +95,25 @@ fn comparison(summary: &Summary, route: &RouteSummary) -> Comparison {
         ),
         traffic: traffic(route, candidate.is_some()),
         split: primaries.len() > 1,
+        bias: route.mirror.as_ref().map(|m| {
+            let (pace, since_start) = if m.pace_window.copies > 0 {
+                (&m.pace_window, false)
+            } else {
+                (&m.pace_total, true)
+            };
+            let share = if pace.copies > 0 {
+                pace.ahead as f64 / pace.copies as f64
+            } else {
+                0.0
+            };
+            Bias {
+                share,
+                copies: pace.copies,
+                ahead: pace.ahead,
+                since_start,
+                biased: pace.copies >= BIAS_MIN_COPIES && share > BIAS_SHARE,
+            }
+        }),
         paired: route.mirror.as_ref().map(|m| {
             let (pairs, since_start) = if m.window.pairs > 0 {
                 (&m.window, false)

@@ -14,6 +14,6 @@ pub mod recorder;
 pub mod resources;
 pub mod summary;
 
-pub use recorder::{Book, Recorder};
+pub use recorder::{Book, Recorder, Series};
 pub use resources::Resources;
 pub use summary::{summarize, MirrorInput, RouteInput};

@@ -28,8 +28,14 @@ pub struct Stats {
     pub errors: u64,
     /// `requests` divided by the period's length.
     pub rps: f64,
-    /// Latency of the finished requests; `None` when there were none.
+    /// Upstream-side latency of the finished requests: from the moment the leg's own request
+    /// started going upstream (connect included) to the last response byte received. The
+    /// figure baseline and candidate are compared on. `None` when there were none.
     pub latency_ms: Option<Quantiles>,
+    /// Primary only: caller-side latency, from runoff seeing the request start to the last
+    /// byte sent to the caller (what the caller saw, runoff included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_latency_ms: Option<Quantiles>,
 }
 
 /// A backend process's resource use (same-host trials with `process:` configured).
@@ -83,6 +89,20 @@ pub struct MirrorSummary {
     pub in_flight: u64,
     pub window: PairStats,
     pub total: PairStats,
+    /// Copies sent in the window, and how many while the shadow ran far ahead of the primary.
+    #[serde(default)]
+    pub pace_window: Pace,
+    /// The same since start.
+    #[serde(default)]
+    pub pace_total: Pace,
+}
+
+/// Copies sent to the shadow, and how many of them were sent while the shadow's copies under
+/// way ran far above the primary's requests under way (more than 4× plus 4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pace {
+    pub copies: u64,
+    pub ahead: u64,
 }
 
 /// Response comparison counts of a route, since start.
@@ -130,6 +150,24 @@ pub struct Comparison {
     pub error_rate_difference_pp: Option<f64>,
     /// Mirrored routes: the per-request ratio of the same requests.
     pub paired: Option<Paired>,
+    /// Mirrored routes: whether the load's shape biases the comparison against the shadow.
+    #[serde(default)]
+    pub bias: Option<Bias>,
+}
+
+/// The shadow ran far ahead of the primary on a share of the copies: the load was paced by
+/// the primary's answers (a closed-loop load test) or the shadow fell behind, so the shadow's
+/// figures include queueing the primary never had.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bias {
+    /// `ahead` ÷ `copies`.
+    pub share: f64,
+    pub copies: u64,
+    pub ahead: u64,
+    /// The window had no copies, so this is since start.
+    pub since_start: bool,
+    /// The share is over 5% of at least 20 copies: the comparison is biased by the load's shape.
+    pub biased: bool,
 }
 
 /// One backend's figures in a comparison: the window's, or since start when the window had no

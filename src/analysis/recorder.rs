@@ -121,6 +121,14 @@ impl Recorder {
         (stats(&w, we, window_secs), stats(&t, te, uptime_secs))
     }
 
+    /// How many values, and how many of them errors, in the window and since start.
+    pub fn counts(&self, window: Duration) -> ((u64, u64), (u64, u64)) {
+        match self.collect(window) {
+            Some((w, we, t, te)) => ((w.len(), we), (t.len(), te)),
+            None => ((0, 0), (0, 0)),
+        }
+    }
+
     /// Quantiles of a ratio recorder (values are ratio × 1000), window and since start.
     pub fn ratio_quantiles(&self, window: Duration) -> (RatioQuantiles, RatioQuantiles) {
         let Some((w, _, t, _)) = self.collect(window) else {
@@ -144,9 +152,6 @@ impl Recorder {
 /// Pairs counted, median and p90 of a ratio recorder over a period.
 pub type RatioQuantiles = (u64, Option<f64>, Option<f64>);
 
-/// The key of a latency recorder: route, backend, role.
-type Key = (String, String, Role);
-
 /// Ratios are recorded × 1000 (0.001 resolution at 3 significant digits).
 pub const RATIO_SCALE: f64 = 1000.0;
 
@@ -168,55 +173,60 @@ fn stats(h: &Histogram<u64>, errors: u64, secs: f64) -> Stats {
             max: ms(h.max()),
             mean: h.mean() / 1000.0,
         }),
+        caller_latency_ms: None,
     }
 }
+
+/// What a recorder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Series {
+    /// A leg's upstream-side latency: its own request starts going upstream (connect included)
+    /// to the last response byte received. What the legs are compared on.
+    Upstream(Role),
+    /// The primary's caller-side latency (runoff saw the request start to the last byte sent
+    /// to the caller), and the count and errors of every request the caller got an answer to.
+    Caller,
+    /// Shadow ÷ primary upstream latency of the same request (kept × [`RATIO_SCALE`]).
+    Ratio,
+    /// Copies sent to the shadow: the value is the shadow's copies under way once this one
+    /// is, and an error marks a copy sent while the shadow ran far ahead of the primary.
+    Copies,
+}
+
+/// The key of a recorder: what it holds, the route, and the backend (empty for a route's own).
+type Key = (Series, String, String);
 
 /// Every recorder, by key, so they survive reloads; handed out when a snapshot is built.
 pub struct Book {
     pub started: Instant,
-    latency: Mutex<HashMap<Key, Arc<Recorder>>>,
-    ratios: Mutex<HashMap<String, Arc<Recorder>>>,
+    recorders: Mutex<HashMap<Key, Arc<Recorder>>>,
 }
 
 impl Default for Book {
     fn default() -> Self {
         Book {
             started: Instant::now(),
-            latency: Mutex::new(HashMap::new()),
-            ratios: Mutex::new(HashMap::new()),
+            recorders: Mutex::new(HashMap::new()),
         }
     }
 }
 
 impl Book {
-    /// The latency recorder of (route, backend, role).
-    pub fn latency(&self, route: &str, backend: &str, role: Role) -> Arc<Recorder> {
-        let mut map = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+    /// The recorder of `series` for (route, backend); `backend` is empty for a route's own
+    /// series (`Ratio`, `Copies`).
+    pub fn recorder(&self, series: Series, route: &str, backend: &str) -> Arc<Recorder> {
+        let mut map = self.recorders.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(
-            map.entry((route.to_string(), backend.to_string(), role))
+            map.entry((series, route.to_string(), backend.to_string()))
                 .or_insert_with(|| Arc::new(Recorder::new(self.started))),
         )
     }
 
-    /// The shadow ÷ primary ratio recorder of a route.
-    pub fn ratio(&self, route: &str) -> Arc<Recorder> {
-        let mut map = self.ratios.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(
-            map.entry(route.to_string())
-                .or_insert_with(|| Arc::new(Recorder::new(self.started))),
-        )
-    }
-
-    /// The recorder of (route, backend, role) if anything was ever recorded there.
-    pub fn existing(&self, route: &str, backend: &str, role: Role) -> Option<Arc<Recorder>> {
-        let map = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&(route.to_string(), backend.to_string(), role))
+    /// The recorder if anything was ever recorded there.
+    pub fn existing(&self, series: Series, route: &str, backend: &str) -> Option<Arc<Recorder>> {
+        let map = self.recorders.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(series, route.to_string(), backend.to_string()))
             .cloned()
-    }
-
-    pub fn existing_ratio(&self, route: &str) -> Option<Arc<Recorder>> {
-        let map = self.ratios.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(route).cloned()
     }
 }
 

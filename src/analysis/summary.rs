@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use super::figures;
 use super::model::{
-    BackendSummary, CompareSummary, MirrorSummary, PairStats, RouteSummary, Summary,
+    BackendSummary, CompareSummary, MirrorSummary, Pace, PairStats, RouteSummary, Stats, Summary,
 };
-use super::recorder::Book;
+use super::recorder::{Book, Series};
 use super::resources::Resources;
 use crate::metrics::Role;
 
@@ -48,11 +48,28 @@ pub fn summarize(
 ) -> Summary {
     let uptime = book.started.elapsed().as_secs_f64();
     let window_secs = window.as_secs_f64().min(uptime).max(f64::MIN_POSITIVE);
-    let stats = |route: &str, backend: &str, role: Role| {
-        let (w, t) = book
-            .existing(route, backend, role)
+    let stats_of = |series: Series, route: &str, backend: &str| {
+        book.existing(series, route, backend)
             .map(|r| r.stats(window, window_secs, uptime))
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    let stats = |route: &str, backend: &str, role: Role| {
+        let (mut w, mut t) = stats_of(Series::Upstream(role), route, backend);
+        if role == Role::Primary {
+            // Every answered request counts (runoff's own answers too); latency is
+            // upstream-side, and the caller-side figure is kept beside it.
+            let (cw, ct) = stats_of(Series::Caller, route, backend);
+            w = Stats {
+                latency_ms: w.latency_ms,
+                caller_latency_ms: cw.latency_ms,
+                ..cw
+            };
+            t = Stats {
+                latency_ms: t.latency_ms,
+                caller_latency_ms: ct.latency_ms,
+                ..ct
+            };
+        }
         BackendSummary {
             backend: backend.to_string(),
             role: role.as_str().to_string(),
@@ -71,9 +88,14 @@ pub fn summarize(
             let mirror = r.mirror.as_ref().map(|m| {
                 backends.push(stats(&r.name, &m.to, Role::Shadow));
                 let (w, t) = book
-                    .existing_ratio(&r.name)
+                    .existing(Series::Ratio, &r.name, "")
                     .map(|x| x.ratio_quantiles(window))
                     .unwrap_or_default();
+                let (pw, pt) = book
+                    .existing(Series::Copies, &r.name, "")
+                    .map(|x| x.counts(window))
+                    .unwrap_or_default();
+                let pace = |(copies, ahead)| Pace { copies, ahead };
                 let pair = |(pairs, ratio_p50, ratio_p90)| PairStats {
                     pairs,
                     ratio_p50,
@@ -88,6 +110,8 @@ pub fn summarize(
                     in_flight: 0,
                     window: pair(w),
                     total: pair(t),
+                    pace_window: pace(pw),
+                    pace_total: pace(pt),
                 }
             });
             let compare = r

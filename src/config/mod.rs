@@ -20,7 +20,8 @@ use schema::RawConfig;
 
 pub use model::{
     humane, AccessLog, AdminSettings, Backend, Compare, Config, Forwarding, HeaderRule, JsonRules,
-    Live, Mirror, ProcessSpec, Route, RouteMatch, ServerSettings, SplitEntry, Startup, StickyKey,
+    Live, Mirror, Pacing, ProcessSpec, Route, RouteMatch, ServerSettings, SplitEntry, Startup,
+    StickyKey,
 };
 pub use validate_routes::{json_pointer, split_weight, weight_error, weights_total};
 

@@ -252,6 +252,20 @@ pub struct Mirror {
     pub timeout: Duration,
     pub marker_header: HeaderName,
     pub strip_headers: Vec<HeaderName>,
+    pub pacing: Pacing,
+}
+
+/// How copies are paced against the primary's load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pacing {
+    /// Every eligible copy is sent (up to `max_in_flight`): the shadow sees the primary's
+    /// arrivals, whatever its own pace.
+    #[default]
+    Off,
+    /// Copies under way never outnumber the primary's requests under way on the route: a copy
+    /// that would is dropped as `paced`, so a load paced by the primary's answers (a
+    /// closed-loop load test) gives both backends the same concurrency.
+    Matched,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -292,6 +306,7 @@ impl Mirror {
             timeout: defaults::MIRROR_TIMEOUT,
             marker_header: HeaderName::from_static(defaults::MIRROR_MARKER_HEADER),
             strip_headers: Vec::new(),
+            pacing: Pacing::Off,
         }
     }
 }

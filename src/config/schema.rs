@@ -134,6 +134,7 @@ pub struct RawMirror {
     pub timeout: Option<String>,
     pub marker_header: Option<String>,
     pub strip_headers: Option<Vec<String>>,
+    pub pacing: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

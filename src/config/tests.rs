@@ -224,9 +224,18 @@ fn mirror_defaults_and_mistakes() {
     assert_eq!(m.timeout, Duration::from_secs(5));
     assert_eq!(m.marker_header.as_str(), "x-runoff-shadow");
     assert!(m.strip_headers.is_empty());
+    assert_eq!(m.pacing, Pacing::Off);
+    for (text, want) in [("off", Pacing::Off), ("matched", Pacing::Matched)] {
+        let yaml = format!("{MINIMAL}    mirror: {{ to: go, pacing: {text} }}\n");
+        let c = Config::from_yaml(&yaml).expect("valid");
+        assert_eq!(
+            c.live.routes[0].mirror.as_ref().map(|m| m.pacing),
+            Some(want)
+        );
+    }
 
     let yaml = format!(
-        "{MINIMAL}    mirror: {{ to: rust, percent: 120, methods: [GET, \"NO WAY\"], max_in_flight: 0, timeout: never, strip_headers: [\"bad header\"] }}\n"
+        "{MINIMAL}    mirror: {{ to: rust, percent: 120, methods: [GET, \"NO WAY\"], max_in_flight: 0, timeout: never, strip_headers: [\"bad header\"], pacing: sometimes }}\n"
     );
     let p = problems(&yaml);
     for want in [
@@ -236,6 +245,7 @@ fn mirror_defaults_and_mistakes() {
         "routes[0].mirror.max_in_flight: must be greater than 0, got 0",
         "routes[0].mirror.timeout: `never` is not a duration",
         "routes[0].mirror.strip_headers[0]: `bad header` is not a valid header name",
+        "routes[0].mirror.pacing: must be `off` or `matched`, got `sometimes`",
     ] {
         assert!(
             p.iter().any(|l| l.starts_with(want)),
@@ -243,7 +253,7 @@ fn mirror_defaults_and_mistakes() {
             p.join("\n")
         );
     }
-    assert_eq!(p.len(), 6, "{}", p.join("\n"));
+    assert_eq!(p.len(), 7, "{}", p.join("\n"));
 }
 
 #[test]

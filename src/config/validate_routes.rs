@@ -10,7 +10,8 @@ use http::header::HeaderName;
 use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
-    Backend, Compare, HeaderRule, JsonRules, Mirror, Route, RouteMatch, SplitEntry, StickyKey,
+    Backend, Compare, HeaderRule, JsonRules, Mirror, Pacing, Route, RouteMatch, SplitEntry,
+    StickyKey,
 };
 use super::schema::{RawCompare, RawForceHeader, RawMirror, RawRoute, RawSticky};
 
@@ -357,6 +358,17 @@ fn validate_mirror(
         .enumerate()
         .filter_map(|(j, h)| c.header_name(&format!("{path}.strip_headers[{j}]"), h))
         .collect();
+    let pacing = match m.pacing.as_deref() {
+        None | Some("off") => Pacing::Off,
+        Some("matched") => Pacing::Matched,
+        Some(other) => {
+            c.report(
+                format!("{path}.pacing"),
+                format!("must be `off` or `matched`, got `{other}`"),
+            );
+            Pacing::Off
+        }
+    };
     if c.problems.len() > before {
         return None;
     }
@@ -369,6 +381,7 @@ fn validate_mirror(
         timeout,
         marker_header: marker_header?,
         strip_headers,
+        pacing,
     })
 }
 

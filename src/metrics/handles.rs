@@ -46,7 +46,12 @@ impl<L: Label> PerLabel<L> {
 #[derive(Clone)]
 pub struct RequestHandles {
     pub(super) requests: PerLabel<StatusClass>,
+    /// Caller-side for the primary: runoff saw the request start to last byte sent to the
+    /// caller (for a shadow: to last byte received).
     pub duration: Histogram,
+    /// The leg's own upstream time: its request starts going upstream (connect included) to
+    /// last response byte received. The figure legs are compared on.
+    pub upstream_duration: Histogram,
     pub ttfb: Histogram,
     pub(super) errors: PerLabel<ErrorKind>,
     pub in_flight: IntGauge,
@@ -99,6 +104,8 @@ impl BackendHandles {
 pub struct MirrorHandles {
     pub requests: IntCounter,
     pub(super) dropped: PerLabel<DropReason>,
+    /// Copies dispatched while the shadow ran far ahead of the primary (see `mirror`).
+    pub biased: IntCounter,
     pub ratio: Histogram,
     pub shadow: RequestHandles,
     pub backend: BackendHandles,
@@ -158,6 +165,7 @@ impl Metrics {
                 ]))
             }),
             duration: f.duration.with(&rbr),
+            upstream_duration: f.upstream_duration.with(&rbr),
             ttfb: f.ttfb.with(&rbr),
             errors: PerLabel::new(|kind: ErrorKind| {
                 f.errors.with(&named(&[
@@ -209,6 +217,7 @@ impl Metrics {
                     ("reason", reason.as_str()),
                 ]))
             }),
+            biased: f.biased.with(&rb),
             ratio: f.ratio.with(&rb),
             shadow: self.request_handles(route, backend, Role::Shadow),
             backend: self.backend_handles(backend, Role::Shadow),

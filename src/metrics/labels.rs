@@ -124,6 +124,8 @@ label! {
         ClientAborted => "client_aborted",
         /// No body reached runoff because the primary never connected.
         PrimaryFailed => "primary_failed",
+        /// `pacing: matched`: the copy would have outnumbered the primary's requests under way.
+        Paced => "paced",
     }
 }
 

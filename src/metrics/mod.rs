@@ -41,6 +41,7 @@ pub(crate) fn named<'a>(pairs: &[(&'a str, &'a str)]) -> HashMap<&'a str, &'a st
 pub(crate) struct RequestFamilies {
     pub(crate) requests: IntCounterVec,
     pub(crate) duration: HistogramVec,
+    pub(crate) upstream_duration: HistogramVec,
     pub(crate) ttfb: HistogramVec,
     pub(crate) errors: IntCounterVec,
     pub(crate) in_flight: IntGaugeVec,
@@ -55,6 +56,7 @@ pub(crate) struct RequestFamilies {
 pub(crate) struct MirrorFamilies {
     pub(crate) requests: IntCounterVec,
     pub(crate) dropped: IntCounterVec,
+    pub(crate) biased: IntCounterVec,
     pub(crate) ratio: HistogramVec,
     pub(crate) compare_results: IntCounterVec,
     pub(crate) compare_parts: IntCounterVec,
@@ -113,6 +115,12 @@ impl RequestFamilies {
                 latency_buckets(),
                 RBR,
             )?,
+            upstream_duration: histogram(
+                "runoff_upstream_duration_seconds",
+                "The leg's own request starts going upstream (connect included) to last response byte received.",
+                latency_buckets(),
+                RBR,
+            )?,
             ttfb: histogram(
                 "runoff_upstream_ttfb_seconds",
                 "Request sent upstream to first response header byte.",
@@ -160,6 +168,7 @@ impl RequestFamilies {
     fn register(&self, r: &Registry) -> Result<(), prometheus::Error> {
         r.register(Box::new(self.requests.clone()))?;
         r.register(Box::new(self.duration.clone()))?;
+        r.register(Box::new(self.upstream_duration.clone()))?;
         r.register(Box::new(self.ttfb.clone()))?;
         r.register(Box::new(self.connect.clone()))?;
         r.register(Box::new(self.connections.clone()))?;
@@ -184,9 +193,14 @@ impl MirrorFamilies {
                 "Shadow copies not completed, and why.",
                 &["route", "backend", "reason"],
             )?,
+            biased: counter(
+                "runoff_mirror_biased_total",
+                "Copies dispatched while the shadow's copies under way ran far above the primary's requests under way (over 4x plus 4).",
+                &["route", "backend"],
+            )?,
             ratio: histogram(
                 "runoff_mirror_latency_ratio",
-                "Shadow duration divided by primary duration for the same request.",
+                "Shadow upstream duration divided by primary upstream duration for the same request.",
                 ratio_buckets(),
                 &["route", "backend"],
             )?,
@@ -206,6 +220,7 @@ impl MirrorFamilies {
     fn register(&self, r: &Registry) -> Result<(), prometheus::Error> {
         r.register(Box::new(self.requests.clone()))?;
         r.register(Box::new(self.dropped.clone()))?;
+        r.register(Box::new(self.biased.clone()))?;
         r.register(Box::new(self.ratio.clone()))?;
         r.register(Box::new(self.compare_results.clone()))?;
         r.register(Box::new(self.compare_parts.clone()))

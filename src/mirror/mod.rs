@@ -22,12 +22,13 @@ use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
+use prometheus::IntGauge;
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::access_log::AccessLogger;
-use crate::analysis::{Book, Recorder};
+use crate::analysis::{Book, Recorder, Series};
 use crate::compare::Judge;
-use crate::config::{Live, Mirror, Route};
+use crate::config::{Live, Mirror, Pacing, Route};
 use crate::metrics::{DropReason, Metrics, MirrorHandles, Role};
 use pair::Pair;
 use tee::Budget;
@@ -68,11 +69,22 @@ pub(crate) struct RouteMirror {
     in_flight: Arc<AtomicUsize>,
     /// Compares the two answers, when the route says so.
     judge: Option<Arc<Judge>>,
-    /// Exact latency of completed copies, for summaries.
+    /// Exact upstream-side latency of completed copies, for summaries.
     shadow_latency: Arc<Recorder>,
     /// Exact shadow ÷ primary ratios, for summaries.
     ratio: Arc<Recorder>,
+    /// Every copy sent: the shadow's copies under way, and whether it ran far ahead.
+    copies: Arc<Recorder>,
+    /// The route's primary requests under way, per backend of its split.
+    primary_in_flight: Vec<IntGauge>,
 }
+
+/// A copy is sent "ahead" (the shadow far ahead of the primary, so the load's shape biases
+/// the comparison) when the copies under way, this one included, exceed this many times the
+/// primary's requests under way...
+const AHEAD_FACTOR: i64 = 4;
+/// ...plus this many (so that a handful of copies at low concurrency never count).
+const AHEAD_SLACK: i64 = 4;
 
 impl RouteMirror {
     /// The mirror of `route`, if it has one. `in_flight` carries the count of copies under way
@@ -96,9 +108,29 @@ impl RouteMirror {
             request_id_header: live.forwarding.request_id_header.clone(),
             in_flight,
             judge,
-            shadow_latency: book.latency(&route.name, &backend.name, Role::Shadow),
-            ratio: book.ratio(&route.name),
+            shadow_latency: book.recorder(
+                Series::Upstream(Role::Shadow),
+                &route.name,
+                &backend.name,
+            ),
+            ratio: book.recorder(Series::Ratio, &route.name, ""),
+            copies: book.recorder(Series::Copies, &route.name, ""),
+            primary_in_flight: route
+                .split
+                .iter()
+                .filter_map(|e| live.backends.get(e.backend))
+                .map(|b| {
+                    metrics
+                        .request_handles(&route.name, &b.name, Role::Primary)
+                        .in_flight
+                })
+                .collect(),
         })
+    }
+
+    /// The route's primary requests under way now (all backends of its split).
+    fn primary_in_flight(&self) -> i64 {
+        self.primary_in_flight.iter().map(IntGauge::get).sum()
     }
 
     pub(crate) fn config(&self) -> &Mirror {
@@ -147,11 +179,27 @@ pub(crate) fn dispatch(
             return None;
         }
     }
-    if rm.in_flight.fetch_add(1, Ordering::AcqRel) >= rm.config.max_in_flight {
+    // The request being copied is one of the primary's under way.
+    let primary = rm.primary_in_flight().max(1);
+    let before = rm.in_flight.fetch_add(1, Ordering::AcqRel);
+    let refused = if before >= rm.config.max_in_flight {
+        Some(DropReason::Overloaded)
+    } else if rm.config.pacing == Pacing::Matched && before as i64 >= primary {
+        Some(DropReason::Paced)
+    } else {
+        None
+    };
+    if let Some(reason) = refused {
         rm.in_flight.fetch_sub(1, Ordering::AcqRel);
-        h.dropped(DropReason::Overloaded);
+        h.dropped(reason);
         return None;
     }
+    let under_way = before as i64 + 1;
+    let ahead = under_way > AHEAD_FACTOR * primary + AHEAD_SLACK;
+    if ahead {
+        h.biased.inc();
+    }
+    rm.copies.record(under_way as u64, ahead);
     // What the request is, taken once: for the comparison's samples and the access log.
     let facts = (rm.judge.is_some() || rt.access_log.enabled())
         .then(|| request::facts(&header, &rm.request_id_header));

@@ -12,7 +12,9 @@ use prometheus::Histogram;
 use crate::analysis::Recorder;
 use crate::compare::{Captured, Judge, PairMeta};
 
-/// A leg that completed: its duration and, when the route compares, its captured answer.
+/// A leg that completed: its upstream-side duration (from its own request starting to go
+/// upstream to the last response byte received) and, when the route compares, its captured
+/// answer.
 pub(super) struct Completed {
     pub duration: Duration,
     pub answer: Option<Captured>,

@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::pair::{Completed, Pair};
 use super::tee::BodyEvent;
 use super::{MirrorRuntime, RouteMirror};
-use crate::access_log::{now_rfc3339, Entry};
+use crate::access_log::{now_rfc3339, rfc3339_at, Entry};
 use crate::compare::{Captured, PairMeta};
 use crate::metrics::{DropReason, Role, StatusClass};
 use crate::outcome::error_kind;
@@ -68,7 +68,11 @@ pub(super) async fn run(job: Job) {
     let settle = Settle {
         rm: Arc::clone(&rm),
     };
+    // The copy's own upstream clock: from here, where it starts going upstream (its
+    // connection is taken or made next), not from when runoff saw the request.
+    let upstream_started = Instant::now();
     let outcome = tokio::time::timeout(rm.config.timeout, exchange(&rt, &rm, header, body)).await;
+    let upstream = upstream_started.elapsed();
     // Settle the in-flight counts before recording, so a reader that sees the copy's final
     // count never sees it still in flight.
     drop(settle);
@@ -77,12 +81,13 @@ pub(super) async fn run(job: Job) {
     let status = match outcome {
         Ok(Ok(mut done)) => {
             rm.shadow_latency
-                .record_duration(duration, done.status >= 500);
+                .record_duration(upstream, done.status >= 500);
             pair.shadow(Some(Completed {
-                duration,
+                duration: upstream,
                 answer: done.answer.take(),
             }));
             h.shadow.duration.observe(duration.as_secs_f64());
+            h.shadow.upstream_duration.observe(upstream.as_secs_f64());
             h.shadow.ttfb.observe(done.ttfb.as_secs_f64());
             h.shadow.request_bytes.inc_by(done.request_bytes);
             h.shadow.response_bytes.inc_by(done.response_bytes);
@@ -120,6 +125,8 @@ pub(super) async fn run(job: Job) {
             request_bytes: req_b,
             response_bytes: resp_b,
             error,
+            upstream_start: Some(rfc3339_at(upstream_started)),
+            upstream_ms: Some(upstream.as_secs_f64() * 1000.0),
         });
     }
 }

@@ -119,8 +119,8 @@ impl CopyHandle {
         }
     }
 
-    /// The primary is done. `duration`: its full duration if it completed, for the paired
-    /// ratio; `answer`: its response as captured for comparison. `caller_gone`: the caller
+    /// The primary is done. `duration`: its upstream-side duration if it completed, for the
+    /// paired ratio; `answer`: its response as captured for comparison. `caller_gone`: the caller
     /// aborted (else a body that stopped short means the primary failed, so the copy's body
     /// never arrived).
     pub(crate) fn primary_done(

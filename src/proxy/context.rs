@@ -14,7 +14,7 @@ use pingora::Error;
 use prometheus::IntGauge;
 
 use super::decide::Target;
-use crate::access_log::{now_rfc3339, Entry};
+use crate::access_log::{now_rfc3339, rfc3339_at, Entry};
 use crate::compare::Captured;
 use crate::forwarding::RequestId;
 use crate::metrics::Role;
@@ -69,6 +69,11 @@ pub(crate) struct RequestCtx {
     pub(super) attempt_body_bytes: u64,
     pub(super) request_body_bytes: u64,
     pub(super) response_body_bytes: u64,
+    /// The first attempt started going upstream (before its connection was taken or made).
+    pub(super) upstream_started: Option<Instant>,
+    /// The last response byte arrived from upstream (or the final header, for a response
+    /// without a body).
+    pub(super) upstream_ended: Option<Instant>,
     pub(super) sent_upstream_at: Option<Instant>,
     pub(super) ttfb: Option<Duration>,
     pub(super) upstream_status: Option<u16>,
@@ -97,6 +102,8 @@ impl RequestCtx {
             attempt_body_bytes: 0,
             request_body_bytes: 0,
             response_body_bytes: 0,
+            upstream_started: None,
+            upstream_ended: None,
             sent_upstream_at: None,
             ttfb: None,
             upstream_status: None,
@@ -136,14 +143,27 @@ impl RequestCtx {
         self.request_id.as_ref().and_then(RequestId::to_add)
     }
 
+    /// The primary's upstream-side duration: from its first attempt starting to go upstream
+    /// to the last response byte received (to now, when it failed or has not ended).
+    pub(super) fn upstream_elapsed(&self, e: Option<&Error>) -> Option<Duration> {
+        let started = self.upstream_started?;
+        let ended = match (e, self.upstream_ended) {
+            (None, Some(at)) => at,
+            _ => Instant::now(),
+        };
+        Some(ended.saturating_duration_since(started))
+    }
+
     /// Record the finished request once: hand the primary's outcome to its copy (for the
     /// paired ratio and the comparison), then every metric, the request count last.
+    /// `elapsed` is caller-side (since runoff saw the request).
     pub(super) fn finish(&mut self, e: Option<&Error>, elapsed: Duration) {
+        let upstream = self.upstream_elapsed(e);
         if let Some(mut copy) = self.mirror.take() {
             let completed = e.is_none() && self.upstream_status.is_some();
             let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
             copy.primary_done(
-                completed.then_some(elapsed),
+                upstream.filter(|_| completed),
                 self.answer.take(),
                 caller_gone,
             );
@@ -151,6 +171,9 @@ impl RequestCtx {
         let Some(target) = &self.target else { return };
         let h = &target.handles;
         h.duration.observe(elapsed.as_secs_f64());
+        if let Some(u) = upstream {
+            h.upstream_duration.observe(u.as_secs_f64());
+        }
         if let Some(ttfb) = self.ttfb {
             h.ttfb.observe(ttfb.as_secs_f64());
         }
@@ -158,7 +181,10 @@ impl RequestCtx {
         h.response_bytes.inc_by(self.response_body_bytes);
         self.gauge = None;
         let class = status_class(self.upstream_status, e);
-        target.latency.record_duration(elapsed, class.is_error());
+        target.caller.record_duration(elapsed, class.is_error());
+        if let Some(u) = upstream {
+            target.latency.record_duration(u, class.is_error());
+        }
         // Last: a reader that sees this count also sees everything above.
         h.finished(class);
     }
@@ -171,7 +197,10 @@ impl RequestCtx {
         elapsed: Duration,
     ) -> Entry<'a> {
         let live = &self.snapshot.live;
+        let upstream = self.upstream_elapsed(e);
         Entry {
+            upstream_start: self.upstream_started.map(rfc3339_at),
+            upstream_ms: upstream.map(|u| u.as_secs_f64() * 1000.0),
             time: now_rfc3339(),
             request_id: self.request_id.as_ref().map_or("", RequestId::as_str),
             method: req.method.as_str(),

@@ -26,8 +26,10 @@ pub(super) struct Target {
     pub backend: usize,
     pub reason: ChoiceReason,
     pub handles: Arc<RequestHandles>,
-    /// The exact latency recorder analysis handed this (route, backend, primary).
+    /// The recorders analysis handed this (route, backend, primary): upstream-side latency,
+    /// and caller-side latency with every answered request's count.
     pub latency: Arc<Recorder>,
+    pub caller: Arc<Recorder>,
 }
 
 /// Decide the route and backend for a request, and return the route's sticky key in it (the
@@ -74,6 +76,7 @@ pub(super) fn decide<'r>(
         reason: choice.reason,
         handles: Arc::clone(&state.primary[choice.split_index]),
         latency: Arc::clone(&state.primary_latency[choice.split_index]),
+        caller: Arc::clone(&state.primary_caller[choice.split_index]),
     };
     Some((target, sticky_key))
 }

@@ -115,6 +115,9 @@ impl ProxyHttp for Runoff {
         };
         ctx.attempts += 1;
         ctx.attempt_body_bytes = 0;
+        // The primary's upstream clock starts with its first attempt, before the connection
+        // is taken or made: the same point the shadow's starts at.
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         Ok(Box::new(ctx.snapshot.backends[target.backend].peer.clone()))
     }
 
@@ -193,6 +196,8 @@ impl ProxyHttp for Runoff {
                 ctx.ttfb = ctx.sent_upstream_at.map(|t| t.elapsed());
             }
             ctx.upstream_status = Some(status.as_u16());
+            // A response without a body ends here; one with a body ends at its last byte.
+            ctx.upstream_ended = Some(Instant::now());
         }
         Ok(())
     }
@@ -211,7 +216,7 @@ impl ProxyHttp for Runoff {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let Some(b) = body {
@@ -219,6 +224,9 @@ impl ProxyHttp for Runoff {
             if let Some(a) = ctx.answer.as_mut() {
                 a.push(b);
             }
+        }
+        if end_of_stream {
+            ctx.upstream_ended = Some(Instant::now());
         }
         Ok(None)
     }

@@ -19,7 +19,10 @@ use std::fmt;
 use crate::analysis::model::{Comparison, Facing, Quantiles, RouteSummary, Summary};
 use layout::{render_text, RouteTable, Style};
 use numbers::{fmt_cpu_ms, fmt_error_percent, fmt_mb, fmt_ms, fmt_rps, group};
-use wording::{heading, paired_line, points, process_notes, response_match, times, traffic};
+use wording::{
+    bias_line, heading, latency_note, paired_line, points, process_notes, response_match, times,
+    traffic,
+};
 
 /// Shown for a figure that is unavailable.
 const NONE: &str = "—";
@@ -253,6 +256,9 @@ fn route_table(route: &RouteSummary) -> RouteTable {
 /// The lines under a route's table.
 fn notes(route: &RouteSummary, c: &Comparison) -> Vec<String> {
     let mut notes = Vec::new();
+    if let Some(bias) = c.bias.as_ref().filter(|b| b.biased) {
+        notes.push(bias_line(bias));
+    }
     if let Some(paired) = &c.paired {
         notes.push(paired_line(paired));
     }
@@ -277,6 +283,7 @@ fn notes(route: &RouteSummary, c: &Comparison) -> Vec<String> {
         ));
     }
     let sides: Vec<&Facing> = std::iter::once(&c.baseline).chain(&c.candidate).collect();
+    notes.push(latency_note(&sides));
     if sides
         .iter()
         .any(|f| f.cpu_ms_per_request.is_some() && f.cpu_since_start)

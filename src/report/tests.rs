@@ -470,3 +470,36 @@ fn partial_mirror_and_split_plus_mirror() {
         ],
     );
 }
+
+#[test]
+fn a_load_that_biases_the_mirror_is_said_and_latencies_say_what_they_measure() {
+    let mut summary = example();
+    if let Some(mirror) = &mut summary.routes[0].mirror {
+        mirror.pace_window = crate::analysis::model::Pace {
+            copies: 1_000,
+            ahead: 340,
+        };
+    }
+    summary.routes[0].backends[0].window.caller_latency_ms = Some(Quantiles {
+        p50: 99.0,
+        p99: 351.0,
+        ..Quantiles::default()
+    });
+    let out = render_ok(&summary, Some("orders"), Format::Table);
+    assert_lines(
+        &out,
+        &[
+            "Biased by the load's shape: 34% of copies (340 of 1,000) were sent while the shadow ran far ahead of the primary (copies under way > 4× the primary's + 4). The load is paced by the primary's answers (a closed-loop load test?) or the shadow fell behind, so the shadow's latency includes queueing the primary never had; for such loads use `mirror: { pacing: matched }`.",
+            "Latency is upstream-side on both legs: each from its own request going upstream (connect included) to the last response byte back. Callers saw (runoff included): node p50 99.0 ms, p99 351 ms.",
+        ],
+    );
+    // Under 5% of copies, or too few copies to say: no warning.
+    for (copies, ahead) in [(1_000, 50), (19, 19)] {
+        let mut calm = example();
+        if let Some(mirror) = &mut calm.routes[0].mirror {
+            mirror.pace_window = crate::analysis::model::Pace { copies, ahead };
+        }
+        let out = render_ok(&calm, Some("orders"), Format::Table);
+        assert!(!out.contains("Biased by"), "{copies}/{ahead}:\n{out}");
+    }
+}

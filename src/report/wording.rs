@@ -4,10 +4,10 @@
 //!
 //! Must not: compute figures: every ratio, share and difference arrives from `analysis`.
 
-use super::numbers::{fmt_ratio, fmt_share, fmt_trim, group};
+use super::numbers::{fmt_ms, fmt_ratio, fmt_share, fmt_trim, group};
 use super::{NA, NONE};
 use crate::analysis::model::{
-    CompareSummary, Comparison, Facing, Paired, ProcessState, RouteSummary, Traffic,
+    Bias, CompareSummary, Comparison, Facing, Paired, ProcessState, RouteSummary, Traffic,
 };
 
 /// Two figures closer than this (relative) are "same".
@@ -154,4 +154,49 @@ pub(super) fn process_notes(sides: &[&Facing]) -> Vec<String> {
         ));
     }
     notes
+}
+
+/// What the latency rows measure, and what the callers saw where runoff knows it.
+pub(super) fn latency_note(sides: &[&Facing]) -> String {
+    let mut line =
+        "Latency is upstream-side on both legs: each from its own request going upstream \
+(connect included) to the last response byte back."
+            .to_string();
+    let seen: Vec<String> = sides
+        .iter()
+        .filter_map(|f| {
+            let q = f.stats.as_ref()?.caller_latency_ms.as_ref()?;
+            Some(format!(
+                "{} p50 {}, p99 {}",
+                f.backend,
+                fmt_ms(q.p50),
+                fmt_ms(q.p99)
+            ))
+        })
+        .collect();
+    if !seen.is_empty() {
+        line.push_str(&format!(
+            " Callers saw (runoff included): {}.",
+            seen.join("; ")
+        ));
+    }
+    line
+}
+
+/// The warning that the load's shape biases a mirrored comparison.
+pub(super) fn bias_line(bias: &Bias) -> String {
+    let since = if bias.since_start {
+        ", since start"
+    } else {
+        ""
+    };
+    format!(
+        "Biased by the load's shape: {:.0}% of copies ({} of {}{since}) were sent while the shadow \
+ran far ahead of the primary (copies under way > 4× the primary's + 4). The load is paced by \
+the primary's answers (a closed-loop load test?) or the shadow fell behind, so the shadow's \
+latency includes queueing the primary never had; for such loads use `mirror: {{ pacing: matched }}`.",
+        bias.share * 100.0,
+        group(bias.ahead),
+        group(bias.copies)
+    )
 }

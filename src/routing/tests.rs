@@ -247,6 +247,7 @@ fn mirror_to(to: usize, percent: f64) -> crate::config::Mirror {
         timeout: std::time::Duration::from_secs(1),
         marker_header: HeaderName::from_static("x-runoff-shadow"),
         strip_headers: Vec::new(),
+        pacing: crate::config::Pacing::Off,
     }
 }
 

@@ -19,9 +19,9 @@ pub async fn node_backend() -> Fixture {
 }
 
 /// The candidate: answers in ~1 ms with node's body and content type (so compared pairs
-/// match), except `/api/boom` (500), `/api/reset` (the connection is reset before any answer)
-/// and `/api/slow` (300 ms). It closes each keep-alive connection after its 25th answer, so
-/// that runoff keeps opening new ones.
+/// match), except `/api/boom` (500), `/api/reset` (the connection is reset before any answer),
+/// `/api/slow` (300 ms) and `/api/lag` (200 ms, within the mirror's timeout). It closes each
+/// keep-alive connection after its 25th answer, so that runoff keeps opening new ones.
 pub async fn go_backend() -> Fixture {
     fixture("go")
         .delay(Duration::from_millis(1))
@@ -30,6 +30,7 @@ pub async fn go_backend() -> Fixture {
         .when_path("/api/boom", |b| b.status(500))
         .when_path("/api/reset", |b| b.reset())
         .when_path("/api/slow", |b| b.delay(Duration::from_millis(300)))
+        .when_path("/api/lag", |b| b.delay(Duration::from_millis(200)))
         .close_every(25)
         .start()
         .await
@@ -59,7 +60,7 @@ routes:
   - name: api
     match: {{ path_prefix: /api }}
     split: {{ node: {wn}, go: {wg} }}
-    mirror: {{ to: go, percent: 100, timeout: 150ms }}
+    mirror: {{ to: go, percent: 100, timeout: 250ms }}
     compare: {{ status: true }}
   - name: orders
     match: {{ path_prefix: /orders }}
@@ -135,6 +136,20 @@ pub async fn drive(
     }
     for h in handles {
         h.await.unwrap();
+    }
+    // Last (so that it is inside the rate windows the queries read): a closed loop, each
+    // request waiting for the previous answer as `wrk` does, on a path the shadow answers far
+    // slower than the primary. Copies pile up on the shadow, which the load-shape bias panel
+    // shows.
+    for _ in 0..200 {
+        // Forced to node, so every copy goes to go (which serves none of these itself).
+        let lag = client
+            .get(format!("{base}/api/lag"))
+            .header("x-runoff-backend", "node");
+        if let Ok(resp) = lag.send().await {
+            let _ = resp.bytes().await;
+            answered.fetch_add(1, Ordering::Relaxed);
+        }
     }
     answered.load(Ordering::Relaxed)
 }

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -37,6 +37,11 @@ pub struct Received {
     pub uri: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the request's head arrived (wall clock).
+    pub arrived_at: SystemTime,
+    /// When the fixture began sending its answer (after any gate and delay); `None` until then,
+    /// or when it reset the connection instead.
+    pub answered_at: Option<SystemTime>,
 }
 
 impl Received {
@@ -251,6 +256,7 @@ impl State {
     /// One exchange: read the whole request, record it, behave as configured; `None` for
     /// "reset the connection".
     async fn answer(&self, req: Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+        let arrived_at = SystemTime::now();
         let b = self.behaviour(req.uri().path());
         let method = req.method().to_string();
         let uri = req.uri().to_string();
@@ -283,12 +289,18 @@ impl State {
         if declared.is_some_and(|n| n != body.len()) {
             return Some(plain(400, "short body"));
         }
-        self.received.lock().unwrap().push(Received {
-            method,
-            uri,
-            headers,
-            body,
-        });
+        let index = {
+            let mut received = self.received.lock().unwrap();
+            received.push(Received {
+                method,
+                uri,
+                headers,
+                body,
+                arrived_at,
+                answered_at: None,
+            });
+            received.len() - 1
+        };
         let mine = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(gate) = &b.gate {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -308,6 +320,7 @@ impl State {
         if b.reset {
             return None;
         }
+        self.received.lock().unwrap()[index].answered_at = Some(SystemTime::now());
         let mut resp = Response::builder()
             .status(b.status)
             .header("x-fixture", self.name.as_str());

@@ -3,6 +3,7 @@
 
 mod delivery;
 mod failures;
+mod fidelity;
 mod request_ids;
 mod sampling;
 
