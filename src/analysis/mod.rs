@@ -11,6 +11,7 @@ pub mod figures;
 pub mod model;
 pub mod process;
 pub mod recorder;
+pub mod stats;
 pub mod resources;
 pub mod summary;
 
