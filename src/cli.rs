@@ -108,6 +108,19 @@ pub struct ReportArgs {
     /// Bearer token, if the admin API needs one (default: $RUNOFF_ADMIN_TOKEN).
     #[arg(long, env = "RUNOFF_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Exit 1 when a reported route's overall verdict is this bad: `fail`, or `inconclusive`
+    /// (then anything but pass); for CI pipelines. Routes without `analysis:` are not judged.
+    #[arg(long, value_enum)]
+    pub fail_on: Option<FailOn>,
+}
+
+/// `runoff report --fail-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 when a verdict is fail.
+    Fail,
+    /// Exit 1 when a verdict is fail or inconclusive.
+    Inconclusive,
 }
 
 /// `runoff report --format`.

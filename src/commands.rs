@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{CheckArgs, DemoArgs, DemoBackends, ReportArgs, ReportFormat, RunArgs};
+use crate::analysis::model::{Summary, Verdict};
+use crate::cli::{CheckArgs, DemoArgs, DemoBackends, FailOn, ReportArgs, ReportFormat, RunArgs};
 use crate::config::{defaults, Config};
 use crate::demo::{self, Backends, DemoOptions};
 use crate::error::ConfigError;
@@ -75,14 +76,48 @@ pub fn report(args: ReportArgs) -> ExitCode {
         ReportFormat::Markdown => Format::Markdown,
         ReportFormat::Json => Format::Json,
     };
-    let rendered = fetch::summary(&admin, &args.window, args.token.as_deref())
-        .and_then(|s| report::render(&s, args.route.as_deref(), format).map_err(|e| e.to_string()));
+    let rendered = fetch::summary(&admin, &args.window, args.token.as_deref()).and_then(|s| {
+        let text = report::render(&s, args.route.as_deref(), format).map_err(|e| e.to_string())?;
+        Ok((text, s))
+    });
     match rendered {
-        Ok(text) => {
+        Ok((text, summary)) => {
             println!("{text}");
-            ExitCode::SUCCESS
+            match args
+                .fail_on
+                .map(|f| judged(&summary, args.route.as_deref(), f))
+            {
+                Some(Err(e)) => failed("runoff report", &e),
+                Some(Ok(())) | None => ExitCode::SUCCESS,
+            }
         }
         Err(e) => failed("runoff report", &e),
+    }
+}
+
+/// `--fail-on`: every judged route's overall verdict is good enough, or why not.
+fn judged(summary: &Summary, route: Option<&str>, fail_on: FailOn) -> Result<(), String> {
+    let judged: Vec<(&str, Verdict)> = summary
+        .routes
+        .iter()
+        .filter(|r| route.is_none_or(|name| r.name == name))
+        .filter_map(|r| r.analysis.as_ref().map(|a| (r.name.as_str(), a.overall)))
+        .collect();
+    if judged.is_empty() {
+        return Err("--fail-on: no reported route has an `analysis:` to judge".to_string());
+    }
+    let bad: Vec<String> = judged
+        .iter()
+        .filter(|(_, v)| match fail_on {
+            FailOn::Fail => *v == Verdict::Fail,
+            FailOn::Inconclusive => *v != Verdict::Pass,
+        })
+        .map(|(name, v)| format!("{name} is {}", v.as_str()))
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("--fail-on: {}", bad.join(", ")))
     }
 }
 

@@ -15,8 +15,10 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{split_weight, weight_error, weights_total, Config, Live, Mirror, Route};
+use crate::analysis::model::{RampStatus, RouteAnalysis};
+use crate::config::{split_weight, weight_error, weights_total, Config, Live, Mirror, Ramp, Route};
 use crate::metrics::ReloadResult;
+use crate::ramp::{decide, RampState, Ramps};
 use crate::state::Shared;
 
 /// Why a control action was refused.
@@ -59,6 +61,8 @@ struct State {
     /// values).
     file: Arc<Config>,
     overrides: BTreeMap<String, RouteOverride>,
+    /// Ramps (routes with `ramp:`); kept across reloads, and in their state file across restarts.
+    ramps: Ramps,
 }
 
 /// Live control of a running runoff.
@@ -70,16 +74,32 @@ pub(crate) struct Control {
 
 impl Control {
     /// Control of a runoff running `running`, loaded from `path` (if from a file).
-    pub(crate) fn new(shared: Arc<Shared>, running: Config, path: Option<PathBuf>) -> Control {
+    /// `ramp_file`: where ramps keep their state (`None`: in memory only).
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        running: Config,
+        path: Option<PathBuf>,
+        ramp_file: Option<PathBuf>,
+    ) -> Control {
         let file = Arc::new(running);
-        Control {
+        let control = Control {
             shared,
             path,
             state: Mutex::new(State {
                 file,
                 overrides: BTreeMap::new(),
+                ramps: Ramps::load(ramp_file),
             }),
+        };
+        {
+            // Every ramp puts its step's weights in force from the start (a restart after a
+            // rollback keeps the candidate at 0).
+            let mut st = control.lock();
+            if start_ramps(&mut st) {
+                control.apply(&st);
+            }
         }
+        control
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -113,6 +133,7 @@ impl Control {
         }
         st.file = Arc::new(new);
         st.overrides.clear();
+        start_ramps(&mut st);
         self.apply(&st);
         metrics.control.reload(ReloadResult::Success);
         log::info!("config reloaded from {}", path.display());
@@ -122,8 +143,9 @@ impl Control {
     }
 
     fn apply(&self, st: &State) {
-        self.shared
-            .install(Arc::new(effective(&st.file, &st.overrides).live));
+        self.shared.install(Arc::new(
+            effective(&st.file, &st.overrides, &st.ramps.states).live,
+        ));
     }
 
     /// Set split weights by backend name (others keep theirs). The split's order stays the
@@ -140,7 +162,7 @@ impl Control {
             ));
         };
         let mut st = self.lock();
-        let current = effective(&st.file, &st.overrides).live;
+        let current = effective(&st.file, &st.overrides, &st.ramps.states).live;
         let r = route_in(&current, route)?;
         let mut weights: IndexMap<String, u32> = r
             .split
@@ -164,6 +186,12 @@ impl Control {
         weights_total(weights.values().map(|w| u64::from(*w)).sum())
             .map_err(|e| ControlError::BadRequest(e.to_string()))?;
         st.overrides.entry(route.to_string()).or_default().weights = Some(weights.clone());
+        if let Some(cfg) = ramp_of(&st.file, route) {
+            if let Some(r) = st.ramps.states.get_mut(route) {
+                r.pause_for_manual_change(&cfg, route);
+                st.ramps.save();
+            }
+        }
         self.apply(&st);
         log::info!("route {route}: weights set to {weights:?} (runtime override)");
         Ok(weights)
@@ -191,7 +219,7 @@ impl Control {
                 .ok_or_else(|| ControlError::BadRequest("`to` must be a backend name".into()))
         });
         let mut st = self.lock();
-        let current = effective(&st.file, &st.overrides).live;
+        let current = effective(&st.file, &st.overrides, &st.ramps.states).live;
         let r = route_in(&current, route)?;
         let to = match (to.transpose()?, &r.mirror) {
             (Some(name), _) => {
@@ -218,16 +246,110 @@ impl Control {
         Ok(o)
     }
 
+    /// `POST /api/routes/ROUTE/ramp/resume`: the ramp's weights are in force again (a manual
+    /// weight override of the route is dropped) and its current step is judged from now.
+    pub(crate) fn resume_ramp(&self, route: &str) -> Result<RampStatus, ControlError> {
+        let mut st = self.lock();
+        route_in(&st.file.live, route)?;
+        let cfg = ramp_of(&st.file, route)
+            .ok_or_else(|| ControlError::BadRequest(format!("route `{route}` has no ramp")))?;
+        if let Some(o) = st.overrides.get_mut(route) {
+            o.weights = None;
+        }
+        let state = st
+            .ramps
+            .states
+            .entry(route.to_string())
+            .or_insert_with(RampState::start);
+        state.resume(route);
+        let status = state.status(&cfg);
+        st.ramps.save();
+        self.apply(&st);
+        Ok(status)
+    }
+
+    /// One look of every ramp at its route's verdict: advance, hold, roll back or pause; the
+    /// new weights put in force and the state file written when anything changed. Returns the
+    /// ramps' states, by route.
+    pub(crate) fn ramp_tick(
+        &self,
+        verdicts: &[(String, RouteAnalysis)],
+    ) -> Vec<(String, RampStatus, f64)> {
+        let mut st = self.lock();
+        let mut changed = false;
+        let mut statuses = Vec::new();
+        let file = Arc::clone(&st.file);
+        for route in &file.live.routes {
+            let Some(cfg) = &route.ramp else { continue };
+            let Some(state) = st.ramps.states.get_mut(&route.name) else {
+                continue;
+            };
+            if let Some((_, a)) = verdicts.iter().find(|(name, _)| *name == route.name) {
+                let decision = decide(
+                    cfg,
+                    state,
+                    a.overall,
+                    &a.explanation,
+                    state.step_started.elapsed(),
+                );
+                let before = state.clone();
+                if state.apply(cfg, decision, &route.name) {
+                    changed = true;
+                }
+                changed |= *state != before;
+            }
+            statuses.push((
+                route.name.clone(),
+                state.status(cfg),
+                state.last_decision_at,
+            ));
+        }
+        if changed {
+            st.ramps.save();
+            self.apply(&st);
+        }
+        statuses
+    }
+
+    /// A route's ramp, when it has one.
+    pub(crate) fn ramp_status(&self, route: &str) -> Option<RampStatus> {
+        let st = self.lock();
+        let cfg = ramp_of(&st.file, route)?;
+        st.ramps.states.get(route).map(|s| s.status(&cfg))
+    }
+
     /// The config in force: the file's, with the runtime overrides applied.
     pub(crate) fn effective(&self) -> Config {
         let st = self.lock();
-        effective(&st.file, &st.overrides)
+        effective(&st.file, &st.overrides, &st.ramps.states)
     }
 
     /// The runtime overrides in force, by route.
     pub(crate) fn overrides(&self) -> BTreeMap<String, RouteOverride> {
         self.lock().overrides.clone()
     }
+}
+
+/// The ramp config of a route, if it has one.
+fn ramp_of(file: &Config, route: &str) -> Option<Ramp> {
+    let i = file.live.route_index(route)?;
+    file.live.routes[i].ramp.clone()
+}
+
+/// Give every route with a ramp a state (its first step when new); `true` when any has one.
+fn start_ramps(st: &mut State) -> bool {
+    let mut any = false;
+    for r in st.file.live.routes.iter().filter(|r| r.ramp.is_some()) {
+        st.ramps
+            .states
+            .entry(r.name.clone())
+            .or_insert_with(RampState::start);
+        any = true;
+    }
+    if any {
+        st.ramps.save();
+    }
+    any
 }
 
 /// The route named `route` in `live`.
@@ -249,10 +371,29 @@ fn pin_restart_only(new: &mut Config, running: &Config) -> Vec<String> {
         .collect()
 }
 
-/// The file's config with runtime overrides applied.
-fn effective(file: &Config, overrides: &BTreeMap<String, RouteOverride>) -> Config {
+/// The file's config with the ramps' weights and then the runtime overrides applied (a manual
+/// override wins, and pauses the ramp).
+fn effective(
+    file: &Config,
+    overrides: &BTreeMap<String, RouteOverride>,
+    ramps: &BTreeMap<String, RampState>,
+) -> Config {
     let mut config = file.clone();
     let c = &mut config.live;
+    for route in c.routes.iter_mut() {
+        let (Some(cfg), Some(state)) = (&route.ramp, ramps.get(&route.name)) else {
+            continue;
+        };
+        let weight = state.weight(cfg);
+        let (baseline, candidate) = (route.baseline, route.candidate());
+        for entry in route.split.iter_mut() {
+            if Some(entry.backend) == candidate {
+                entry.weight = weight;
+            } else if entry.backend == baseline {
+                entry.weight = 100 - weight.min(100);
+            }
+        }
+    }
     for (route, o) in overrides {
         let Some(ri) = c.routes.iter().position(|r| &r.name == route) else {
             continue;
@@ -298,7 +439,7 @@ mod tests {
                 }),
             },
         );
-        let c = effective(&file, &o).live;
+        let c = effective(&file, &o, &BTreeMap::new()).live;
         let split: Vec<(usize, u32)> = c.routes[0]
             .split
             .iter()
@@ -309,7 +450,7 @@ mod tests {
         assert_eq!((m.to, m.percent), (1, 5.0));
         // Unknown routes in overrides are ignored (a reload may have removed them).
         o.insert("gone".into(), RouteOverride::default());
-        let _ = effective(&file, &o);
+        let _ = effective(&file, &o, &BTreeMap::new());
     }
 
     #[test]

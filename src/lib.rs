@@ -26,6 +26,7 @@ mod metrics;
 mod mirror;
 mod outcome;
 mod proxy;
+mod ramp;
 mod report;
 pub mod routing;
 mod server;

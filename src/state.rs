@@ -13,7 +13,9 @@ use arc_swap::ArcSwap;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::access_log::AccessLogger;
-use crate::analysis::{Book, MirrorInput, Recorder, Resources, RouteInput, Series};
+use crate::analysis::model::RouteAnalysis;
+use crate::analysis::tally::{Side, Tally};
+use crate::analysis::{verdict, Book, MirrorInput, Recorder, Resources, RouteInput, Series};
 use crate::compare::store::{CompareStore, RouteSamples};
 use crate::compare::Judge;
 use crate::config::{Config, Live, ProcessSpec};
@@ -41,6 +43,12 @@ pub(crate) struct RouteState {
     pub primary_caller: Vec<Arc<Recorder>>,
     /// The route's mirror, if it has one.
     pub mirror: Option<Arc<RouteMirror>>,
+    /// The route's verdict tally (routes with an `analysis`), and which side each split
+    /// entry's primaries count for.
+    pub tally: Option<Arc<Tally>>,
+    pub sides: Vec<Option<Side>>,
+    /// What the route is, for telling whether a new config changed it.
+    fingerprint: String,
 }
 
 /// One live config and everything derived from it.
@@ -78,6 +86,33 @@ impl Snapshot {
             .routes
             .iter()
             .map(|r| {
+                let fingerprint = fingerprint(r, &live);
+                let tally = r.analysis.as_ref().map(|_| {
+                    let tally = parts.book.tally(&r.name);
+                    // A route that changed (a reload, an override, a ramp step) starts its
+                    // analysis again: what came before was another experiment.
+                    let before = previous.and_then(|p| p.fingerprint_of(&r.name));
+                    if before.is_some_and(|f| f != fingerprint) {
+                        tally.restart("the route changed (reload, override or ramp step)");
+                    }
+                    tally
+                });
+                let candidate = r.candidate();
+                let sides = r
+                    .split
+                    .iter()
+                    .map(|e| {
+                        if tally.is_none() {
+                            None
+                        } else if e.backend == r.baseline {
+                            Some(Side::Baseline)
+                        } else if r.mirror.is_none() && Some(e.backend) == candidate {
+                            Some(Side::Candidate)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
                 let judge = r.compare.as_ref().zip(r.mirror.as_ref()).map(|(c, m)| {
                     Arc::new(Judge::new(
                         c.clone(),
@@ -88,6 +123,7 @@ impl Snapshot {
                             capacity: c.samples,
                             redact: m.strip_headers.clone(),
                         },
+                        tally.clone(),
                     ))
                 });
                 let carried = previous
@@ -114,8 +150,19 @@ impl Snapshot {
                         .collect(),
                     primary_latency: recorders(Series::Upstream(Role::Primary)),
                     primary_caller: recorders(Series::Caller),
-                    mirror: RouteMirror::new(r, &live, metrics, parts.book, judge, carried)
-                        .map(Arc::new),
+                    mirror: RouteMirror::new(
+                        r,
+                        &live,
+                        metrics,
+                        parts.book,
+                        judge,
+                        carried,
+                        tally.clone(),
+                    )
+                    .map(Arc::new),
+                    tally,
+                    sides,
+                    fingerprint,
                 }
             })
             .collect();
@@ -134,6 +181,28 @@ impl Snapshot {
     fn mirror_in_flight(&self, route: &str) -> Option<Arc<AtomicUsize>> {
         let i = self.live.route_index(route)?;
         Some(self.routes[i].mirror.as_ref()?.in_flight_counter())
+    }
+
+    fn fingerprint_of(&self, route: &str) -> Option<&str> {
+        let i = self.live.route_index(route)?;
+        Some(self.routes[i].fingerprint.as_str())
+    }
+
+    /// Each route with an `analysis`: its verdicts now (from its tally).
+    pub(crate) fn verdicts(&self) -> Vec<(String, RouteAnalysis)> {
+        self.live
+            .routes
+            .iter()
+            .zip(&self.routes)
+            .filter_map(|(r, rs)| {
+                let cfg = r.analysis.as_ref()?;
+                let snapshot = rs.tally.as_ref()?.snapshot()?;
+                Some((
+                    r.name.clone(),
+                    verdict::evaluate(cfg, r.mirror.is_some(), &snapshot),
+                ))
+            })
+            .collect()
     }
 
     /// The (route, backend) pairs whose weights this snapshot publishes.
@@ -172,6 +241,13 @@ impl Snapshot {
                     }
                 }),
                 compare: rs.mirror.as_ref().and_then(|rm| rm.compare_counts()),
+                analysis: r
+                    .analysis
+                    .as_ref()
+                    .zip(rs.tally.as_ref())
+                    .and_then(|(cfg, t)| {
+                        Some(verdict::evaluate(cfg, r.mirror.is_some(), &t.snapshot()?))
+                    }),
             })
             .collect()
     }
@@ -184,6 +260,20 @@ impl Snapshot {
             .filter_map(|b| b.process.clone().map(|p| (b.name.clone(), p)))
             .collect()
     }
+}
+
+/// A route as it is routed: itself and the addresses of its backends. Two configs with the
+/// same fingerprint for a route run the same experiment on it.
+fn fingerprint(r: &crate::config::Route, live: &Live) -> String {
+    let backends: Vec<String> = r
+        .split
+        .iter()
+        .map(|e| e.backend)
+        .chain(r.mirror.as_ref().map(|m| m.to))
+        .filter_map(|b| live.backends.get(b))
+        .map(|b| format!("{}={}", b.name, b.addr))
+        .collect();
+    format!("{r:?} {backends:?}")
 }
 
 /// State shared by the proxy service, the admin service and the drain logic.

@@ -12,7 +12,10 @@ use http::{Method, Response, StatusCode};
 use pingora::protocols::http::ServerSession;
 use serde_json::Value;
 
-use super::views::{ConfigView, OverrideView, ReloadView, RoutesView, SamplesView};
+use super::views::{
+    AnalysisView, ConfigView, OverrideView, ReloadView, ResetView, RouteAnalysisView, RoutesView,
+    SamplesView,
+};
 use super::{api_error, json_reply, Admin};
 use crate::control::ControlError;
 
@@ -20,7 +23,7 @@ use crate::control::ControlError;
 const MAX_BODY: usize = 64 * 1024;
 
 /// Every call, for the 404's hint.
-const CALLS: &str = "try GET /api/summary?window=60s, GET /api/config, GET /api/routes, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/reload";
+const CALLS: &str = "try GET /api/summary?window=60s, GET /api/analysis, GET /api/config, GET /api/routes, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/routes/NAME/ramp/resume, POST /api/analysis/NAME/reset, POST /api/reload";
 
 pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Response<Vec<u8>> {
     let method = session.req_header().method.clone();
@@ -38,6 +41,41 @@ pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Resp
             json_reply(StatusCode::OK, &RoutesView::new(&snapshot, &overrides))
         }
         (&Method::GET, ["summary"]) => summary(admin, &query(session)),
+        (&Method::GET, ["analysis"]) => {
+            let snapshot = admin.shared.snapshot.load_full();
+            let routes = snapshot
+                .verdicts()
+                .into_iter()
+                .map(|(route, mut analysis)| {
+                    analysis.ramp = admin.control.ramp_status(&route);
+                    RouteAnalysisView { route, analysis }
+                })
+                .collect();
+            json_reply(StatusCode::OK, &AnalysisView { routes })
+        }
+        (&Method::POST, ["analysis", route, "reset"]) => {
+            let snapshot = admin.shared.snapshot.load_full();
+            match snapshot.live.route_index(route) {
+                Some(i) => match &snapshot.routes[i].tally {
+                    Some(tally) => {
+                        tally.restart("reset through the admin API");
+                        log::info!("route {route}: analysis restarted through the admin API");
+                        json_reply(StatusCode::OK, &ResetView { route, reset: true })
+                    }
+                    None => api_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("route `{route}` has no analysis"),
+                    ),
+                },
+                None => control_error(ControlError::NoRoute(route.to_string())),
+            }
+        }
+        (&Method::POST, ["routes", route, "ramp", "resume"]) => {
+            match admin.control.resume_ramp(route) {
+                Ok(status) => json_reply(StatusCode::OK, &status),
+                Err(e) => control_error(e),
+            }
+        }
         (&Method::GET, ["mismatches"]) => mismatches(admin, &query(session)),
         (&Method::GET, ["mismatches", "paths"]) => {
             let q = query(session);
@@ -79,6 +117,9 @@ pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Resp
             | ["mismatches"]
             | ["mismatches", "paths"]
             | ["summary"]
+            | ["analysis"]
+            | ["analysis", _, "reset"]
+            | ["routes", _, "ramp", "resume"]
             | ["routes", _, "weights" | "mirror"],
         ) => api_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -101,12 +142,17 @@ fn summary(admin: &Admin, q: &HashMap<String, String>) -> Response<Vec<u8>> {
         }
     };
     let snapshot = admin.shared.snapshot.load_full();
-    let summary = crate::analysis::summarize(
+    let mut summary = crate::analysis::summarize(
         &admin.shared.book,
         &admin.shared.resources,
         &snapshot.route_inputs(),
         window,
     );
+    for r in &mut summary.routes {
+        if let Some(a) = r.analysis.as_mut() {
+            a.ramp = admin.control.ramp_status(&r.name);
+        }
+    }
     json_reply(StatusCode::OK, &summary)
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Serialize;
 
+use crate::analysis::model::RouteAnalysis;
 use crate::compare::store::Sample;
 use crate::config::{humane, Config, Live, Mirror, ServerSettings, StickyKey};
 use crate::control::{MirrorOverride, RouteOverride};
@@ -274,6 +275,26 @@ impl<'a> RoutesView<'a> {
 #[derive(Debug, Serialize)]
 pub(super) struct SamplesView {
     pub samples: Vec<Sample>,
+}
+
+/// `GET /api/analysis`: every route with an `analysis`, its verdicts and ramp.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(crate) struct AnalysisView {
+    pub(crate) routes: Vec<RouteAnalysisView>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(crate) struct RouteAnalysisView {
+    pub(crate) route: String,
+    #[serde(flatten)]
+    pub(crate) analysis: RouteAnalysis,
+}
+
+/// `POST /api/analysis/NAME/reset`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ResetView<'a> {
+    pub(crate) route: &'a str,
+    pub(crate) reset: bool,
 }
 
 /// `POST /api/reload`.

@@ -11,9 +11,11 @@ pub mod figures;
 pub mod model;
 pub mod process;
 pub mod recorder;
-pub mod stats;
 pub mod resources;
+pub mod stats;
 pub mod summary;
+pub mod tally;
+pub mod verdict;
 
 pub use recorder::{Book, Recorder, Series};
 pub use resources::Resources;

@@ -128,6 +128,97 @@ pub struct RouteSummary {
     /// The baseline and candidate figures facing each other, and how they differ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Comparison>,
+    /// The route's verdicts (routes with `analysis:` configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RouteAnalysis>,
+}
+
+/// Where a criterion, or a route overall, stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The confidence bound lies entirely on the good side of the margin.
+    Pass,
+    /// Entirely on the bad side.
+    Fail,
+    /// Neither yet (or too few samples to say).
+    #[default]
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+
+    /// −1 fail, 0 inconclusive, 1 pass (the metric's values).
+    pub fn score(self) -> i64 {
+        match self {
+            Verdict::Pass => 1,
+            Verdict::Fail => -1,
+            Verdict::Inconclusive => 0,
+        }
+    }
+}
+
+/// One criterion's estimate, its anytime-valid bound at the route's confidence, and the
+/// verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CriterionResult {
+    /// `latency_p50`, `latency_p99`, `error_rate` or `match_rate`.
+    pub criterion: String,
+    /// What is estimated, in words (e.g. "median of per-request candidate/baseline latency").
+    pub measures: String,
+    /// The point estimate (a ratio, percentage points, or a share); `None` without data.
+    pub estimate: Option<f64>,
+    /// The confidence bound; `upper` is `None` when the data cannot bound it from above yet.
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+    /// The margin the bound is held against.
+    pub margin: f64,
+    /// Samples behind it: baseline and candidate (the same pairs on mirrored routes).
+    pub n_baseline: u64,
+    pub n_candidate: u64,
+    pub verdict: Verdict,
+    /// One line: "latency_p99: candidate/baseline 1.31, 95% bound [1.22, 1.40], margin 1.10 →
+    /// fail (n = 4,210 / 4,198)".
+    pub explanation: String,
+}
+
+/// A route's verdicts, accumulated from a start point (never over a sliding window).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouteAnalysis {
+    /// The start point (RFC 3339), and what set it.
+    pub since: String,
+    pub reason: String,
+    pub confidence: f64,
+    pub min_samples: u64,
+    pub criteria: Vec<CriterionResult>,
+    /// Pass when every criterion passes; fail when any fails after a Bonferroni correction
+    /// across the criteria; else inconclusive.
+    pub overall: Verdict,
+    pub explanation: String,
+    /// The route's ramp, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<RampStatus>,
+}
+
+/// Where a ramp stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RampStatus {
+    /// `ramping`, `paused`, `rolled_back` or `done`.
+    pub state: String,
+    /// The candidate's share of traffic now, in percent, and the step it is at (0-based).
+    pub weight: u32,
+    pub step: usize,
+    pub steps: Vec<u32>,
+    /// The last decision, in words, and when (RFC 3339).
+    pub last_decision: String,
+    pub last_decision_at: String,
 }
 
 /// The figures of a route's baseline and candidate that face each other, and how they differ,

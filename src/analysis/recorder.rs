@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::model::{Quantiles, Stats};
+use super::tally::Tally;
 use crate::metrics::Role;
 
 /// Length of one slot of the sliding window.
@@ -200,6 +201,8 @@ type Key = (Series, String, String);
 pub struct Book {
     pub started: Instant,
     recorders: Mutex<HashMap<Key, Arc<Recorder>>>,
+    /// Each route's verdict tally, by route name.
+    tallies: Mutex<HashMap<String, Arc<Tally>>>,
 }
 
 impl Default for Book {
@@ -207,6 +210,7 @@ impl Default for Book {
         Book {
             started: Instant::now(),
             recorders: Mutex::new(HashMap::new()),
+            tallies: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -219,6 +223,15 @@ impl Book {
         Arc::clone(
             map.entry((series, route.to_string(), backend.to_string()))
                 .or_insert_with(|| Arc::new(Recorder::new(self.started))),
+        )
+    }
+
+    /// The verdict tally of a route (counting from process start when new).
+    pub fn tally(&self, route: &str) -> Arc<Tally> {
+        let mut map = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            map.entry(route.to_string())
+                .or_insert_with(|| Arc::new(Tally::new("process start"))),
         )
     }
 

@@ -172,7 +172,11 @@ pub fn ratio(x: Interval, y: Interval) -> Interval {
         }
     };
     Interval {
-        lo: if y.hi.is_finite() { div(x.lo, y.hi) } else { 0.0 },
+        lo: if y.hi.is_finite() {
+            div(x.lo, y.hi)
+        } else {
+            0.0
+        },
         hi: div(x.hi, y.lo),
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::figures;
 use super::model::{
-    BackendSummary, CompareSummary, MirrorSummary, Pace, PairStats, RouteSummary, Stats, Summary,
+    BackendSummary, CompareSummary, MirrorSummary, Pace, PairStats, RouteAnalysis, RouteSummary,
+    Stats, Summary,
 };
 use super::recorder::{Book, Series};
 use super::resources::Resources;
@@ -27,6 +28,8 @@ pub struct RouteInput {
     pub mirror: Option<MirrorInput>,
     /// Pairs that matched, mismatched and were skipped, since start.
     pub compare: Option<(u64, u64, u64)>,
+    /// The route's verdicts, when it has an `analysis`.
+    pub analysis: Option<RouteAnalysis>,
 }
 
 /// A route's mirror and its accounting since start.
@@ -131,6 +134,7 @@ pub fn summarize(
                 mirror,
                 compare,
                 comparison: None,
+                analysis: r.analysis.clone(),
             }
         })
         .collect();

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use super::store::{CompareStore, RouteSamples};
 use super::{compare, Captured};
 use crate::access_log::now_rfc3339;
+use crate::analysis::tally::Tally;
 use crate::config::Compare;
-use crate::metrics::CompareHandles;
+use crate::metrics::{CompareHandles, CompareResult};
 
 /// What a pair is about, taken from the request when its copy was dispatched.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub(crate) struct Judge {
     handles: CompareHandles,
     store: Arc<CompareStore>,
     samples: RouteSamples,
+    /// The route's verdict tally, when it has an `analysis`.
+    tally: Option<Arc<Tally>>,
 }
 
 impl Judge {
@@ -35,12 +38,14 @@ impl Judge {
         handles: CompareHandles,
         store: Arc<CompareStore>,
         samples: RouteSamples,
+        tally: Option<Arc<Tally>>,
     ) -> Judge {
         Judge {
             config,
             handles,
             store,
             samples,
+            tally,
         }
     }
 
@@ -63,6 +68,13 @@ impl Judge {
     pub(crate) fn judge(&self, meta: &PairMeta, primary: &Captured, shadow: &Captured) {
         let verdict = compare(primary, shadow, &self.config);
         self.handles.judged(verdict.result(), &verdict.parts());
+        if let Some(t) = &self.tally {
+            match verdict.result() {
+                CompareResult::Match => t.compared(true),
+                CompareResult::Mismatch => t.compared(false),
+                CompareResult::Skipped => {}
+            }
+        }
         self.store.record(
             &self.samples,
             meta,

@@ -29,3 +29,18 @@ pub const COMPARE_MAX_BYTES: usize = 262_144;
 pub const COMPARE_SAMPLES: usize = 100;
 /// The largest split weight (weights are integers from 0 to this).
 pub const MAX_WEIGHT: u32 = 1_000_000;
+/// The confidence of verdicts' bounds (1 − α).
+pub const ANALYSIS_CONFIDENCE: f64 = 0.95;
+/// No verdict before this many requests (or pairs) on each side.
+pub const ANALYSIS_MIN_SAMPLES: u64 = 200;
+/// Margins of the default criteria.
+pub const LATENCY_P50_MAX_RATIO: f64 = 1.05;
+pub const LATENCY_P99_MAX_RATIO: f64 = 1.10;
+pub const ERROR_RATE_MAX_INCREASE_PP: f64 = 0.5;
+pub const MATCH_RATE_MIN: f64 = 0.995;
+/// The default ramp.
+pub const RAMP_STEPS: [u32; 6] = [1, 5, 10, 25, 50, 100];
+pub const RAMP_MIN_INTERVAL: Duration = Duration::from_secs(300);
+pub const RAMP_MAX_HOLD: Duration = Duration::from_secs(1800);
+/// The ramp state file's name, next to the config file.
+pub const RAMP_STATE_FILE: &str = "runoff-ramp-state.json";

@@ -19,9 +19,9 @@ use crate::error::ConfigError;
 use schema::RawConfig;
 
 pub use model::{
-    humane, AccessLog, AdminSettings, Backend, Compare, Config, Forwarding, HeaderRule, JsonRules,
-    Live, Mirror, Pacing, ProcessSpec, Route, RouteMatch, ServerSettings, SplitEntry, Startup,
-    StickyKey,
+    humane, AccessLog, AdminSettings, Analysis, Backend, Compare, Config, Criterion, Forwarding,
+    HeaderRule, JsonRules, Live, Mirror, OnFail, Pacing, ProcessSpec, Ramp, Route, RouteMatch,
+    ServerSettings, SplitEntry, Startup, StickyKey,
 };
 pub use validate_routes::{json_pointer, split_weight, weight_error, weights_total};
 

@@ -56,6 +56,8 @@ pub struct ServerSettings {
     pub watch: bool,
     /// Where a new process started with `--upgrade` receives the listeners (SIGQUIT handoff).
     pub upgrade_sock: PathBuf,
+    /// Where ramps keep their state across restarts; `None`: next to the config file.
+    pub ramp_state_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -190,6 +192,68 @@ pub struct Route {
     /// Index into `Config::backends` of the route's baseline (reports compare the candidate
     /// against it): `baseline:`, else the first backend of the split.
     pub baseline: usize,
+    /// Statistical verdicts on the candidate against the baseline.
+    pub analysis: Option<Analysis>,
+    /// A progressive ramp of the candidate's weight, driven by the verdicts (split routes).
+    pub ramp: Option<Ramp>,
+}
+
+/// How the candidate is judged against the baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// 1 − α of every confidence bound (the verdicts' error rate is at most α).
+    pub confidence: f64,
+    /// No verdict before this many requests (or pairs) on each side.
+    pub min_samples: u64,
+    pub criteria: Vec<Criterion>,
+}
+
+/// One criterion the candidate must meet, with its margin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Criterion {
+    /// Mirrored routes: the median of per-request candidate ÷ baseline latency; split routes:
+    /// the ratio of the two backends' medians. At most `max_ratio`.
+    LatencyP50 { max_ratio: f64 },
+    /// The ratio of the two backends' p99s; at most `max_ratio`.
+    LatencyP99 { max_ratio: f64 },
+    /// Candidate error rate minus baseline's, in percentage points; at most this.
+    ErrorRate { max_increase_pp: f64 },
+    /// Share of compared pairs that match; at least this.
+    MatchRate { min: f64 },
+}
+
+impl Criterion {
+    /// The name people and metrics use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Criterion::LatencyP50 { .. } => "latency_p50",
+            Criterion::LatencyP99 { .. } => "latency_p99",
+            Criterion::ErrorRate { .. } => "error_rate",
+            Criterion::MatchRate { .. } => "match_rate",
+        }
+    }
+}
+
+/// The ramp of a split route's candidate weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ramp {
+    /// The candidate's share of traffic at each step, in percent, rising.
+    pub steps: Vec<u32>,
+    /// The least time at a step before advancing (every criterion must also pass).
+    pub min_interval: Duration,
+    /// The longest time a step may stay inconclusive; past it, the ramp rolls back.
+    pub max_hold: Duration,
+    /// What a failing criterion does.
+    pub on_fail: OnFail,
+}
+
+/// What a ramp does when a criterion fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFail {
+    /// The candidate's weight goes to 0 and stays there (across reloads and restarts).
+    Rollback,
+    /// The ramp stops at its step until resumed.
+    Pause,
 }
 
 impl Route {

@@ -40,6 +40,7 @@ pub struct RawServer {
     pub mirror_memory_bytes: Option<i64>,
     pub watch: Option<bool>,
     pub upgrade_sock: Option<String>,
+    pub ramp_state_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -89,6 +90,54 @@ pub struct RawRoute {
     pub mirror: Option<RawMirror>,
     pub compare: Option<RawCompare>,
     pub baseline: Option<String>,
+    pub analysis: Option<RawAnalysis>,
+    pub ramp: Option<RawRamp>,
+}
+
+/// `analysis: { confidence, min_samples, criteria: { latency_p50: { max_ratio }, ... } }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnalysis {
+    pub confidence: Option<f64>,
+    pub min_samples: Option<i64>,
+    pub criteria: Option<RawCriteria>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCriteria {
+    pub latency_p50: Option<RawMaxRatio>,
+    pub latency_p99: Option<RawMaxRatio>,
+    pub error_rate: Option<RawMaxIncrease>,
+    pub match_rate: Option<RawMinRate>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaxRatio {
+    pub max_ratio: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaxIncrease {
+    pub max_increase_pp: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMinRate {
+    pub min: f64,
+}
+
+/// `ramp: { steps: [1, 5, 10, 25, 50, 100], min_interval: 5m, max_hold: 30m, on_fail: rollback }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRamp {
+    pub steps: Option<Vec<i64>>,
+    pub min_interval: Option<String>,
+    pub max_hold: Option<String>,
+    pub on_fail: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

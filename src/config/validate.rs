@@ -103,6 +103,14 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
                 .clone()
                 .unwrap_or_else(|| defaults::UPGRADE_SOCK.to_string()),
         ),
+        ramp_state_file: match raw.ramp_state_file.as_deref() {
+            None => None,
+            Some("") => {
+                c.report("server.ramp_state_file", "must be a file path");
+                None
+            }
+            Some(path) => Some(PathBuf::from(path)),
+        },
     }
 }
 

@@ -10,10 +10,12 @@ use http::header::HeaderName;
 use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
-    Backend, Compare, HeaderRule, JsonRules, Mirror, Pacing, Route, RouteMatch, SplitEntry,
-    StickyKey,
+    Analysis, Backend, Compare, Criterion, HeaderRule, JsonRules, Mirror, OnFail, Pacing, Ramp,
+    Route, RouteMatch, SplitEntry, StickyKey,
 };
-use super::schema::{RawCompare, RawForceHeader, RawMirror, RawRoute, RawSticky};
+use super::schema::{
+    RawAnalysis, RawCompare, RawForceHeader, RawMirror, RawRamp, RawRoute, RawSticky,
+};
 
 /// A split weight: an integer from 0 to [`defaults::MAX_WEIGHT`].
 pub fn split_weight(value: i64) -> Result<u32, String> {
@@ -169,10 +171,32 @@ fn validate_route(
             }
         },
     };
+    let analysis = r
+        .analysis
+        .as_ref()
+        .and_then(|a| validate_analysis(c, &format!("{path}.analysis"), a, compare.is_some()));
+    let ramp = r.ramp.as_ref().and_then(|raw| {
+        let ramp_path = format!("{path}.ramp");
+        if r.analysis.is_none() {
+            c.report(
+                &ramp_path,
+                "needs an `analysis` on the same route: the ramp advances on its verdicts",
+            );
+        }
+        if r.mirror.is_some() || split.len() != 2 {
+            c.report(
+                &ramp_path,
+                "needs a split of exactly two backends (the baseline and the candidate) and no mirror",
+            );
+        }
+        validate_ramp(c, &ramp_path, raw)
+    });
     if c.problems.len() > before {
         return None;
     }
     Some(Route {
+        analysis,
+        ramp,
         baseline,
         name: r.name.clone(),
         matcher: RouteMatch {
@@ -425,4 +449,168 @@ fn validate_sticky(c: &mut Checker, path: &str, s: &RawSticky) -> Option<StickyK
             None
         }
     }
+}
+
+fn validate_analysis(
+    c: &mut Checker,
+    path: &str,
+    raw: &RawAnalysis,
+    compares: bool,
+) -> Option<Analysis> {
+    let before = c.problems.len();
+    let confidence = raw.confidence.unwrap_or(defaults::ANALYSIS_CONFIDENCE);
+    if !(confidence > 0.5 && confidence < 1.0) {
+        c.report(
+            format!("{path}.confidence"),
+            format!("must be above 0.5 and below 1, e.g. 0.95, got {confidence}"),
+        );
+    }
+    let min_samples = match raw.min_samples {
+        None => defaults::ANALYSIS_MIN_SAMPLES,
+        Some(n) if (1..=100_000_000).contains(&n) => n as u64,
+        Some(n) => {
+            c.report(
+                format!("{path}.min_samples"),
+                format!("must be from 1 to 100000000, got {n}"),
+            );
+            1
+        }
+    };
+    let mut criteria = Vec::new();
+    let ratio = |c: &mut Checker, name: &str, v: f64| {
+        if !(v.is_finite() && v >= 1.0) {
+            c.report(
+                format!("{path}.criteria.{name}.max_ratio"),
+                format!("must be a ratio of 1 or more, e.g. 1.05, got {v}"),
+            );
+        }
+        v
+    };
+    match &raw.criteria {
+        None => {
+            criteria.push(Criterion::LatencyP50 {
+                max_ratio: defaults::LATENCY_P50_MAX_RATIO,
+            });
+            criteria.push(Criterion::LatencyP99 {
+                max_ratio: defaults::LATENCY_P99_MAX_RATIO,
+            });
+            criteria.push(Criterion::ErrorRate {
+                max_increase_pp: defaults::ERROR_RATE_MAX_INCREASE_PP,
+            });
+            if compares {
+                criteria.push(Criterion::MatchRate {
+                    min: defaults::MATCH_RATE_MIN,
+                });
+            }
+        }
+        Some(k) => {
+            if let Some(r) = &k.latency_p50 {
+                let max_ratio = ratio(c, "latency_p50", r.max_ratio);
+                criteria.push(Criterion::LatencyP50 { max_ratio });
+            }
+            if let Some(r) = &k.latency_p99 {
+                let max_ratio = ratio(c, "latency_p99", r.max_ratio);
+                criteria.push(Criterion::LatencyP99 { max_ratio });
+            }
+            if let Some(e) = &k.error_rate {
+                let v = e.max_increase_pp;
+                if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+                    c.report(
+                        format!("{path}.criteria.error_rate.max_increase_pp"),
+                        format!("must be from 0 to 100 percentage points, got {v}"),
+                    );
+                }
+                criteria.push(Criterion::ErrorRate { max_increase_pp: v });
+            }
+            if let Some(m) = &k.match_rate {
+                let v = m.min;
+                if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                    c.report(
+                        format!("{path}.criteria.match_rate.min"),
+                        format!("must be a share from 0 to 1, e.g. 0.995, got {v}"),
+                    );
+                }
+                if !compares {
+                    c.report(
+                        format!("{path}.criteria.match_rate"),
+                        "needs `compare` on the same route: it judges compared answers",
+                    );
+                }
+                criteria.push(Criterion::MatchRate { min: v });
+            }
+            if criteria.is_empty() {
+                c.report(
+                    format!("{path}.criteria"),
+                    "is empty: name at least one of latency_p50, latency_p99, error_rate, match_rate",
+                );
+            }
+        }
+    }
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(Analysis {
+        confidence,
+        min_samples,
+        criteria,
+    })
+}
+
+fn validate_ramp(c: &mut Checker, path: &str, raw: &RawRamp) -> Option<Ramp> {
+    let before = c.problems.len();
+    let steps: Vec<u32> = match &raw.steps {
+        None => defaults::RAMP_STEPS.to_vec(),
+        Some(list) => {
+            let steps: Vec<u32> = list
+                .iter()
+                .enumerate()
+                .filter_map(|(j, s)| match u32::try_from(*s) {
+                    Ok(v) if (1..=100).contains(&v) => Some(v),
+                    _ => {
+                        c.report(
+                            format!("{path}.steps[{j}]"),
+                            format!("must be a percentage from 1 to 100, got {s}"),
+                        );
+                        None
+                    }
+                })
+                .collect();
+            if list.is_empty() {
+                c.report(format!("{path}.steps"), "needs at least one step");
+            } else if !steps.windows(2).all(|w| w[0] < w[1]) {
+                c.report(format!("{path}.steps"), "must rise, step after step");
+            }
+            steps
+        }
+    };
+    let min_interval = c.duration(
+        &format!("{path}.min_interval"),
+        raw.min_interval.as_deref(),
+        defaults::RAMP_MIN_INTERVAL,
+    );
+    let max_hold = c.duration(
+        &format!("{path}.max_hold"),
+        raw.max_hold.as_deref(),
+        defaults::RAMP_MAX_HOLD,
+    );
+    let on_fail = match raw.on_fail.as_deref() {
+        None | Some("rollback") => OnFail::Rollback,
+        Some("pause") => OnFail::Pause,
+        Some(other) => {
+            c.report(
+                format!("{path}.on_fail"),
+                format!("must be `rollback` or `pause`, got `{other}`"),
+            );
+            OnFail::Rollback
+        }
+    };
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(Ramp {
+        steps,
+        min_interval,
+        max_hold,
+        on_fail,
+    })
 }

@@ -28,12 +28,14 @@ pub(super) fn demo_config(
     match: {{ path_prefix: /api/users }}
     split: {{ node: 80, go: 20 }}
     sticky: {{ header: x-user-id }}
+    analysis: {{}}
   - name: orders
     match: {{ path_prefix: /api/orders }}
     split: {{ node: 100 }}
     mirror: {{ to: go, percent: 100, methods: [GET, POST] }}
     compare:
       body: {{ json: {{ ignore_paths: [/generated_at] }} }}
+    analysis: {{}}
 "#
     )
 }

@@ -185,7 +185,7 @@ fn drive(stop: Stop, opts: DemoOptions) {
     }
     if opts.backends == Backends::Builtin {
         println!(
-            "\nThe candidate (go) was planted with another latency profile, 2.5% errors and one field spelled differently (/currency).\nRun it on real services: `runoff demo --backends examples`, and examples/README.md."
+            "\nThe candidate (go) was planted with another latency profile, 2.5% errors and one field spelled differently (/currency).\nThe verdicts say what that means: go is faster (the latency criteria pass once there are enough samples), but it errs more\nand answers differently (error_rate and, on orders, match_rate fail), so overall it fails: faster is not enough.\nRun it on real services: `runoff demo --backends examples`, and examples/README.md."
         );
     }
     if opts.keep_running {

@@ -12,8 +12,8 @@ pub(crate) mod labels;
 use std::collections::HashMap;
 
 use prometheus::{
-    exponential_buckets, CounterVec, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGaugeVec, Opts, Registry,
+    exponential_buckets, CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, RequestHandles};
@@ -69,6 +69,84 @@ pub struct ControlMetrics {
     last_reload_success: Gauge,
 }
 
+/// Verdicts and ramps (routes with `analysis:` and `ramp:`).
+pub struct AnalysisMetrics {
+    verdict: IntGaugeVec,
+    bound: GaugeVec,
+    ramp_step: IntGaugeVec,
+    ramp_decided: GaugeVec,
+}
+
+impl AnalysisMetrics {
+    fn new() -> Result<AnalysisMetrics, prometheus::Error> {
+        Ok(AnalysisMetrics {
+            verdict: IntGaugeVec::new(
+                Opts::new(
+                    "runoff_analysis_verdict",
+                    "Verdict of a criterion (or `overall`): -1 fail, 0 inconclusive, 1 pass.",
+                ),
+                &["route", "criterion"],
+            )?,
+            bound: GaugeVec::new(
+                Opts::new(
+                    "runoff_analysis_bound",
+                    "A criterion's estimate and confidence bounds: a ratio, percentage points or a share (as the criterion says).",
+                ),
+                &["route", "criterion", "bound"],
+            )?,
+            ramp_step: IntGaugeVec::new(
+                Opts::new(
+                    "runoff_ramp_step",
+                    "The candidate's weight in percent set by the route's ramp (0 after a rollback).",
+                ),
+                &["route"],
+            )?,
+            ramp_decided: GaugeVec::new(
+                Opts::new(
+                    "runoff_ramp_last_decision_timestamp_seconds",
+                    "Unix time of the ramp's last decision (advance, rollback, pause, resume).",
+                ),
+                &["route"],
+            )?,
+        })
+    }
+
+    fn register(&self, r: &Registry) -> Result<(), prometheus::Error> {
+        r.register(Box::new(self.verdict.clone()))?;
+        r.register(Box::new(self.bound.clone()))?;
+        r.register(Box::new(self.ramp_step.clone()))?;
+        r.register(Box::new(self.ramp_decided.clone()))
+    }
+
+    /// A criterion's (or `overall`'s) verdict as −1, 0 or 1.
+    pub fn verdict(&self, route: &str, criterion: &str, score: i64) {
+        self.verdict
+            .with(&named(&[("route", route), ("criterion", criterion)]))
+            .set(score);
+    }
+
+    /// A criterion's estimate and bounds; a figure not known (no data, no upper bound yet) has
+    /// no series.
+    pub fn bounds(&self, route: &str, criterion: &str, figures: [Option<f64>; 3]) {
+        for (name, value) in ["estimate", "lower", "upper"].into_iter().zip(figures) {
+            let labels = named(&[("route", route), ("criterion", criterion), ("bound", name)]);
+            match value.filter(|v| v.is_finite()) {
+                Some(v) => self.bound.with(&labels).set(v),
+                None => {
+                    let _ = self.bound.remove(&labels);
+                }
+            }
+        }
+    }
+
+    /// The ramp's weight for the candidate now, and when it last decided (Unix seconds).
+    pub fn ramp(&self, route: &str, weight: u32, decided_at: f64) {
+        let labels = named(&[("route", route)]);
+        self.ramp_step.with(&labels).set(i64::from(weight));
+        self.ramp_decided.with(&labels).set(decided_at);
+    }
+}
+
 /// Same-host backend processes (`process:` configured).
 pub struct ResourceMetrics {
     backend_cpu: CounterVec,
@@ -82,6 +160,7 @@ pub struct Metrics {
     pub(crate) mirror: MirrorFamilies,
     pub control: ControlMetrics,
     pub resources: ResourceMetrics,
+    pub analysis: AnalysisMetrics,
     pub unrouted: IntCounter,
     pub access_log_dropped: IntCounter,
 }
@@ -332,6 +411,7 @@ impl Metrics {
         let mirror = MirrorFamilies::new()?;
         let control = ControlMetrics::new()?;
         let resources = ResourceMetrics::new()?;
+        let analysis = AnalysisMetrics::new()?;
         let unrouted = IntCounter::new(
             "runoff_unrouted_requests_total",
             "Requests that matched no route (answered 404).",
@@ -352,6 +432,7 @@ impl Metrics {
         mirror.register(&registry)?;
         control.register(&registry)?;
         resources.register(&registry)?;
+        analysis.register(&registry)?;
         registry.register(Box::new(unrouted.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -362,6 +443,7 @@ impl Metrics {
             mirror,
             control,
             resources,
+            analysis,
             unrouted,
             access_log_dropped,
         })

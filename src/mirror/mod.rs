@@ -26,6 +26,7 @@ use prometheus::IntGauge;
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::access_log::AccessLogger;
+use crate::analysis::tally::Tally;
 use crate::analysis::{Book, Recorder, Series};
 use crate::compare::Judge;
 use crate::config::{Live, Mirror, Pacing, Route};
@@ -77,6 +78,8 @@ pub(crate) struct RouteMirror {
     copies: Arc<Recorder>,
     /// The route's primary requests under way, per backend of its split.
     primary_in_flight: Vec<IntGauge>,
+    /// The route's verdict tally (the copies are the candidate's side), with an `analysis`.
+    tally: Option<Arc<Tally>>,
 }
 
 /// A copy is sent "ahead" (the shadow far ahead of the primary, so the load's shape biases
@@ -96,6 +99,7 @@ impl RouteMirror {
         book: &Book,
         judge: Option<Arc<Judge>>,
         in_flight: Arc<AtomicUsize>,
+        tally: Option<Arc<Tally>>,
     ) -> Option<RouteMirror> {
         let m = route.mirror.as_ref()?;
         let backend = live.backends.get(m.to)?;
@@ -125,6 +129,7 @@ impl RouteMirror {
                         .in_flight
                 })
                 .collect(),
+            tally,
         })
     }
 
@@ -206,8 +211,11 @@ pub(crate) fn dispatch(
     let judge = rm.judge.clone().zip(facts.clone());
     let facts = facts.filter(|_| rt.access_log.enabled());
     let pair = Arc::new(Pair::new(
-        h.ratio.clone(),
-        Some(Arc::clone(&rm.ratio)),
+        pair::Sinks {
+            ratio: h.ratio.clone(),
+            exact_ratio: Some(Arc::clone(&rm.ratio)),
+            tally: rm.tally.clone(),
+        },
         judge,
     ));
     let (tx, rx) = if body == BodyPlan::None {

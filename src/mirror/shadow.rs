@@ -12,10 +12,11 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::Error;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::pair::{Completed, Pair};
+use super::pair::{Completed, Outcome, Pair};
 use super::tee::BodyEvent;
 use super::{MirrorRuntime, RouteMirror};
 use crate::access_log::{now_rfc3339, rfc3339_at, Entry};
+use crate::analysis::tally::Side;
 use crate::compare::{Captured, PairMeta};
 use crate::metrics::{DropReason, Role, StatusClass};
 use crate::outcome::error_kind;
@@ -82,10 +83,15 @@ pub(super) async fn run(job: Job) {
         Ok(Ok(mut done)) => {
             rm.shadow_latency
                 .record_duration(upstream, done.status >= 500);
-            pair.shadow(Some(Completed {
+            let error = done.status >= 500;
+            pair.shadow(Outcome::Completed(Completed {
                 duration: upstream,
+                error,
                 answer: done.answer.take(),
             }));
+            if let Some(t) = &rm.tally {
+                t.request(Side::Candidate, Some(upstream), error);
+            }
             h.shadow.duration.observe(duration.as_secs_f64());
             h.shadow.upstream_duration.observe(upstream.as_secs_f64());
             h.shadow.ttfb.observe(done.ttfb.as_secs_f64());
@@ -96,13 +102,11 @@ pub(super) async fn run(job: Job) {
             Ok(done)
         }
         Ok(Err(reason)) => {
-            pair.shadow(None);
-            h.dropped(reason);
+            dropped(&rm, &pair, reason);
             Err(reason)
         }
         Err(_elapsed) => {
-            pair.shadow(None);
-            h.dropped(DropReason::Timeout);
+            dropped(&rm, &pair, DropReason::Timeout);
             Err(DropReason::Timeout)
         }
     };
@@ -128,6 +132,21 @@ pub(super) async fn run(job: Job) {
             upstream_start: Some(rfc3339_at(upstream_started)),
             upstream_ms: Some(upstream.as_secs_f64() * 1000.0),
         });
+    }
+}
+
+/// A copy that did not complete: counted, and settled in its pair. An upstream error or a
+/// timeout is the candidate's error; any other reason says nothing about the candidate.
+fn dropped(rm: &RouteMirror, pair: &Pair, reason: DropReason) {
+    rm.handles.dropped(reason);
+    let erred = matches!(reason, DropReason::UpstreamError | DropReason::Timeout);
+    pair.shadow(if erred {
+        Outcome::Failed
+    } else {
+        Outcome::Excluded
+    });
+    if let (true, Some(t)) = (erred, &rm.tally) {
+        t.request(Side::Candidate, None, true);
     }
 }
 

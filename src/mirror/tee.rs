@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::pair::{Completed, Pair};
+use super::pair::{Completed, Outcome, Pair};
 use crate::compare::Captured;
 use crate::metrics::DropReason;
 
@@ -120,7 +120,7 @@ impl CopyHandle {
     }
 
     /// The primary is done. `duration`: its upstream-side duration if it completed, for the
-    /// paired ratio; `answer`: its response as captured for comparison. `caller_gone`: the caller
+    /// paired ratio; `error`: its answer was a 5xx; `answer`: its response as captured for comparison. `caller_gone`: the caller
     /// aborted (else a body that stopped short means the primary failed, so the copy's body
     /// never arrived).
     pub(crate) fn primary_done(
@@ -128,14 +128,22 @@ impl CopyHandle {
         duration: Option<Duration>,
         answer: Option<Captured>,
         caller_gone: bool,
+        error: bool,
     ) {
         self.abandon(if caller_gone {
             DropReason::ClientAborted
         } else {
             DropReason::PrimaryFailed
         });
-        self.pair
-            .primary(duration.map(|duration| Completed { duration, answer }));
+        self.pair.primary(match duration {
+            Some(duration) => Outcome::Completed(Completed {
+                duration,
+                error,
+                answer,
+            }),
+            None if caller_gone => Outcome::Excluded,
+            None => Outcome::Failed,
+        });
     }
 
     /// When this copy's answers will be compared: how much of the primary's body to capture.
@@ -189,7 +197,14 @@ mod tests {
             teed: 0,
             max_body,
             budget: Arc::clone(&budget),
-            pair: Arc::new(Pair::new(ratio, None, None)),
+            pair: Arc::new(Pair::new(
+                super::super::pair::Sinks {
+                    ratio,
+                    exact_ratio: None,
+                    tally: None,
+                },
+                None,
+            )),
         };
         (h, rx, budget)
     }
@@ -252,15 +267,15 @@ mod tests {
     fn a_primary_that_stops_short_aborts_the_copy() {
         let (mut h, mut rx, _) = handle(1 << 20, 1 << 20);
         h.tee(Some(&Bytes::from_static(b"part")), 4, false);
-        h.primary_done(None, None, true);
+        h.primary_done(None, None, true, false);
         assert_eq!(drain(&mut rx).1, Some("client_aborted"));
         let (mut h, mut rx, _) = handle(1 << 20, 1 << 20);
-        h.primary_done(None, None, false);
+        h.primary_done(None, None, false, false);
         assert_eq!(drain(&mut rx).1, Some("primary_failed"));
         // A finished body is not aborted afterwards.
         let (mut h, mut rx, _) = handle(1 << 20, 1 << 20);
         h.tee(None, 0, true);
-        h.primary_done(Some(Duration::from_millis(3)), None, false);
+        h.primary_done(Some(Duration::from_millis(3)), None, false, false);
         assert_eq!(drain(&mut rx).1, Some("end"));
     }
 }

@@ -159,16 +159,22 @@ impl RequestCtx {
     /// `elapsed` is caller-side (since runoff saw the request).
     pub(super) fn finish(&mut self, e: Option<&Error>, elapsed: Duration) {
         let upstream = self.upstream_elapsed(e);
+        let class = status_class(self.upstream_status, e);
+        let completed = e.is_none() && self.upstream_status.is_some();
         if let Some(mut copy) = self.mirror.take() {
-            let completed = e.is_none() && self.upstream_status.is_some();
             let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
             copy.primary_done(
                 upstream.filter(|_| completed),
                 self.answer.take(),
                 caller_gone,
+                class.is_error(),
             );
         }
         let Some(target) = &self.target else { return };
+        if let (Some((tally, side)), Some(_)) = (&target.tally, self.upstream_started) {
+            // Only what went upstream counts: runoff's own 503s say nothing of the backend.
+            tally.request(*side, upstream.filter(|_| completed), class.is_error());
+        }
         let h = &target.handles;
         h.duration.observe(elapsed.as_secs_f64());
         if let Some(u) = upstream {
@@ -180,7 +186,6 @@ impl RequestCtx {
         h.request_bytes.inc_by(self.request_body_bytes);
         h.response_bytes.inc_by(self.response_body_bytes);
         self.gauge = None;
-        let class = status_class(self.upstream_status, e);
         target.caller.record_duration(elapsed, class.is_error());
         if let Some(u) = upstream {
             target.latency.record_duration(u, class.is_error());

@@ -13,6 +13,7 @@ use http::header::{HeaderValue, HOST};
 use pingora::http::RequestHeader;
 use rand::Rng;
 
+use crate::analysis::tally::{Side, Tally};
 use crate::analysis::Recorder;
 use crate::forwarding::RequestId;
 use crate::metrics::RequestHandles;
@@ -30,6 +31,8 @@ pub(super) struct Target {
     /// and caller-side latency with every answered request's count.
     pub latency: Arc<Recorder>,
     pub caller: Arc<Recorder>,
+    /// The route's verdict tally and the side this request counts for, if any.
+    pub tally: Option<(Arc<Tally>, Side)>,
 }
 
 /// Decide the route and backend for a request, and return the route's sticky key in it (the
@@ -77,6 +80,10 @@ pub(super) fn decide<'r>(
         handles: Arc::clone(&state.primary[choice.split_index]),
         latency: Arc::clone(&state.primary_latency[choice.split_index]),
         caller: Arc::clone(&state.primary_caller[choice.split_index]),
+        tally: state
+            .tally
+            .clone()
+            .zip(state.sides.get(choice.split_index).copied().flatten()),
     };
     Some((target, sticky_key))
 }

@@ -21,7 +21,7 @@ use layout::{render_text, RouteTable, Style};
 use numbers::{fmt_cpu_ms, fmt_error_percent, fmt_mb, fmt_ms, fmt_rps, group};
 use wording::{
     bias_line, heading, latency_note, paired_line, points, process_notes, response_match, times,
-    traffic,
+    traffic, verdict_lines,
 };
 
 /// Shown for a figure that is unavailable.
@@ -293,6 +293,9 @@ fn notes(route: &RouteSummary, c: &Comparison) -> Vec<String> {
         ));
     }
     notes.extend(process_notes(&sides));
+    if let Some(a) = &route.analysis {
+        notes.extend(verdict_lines(a));
+    }
     notes
 }
 

@@ -218,6 +218,7 @@ fn empty_summary() -> Summary {
                 }),
                 compare: Some(CompareSummary::default()),
                 comparison: None,
+                analysis: None,
             },
             RouteSummary {
                 name: "users".to_string(),
@@ -227,6 +228,7 @@ fn empty_summary() -> Summary {
                 mirror: None,
                 compare: None,
                 comparison: None,
+                analysis: None,
             },
         ],
         processes: [

@@ -7,7 +7,8 @@
 use super::numbers::{fmt_ms, fmt_ratio, fmt_share, fmt_trim, group};
 use super::{NA, NONE};
 use crate::analysis::model::{
-    Bias, CompareSummary, Comparison, Facing, Paired, ProcessState, RouteSummary, Traffic,
+    Bias, CompareSummary, Comparison, Facing, Paired, ProcessState, RouteAnalysis, RouteSummary,
+    Traffic, Verdict,
 };
 
 /// Two figures closer than this (relative) are "same".
@@ -199,4 +200,33 @@ latency includes queueing the primary never had; for such loads use `mirror: {{ 
         group(bias.ahead),
         group(bias.copies)
     )
+}
+
+/// The route's verdicts: the overall one with its reason and start point, one line per
+/// criterion (as analysis explained it), and the ramp.
+pub(super) fn verdict_lines(a: &RouteAnalysis) -> Vec<String> {
+    let overall = match a.overall {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::Inconclusive => "INCONCLUSIVE",
+    };
+    let mut lines = vec![format!(
+        "Verdict: {overall} — {} (accumulated since {}, {}; {:.0}% confidence, anytime-valid)",
+        a.explanation,
+        a.since,
+        a.reason,
+        a.confidence * 100.0
+    )];
+    lines.extend(a.criteria.iter().map(|c| format!("  {}", c.explanation)));
+    if let Some(r) = &a.ramp {
+        lines.push(format!(
+            "Ramp: {} at {}% (steps {:?}); last decision {}: {}",
+            r.state.replace('_', " "),
+            r.weight,
+            r.steps,
+            r.last_decision_at,
+            r.last_decision
+        ));
+    }
+    lines
 }

@@ -144,6 +144,8 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<Vec<Metho
         mirror: None,
         compare: None,
         baseline: 0,
+        analysis: None,
+        ramp: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! exit the process (the binary does, when `run` returns), or know who its caller is.
 
 mod drain;
+mod judge;
 mod signals;
 mod watch;
 
@@ -130,10 +131,18 @@ pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result
     .map_err(StartError::AccessLog)?;
     let shared = Arc::new(Shared::new(&config, Arc::clone(&metrics), access_log));
     let startup = config.startup.clone();
+    let ramp_file = startup.server.ramp_state_file.clone().or_else(|| {
+        options.config_path.as_deref().map(|p| {
+            p.parent()
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join(crate::config::defaults::RAMP_STATE_FILE)
+        })
+    });
     let control = Arc::new(Control::new(
         Arc::clone(&shared),
         config,
         options.config_path.clone(),
+        ramp_file,
     ));
     if options.watch || startup.server.watch {
         if let Some(path) = &options.config_path {
@@ -147,6 +156,8 @@ pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result
         move || sampled.snapshot.load().process_specs(),
     )
     .map_err(StartError::Thread)?;
+
+    judge::start(Arc::clone(&shared), Arc::clone(&control)).map_err(StartError::Thread)?;
 
     let stop = Stop::default();
     let server = assemble(

@@ -91,6 +91,22 @@ fn check(report: &str) {
         .unwrap_or_else(|| panic!("no mismatch paths:\n{report}"));
     let first = fields.lines().nth(1).unwrap_or("");
     assert!(first.trim_start().starts_with("/currency"), "{fields}");
+    // The verdict on orders: every answer differs, so the match rate fails, and so does the
+    // route, with its reasons.
+    let orders = &report[report.find("orders: node (baseline)").unwrap()..];
+    let verdict = orders
+        .lines()
+        .find(|l| l.starts_with("Verdict: "))
+        .unwrap_or_else(|| panic!("no verdict for orders:\n{report}"));
+    assert!(verdict.starts_with("Verdict: FAIL"), "{verdict}");
+    assert!(verdict.contains("match_rate"), "{verdict}");
+    assert!(
+        orders.lines().any(|l| l
+            .trim_start()
+            .starts_with("match_rate: share of compared pairs that match 0.00%")
+            && l.contains("→ fail")),
+        "{report}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod analysis;
 mod compare;
 mod control;
 mod dashboards;

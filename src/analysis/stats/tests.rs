@@ -65,10 +65,22 @@ fn ratios_and_differences_combine_conservatively() {
     let r = ratio(Interval { lo: 2.0, hi: 4.0 }, Interval { lo: 1.0, hi: 2.0 });
     assert_eq!(r, Interval { lo: 1.0, hi: 4.0 });
     let open = ratio(
-        Interval { lo: 2.0, hi: f64::INFINITY },
-        Interval { lo: 0.0, hi: f64::INFINITY },
+        Interval {
+            lo: 2.0,
+            hi: f64::INFINITY,
+        },
+        Interval {
+            lo: 0.0,
+            hi: f64::INFINITY,
+        },
     );
-    assert_eq!(open, Interval { lo: 0.0, hi: f64::INFINITY });
+    assert_eq!(
+        open,
+        Interval {
+            lo: 0.0,
+            hi: f64::INFINITY
+        }
+    );
     let d = difference(300, 10_000, 100, 10_000, ALPHA);
     assert!(d.lo > 0.005 && d.hi < 0.04, "{d:?}");
 }
@@ -133,7 +145,10 @@ fn at_the_margin_a_candidate_is_almost_never_passed_while_watched() {
     let passed = share(runs, |seed| {
         paired_run(seed, 1.05, 1.05, anytime) == Some(true)
     });
-    eprintln!("at the margin: P(ever pass) = {passed} (allowed {})", allowed(runs));
+    eprintln!(
+        "at the margin: P(ever pass) = {passed} (allowed {})",
+        allowed(runs)
+    );
     assert!(passed <= allowed(runs), "P(ever pass) = {passed}");
 }
 

@@ -1,0 +1,165 @@
+//! A route's tally for its verdicts: what the baseline and the candidate did since the
+//! analysis' start point (process start, a reload or override that changed the route, a ramp
+//! step, or `POST /api/analysis/ROUTE/reset`), never over a sliding window.
+//!
+//! Lives here: the accumulators the request path is handed (latency histograms per side,
+//! requests and errors, per-request ratios and paired errors on mirrored routes, compared
+//! pairs) and a consistent copy of them for the statistics. Must not: hold a lock for more
+//! than one update, or decide anything.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use hdrhistogram::Histogram;
+
+/// Largest recordable latency: an hour in microseconds (larger values are clamped).
+const MAX_MICROS: u64 = 3_600_000_000;
+/// Ratios are kept × this, to three significant digits.
+pub const RATIO_SCALE: f64 = 1000.0;
+
+fn histogram() -> Option<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).ok()
+}
+
+/// Which side of the comparison a leg belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Baseline,
+    Candidate,
+}
+
+/// One side's counts.
+#[derive(Debug, Clone)]
+pub struct SideTally {
+    /// Latency (µs, upstream-side) of the answers received.
+    pub latency: Histogram<u64>,
+    /// Requests counted (answers, and failures that count as errors).
+    pub requests: u64,
+    /// Of those, 5xx answers and failures.
+    pub errors: u64,
+}
+
+/// Everything counted since the start point.
+#[derive(Debug, Clone)]
+pub struct TallySnapshot {
+    /// The start point, and why it is there.
+    pub since: SystemTime,
+    pub reason: String,
+    pub baseline: SideTally,
+    pub candidate: SideTally,
+    /// Mirrored routes: candidate ÷ baseline latency of the same request (× `RATIO_SCALE`),
+    /// for pairs where both answered.
+    pub ratios: Histogram<u64>,
+    /// Mirrored routes: pairs counted for errors, and those where only the candidate erred
+    /// (`worse`) or only the baseline did (`better`).
+    pub pairs: u64,
+    pub worse: u64,
+    pub better: u64,
+    /// Compared pairs that matched and that did not (skipped ones are not counted).
+    pub matched: u64,
+    pub mismatched: u64,
+}
+
+/// A route's tally (shared by the proxy, the mirror and the judge).
+pub struct Tally {
+    state: Mutex<Option<TallySnapshot>>,
+}
+
+impl TallySnapshot {
+    fn new(reason: &str) -> Option<TallySnapshot> {
+        let side = || {
+            Some(SideTally {
+                latency: histogram()?,
+                requests: 0,
+                errors: 0,
+            })
+        };
+        Some(TallySnapshot {
+            since: SystemTime::now(),
+            reason: reason.to_string(),
+            baseline: side()?,
+            candidate: side()?,
+            ratios: histogram()?,
+            pairs: 0,
+            worse: 0,
+            better: 0,
+            matched: 0,
+            mismatched: 0,
+        })
+    }
+
+    fn side(&mut self, side: Side) -> &mut SideTally {
+        match side {
+            Side::Baseline => &mut self.baseline,
+            Side::Candidate => &mut self.candidate,
+        }
+    }
+}
+
+impl Tally {
+    /// A tally counting from now.
+    pub fn new(reason: &str) -> Tally {
+        Tally {
+            state: Mutex::new(TallySnapshot::new(reason)),
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut TallySnapshot)) {
+        if let Ok(mut guard) = self.state.lock() {
+            if let Some(s) = guard.as_mut() {
+                f(s);
+            }
+        }
+    }
+
+    /// One request of a side: its upstream-side latency when an answer arrived, and whether
+    /// it counts as an error (a 5xx, or no answer).
+    pub fn request(&self, side: Side, latency: Option<Duration>, error: bool) {
+        self.with(|s| {
+            let t = s.side(side);
+            t.requests += 1;
+            t.errors += u64::from(error);
+            if let Some(d) = latency {
+                let micros = d.as_micros().clamp(1, u128::from(MAX_MICROS)) as u64;
+                let _ = t.latency.record(micros);
+            }
+        });
+    }
+
+    /// One mirrored request whose two legs both settled (pairs with an excluded leg are not
+    /// counted): whether each erred, and candidate ÷ baseline latency when both answered.
+    pub fn pair(&self, baseline_error: bool, candidate_error: bool, ratio: Option<f64>) {
+        self.with(|s| {
+            s.pairs += 1;
+            s.worse += u64::from(candidate_error && !baseline_error);
+            s.better += u64::from(baseline_error && !candidate_error);
+            if let Some(r) = ratio.filter(|r| r.is_finite() && *r > 0.0) {
+                let scaled = (r * RATIO_SCALE).round().clamp(1.0, MAX_MICROS as f64) as u64;
+                let _ = s.ratios.record(scaled);
+            }
+        });
+    }
+
+    /// One compared pair (skipped ones are not counted).
+    pub fn compared(&self, matched: bool) {
+        self.with(|s| {
+            if matched {
+                s.matched += 1;
+            } else {
+                s.mismatched += 1;
+            }
+        });
+    }
+
+    /// Start counting again from now.
+    pub fn restart(&self, reason: &str) {
+        if let Ok(mut guard) = self.state.lock() {
+            *guard = TallySnapshot::new(reason);
+        }
+    }
+
+    /// A copy of everything counted so far.
+    pub fn snapshot(&self) -> Option<TallySnapshot> {
+        self.state.lock().ok()?.clone()
+    }
+}
