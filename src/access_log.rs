@@ -3,6 +3,7 @@
 //! Lives here: the line format and the non-blocking writer. Must not: block or fail a request.
 //! A full queue drops the line and counts it in `runoff_access_log_dropped_total`.
 
+use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -23,7 +24,12 @@ pub(crate) struct Entry<'a> {
     pub time: String,
     pub request_id: &'a str,
     pub method: &'a str,
-    pub path: &'a str,
+    /// Path and query, with redacted query-parameter values replaced.
+    pub path: Cow<'a, str>,
+    /// The client's address (the peer, or behind `trusted_proxies` the address they name);
+    /// on primary lines only (a shadow line shares its primary's `request_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     pub route: Option<&'a str>,
     pub backend: Option<&'a str>,
     pub role: &'a str,

@@ -32,6 +32,8 @@ pub(crate) enum ControlError {
     NoRoute(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// A runtime override of one route, in force until the next file reload.
@@ -112,8 +114,8 @@ impl Control {
     /// the request path. Runtime overrides are dropped: the file is the truth again.
     pub(crate) fn reload(&self) -> Result<ReloadReport, ControlError> {
         let path = self.path.as_ref().ok_or(ControlError::NoFile)?;
-        let mut st = self.lock();
         let metrics = &self.shared.metrics;
+        // Read, parse and resolve (DNS) before taking the lock the admin handlers share.
         let mut new = match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
@@ -127,6 +129,7 @@ impl Control {
                 return Err(ControlError::Invalid(problems));
             }
         };
+        let mut st = self.lock();
         let ignored = pin_restart_only(&mut new, &st.file);
         for line in &ignored {
             log::warn!("config reload: {line}");
@@ -197,23 +200,44 @@ impl Control {
         Ok(weights)
     }
 
-    /// Set a route's mirror sampling (`percent: 0` is the kill switch); with `to`, switch a
-    /// mirror on for a route that has none (other settings at their defaults).
+    /// Change a route's mirror: `percent` (0 is the kill switch) and/or `to` (another
+    /// target). Only the fields given change: a retargeted mirror keeps its `strip_headers`,
+    /// marker, methods, limits and timeout. With `to`, a route without a mirror gets one (other
+    /// settings at their defaults).
     pub(crate) fn set_mirror(
         &self,
         route: &str,
         body: &Value,
     ) -> Result<MirrorOverride, ControlError> {
-        let percent = body
+        let Some(obj) = body.as_object() else {
+            return Err(ControlError::BadRequest(
+                "expected a JSON object, e.g. {\"percent\": 0} or {\"to\": \"go\"}".into(),
+            ));
+        };
+        if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "to" | "percent")) {
+            return Err(ControlError::BadRequest(format!(
+                "`{k}` cannot be changed here: give `to`, `percent` or both"
+            )));
+        }
+        if obj.is_empty() {
+            return Err(ControlError::BadRequest(
+                "give `to`, `percent` or both, e.g. {\"percent\": 0}".into(),
+            ));
+        }
+        let percent = obj
             .get("percent")
-            .and_then(Value::as_f64)
-            .filter(|p| (0.0..=100.0).contains(p))
-            .ok_or_else(|| {
-                ControlError::BadRequest(
-                    "`percent` must be a number from 0 to 100, e.g. {\"percent\": 0}".into(),
-                )
-            })?;
-        let to = body.get("to").map(|v| {
+            .map(|v| {
+                v.as_f64()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| {
+                        ControlError::BadRequest(
+                            "`percent` must be a number from 0 to 100, e.g. {\"percent\": 0}"
+                                .into(),
+                        )
+                    })
+            })
+            .transpose()?;
+        let to = obj.get("to").map(|v| {
             v.as_str()
                 .map(str::to_string)
                 .ok_or_else(|| ControlError::BadRequest("`to` must be a backend name".into()))
@@ -221,6 +245,9 @@ impl Control {
         let mut st = self.lock();
         let current = effective(&st.file, &st.overrides, &st.ramps.states).live;
         let r = route_in(&current, route)?;
+        let percent = percent
+            .or(r.mirror.as_ref().map(|m| m.percent))
+            .unwrap_or(crate::config::defaults::MIRROR_PERCENT);
         let to = match (to.transpose()?, &r.mirror) {
             (Some(name), _) => {
                 if current.backend_index(&name).is_none() {
@@ -411,8 +438,11 @@ fn effective(
             };
             let route = &mut c.routes[ri];
             match &mut route.mirror {
-                Some(existing) if existing.to == to => existing.percent = m.percent,
-                _ => route.mirror = Some(Mirror::with_defaults(to, m.percent)),
+                Some(existing) => {
+                    existing.to = to;
+                    existing.percent = m.percent;
+                }
+                None => route.mirror = Some(Mirror::with_defaults(to, m.percent)),
             }
         }
     }
@@ -451,6 +481,33 @@ mod tests {
         // Unknown routes in overrides are ignored (a reload may have removed them).
         o.insert("gone".into(), RouteOverride::default());
         let _ = effective(&file, &o, &BTreeMap::new());
+    }
+
+    #[test]
+    fn retargeting_a_mirror_keeps_its_settings() {
+        let yaml = BASE.replace(
+            "  go: { address: 127.0.0.1:3001 }\n",
+            "  go: { address: 127.0.0.1:3001 }\n  go2: { address: 127.0.0.1:3002 }\n",
+        ) + "    mirror: { to: go, percent: 20, strip_headers: [authorization, cookie], marker_header: x-shadow, timeout: 3s }\n";
+        let file = Config::from_yaml(&yaml).expect("valid");
+        let before = file.live.routes[0].mirror.clone().expect("mirror");
+        let o = BTreeMap::from([(
+            "api".to_string(),
+            RouteOverride {
+                weights: None,
+                mirror: Some(MirrorOverride {
+                    to: "go2".into(),
+                    percent: 20.0,
+                }),
+            },
+        )]);
+        let c = effective(&file, &o, &BTreeMap::new()).live;
+        let m = c.routes[0].mirror.as_ref().expect("mirror");
+        assert_eq!(m.to, 2);
+        assert_eq!(m.strip_headers, before.strip_headers);
+        assert_eq!(m.marker_header, before.marker_header);
+        assert_eq!(m.timeout, before.timeout);
+        assert_eq!(m.methods, before.methods);
     }
 
     #[test]

@@ -13,33 +13,88 @@ use rand::Rng;
 
 use crate::config::Forwarding;
 
-/// Add runoff's forwarding headers to a request on its way to a backend: the request id when
-/// runoff generated it, `X-Forwarded-For` (appended), `-Proto` and `-Host` (when absent).
+/// Who sent a request, as runoff believes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// The address of the connection's other end.
+    pub(crate) addr: Option<IpAddr>,
+    /// It is in `forwarding.trusted_proxies`: its forwarding headers are believed.
+    pub(crate) trusted: bool,
+    /// The client: the peer itself, or, behind trusted proxies, the rightmost address of
+    /// `X-Forwarded-For` that is not a trusted proxy (nginx's `real_ip_recursive`).
+    pub(crate) client: Option<IpAddr>,
+}
+
+impl Peer {
+    pub(crate) fn of(addr: Option<IpAddr>, headers: &http::HeaderMap, fwd: &Forwarding) -> Peer {
+        let trusted = addr.is_some_and(|ip| fwd.trusts(ip));
+        let client = if trusted {
+            let chain: Vec<IpAddr> = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+                .collect();
+            chain
+                .iter()
+                .rev()
+                .find(|ip| !fwd.trusts(**ip))
+                .or(chain.first())
+                .copied()
+                .or(addr)
+        } else {
+            addr
+        };
+        Peer {
+            addr,
+            trusted,
+            client,
+        }
+    }
+}
+
+/// Add runoff's forwarding headers to a request on its way to a backend, and remove what a
+/// caller must not steer: the request id when runoff generated it; `X-Forwarded-For`,
+/// `-Proto` and `-Host` replaced for an untrusted peer, extended (`-For`) or kept when present
+/// (`-Proto`, `-Host`) for a trusted one; and the headers in `strip` (runoff's force header and
+/// its secret, and the mirror marker unless the peer is trusted), which only runoff adds.
 pub(crate) fn apply_forwarding(
     req: &mut RequestHeader,
     fwd: &Forwarding,
-    client: Option<IpAddr>,
+    peer: &Peer,
     generated_request_id: Option<&HeaderValue>,
+    strip: &[HeaderName],
 ) -> pingora::Result<()> {
+    for name in strip {
+        req.remove_header(name);
+    }
     if let Some(id) = generated_request_id {
         req.insert_header(fwd.request_id_header.clone(), id.clone())?;
     }
     if fwd.x_forwarded_for {
-        if let Some(ip) = client {
+        if let Some(ip) = peer.addr {
             let existing = req
                 .headers
                 .get("x-forwarded-for")
-                .map(HeaderValue::as_bytes);
+                .map(HeaderValue::as_bytes)
+                .filter(|_| peer.trusted);
             let value = forwarded_for(existing, ip);
             req.insert_header("x-forwarded-for", value)?;
+        } else if !peer.trusted {
+            req.remove_header("x-forwarded-for");
         }
     }
-    if fwd.x_forwarded_proto && !req.headers.contains_key("x-forwarded-proto") {
+    let keep = |req: &RequestHeader, name: &str| peer.trusted && req.headers.contains_key(name);
+    if fwd.x_forwarded_proto && !keep(req, "x-forwarded-proto") {
         req.insert_header("x-forwarded-proto", "http")?;
     }
-    if fwd.x_forwarded_host && !req.headers.contains_key("x-forwarded-host") {
-        if let Some(host) = req.headers.get(HOST).cloned() {
-            req.insert_header("x-forwarded-host", host)?;
+    if fwd.x_forwarded_host && !keep(req, "x-forwarded-host") {
+        match req.headers.get(HOST).cloned() {
+            Some(host) => req.insert_header("x-forwarded-host", host)?,
+            None => {
+                req.remove_header("x-forwarded-host");
+            }
         }
     }
     Ok(())
@@ -200,5 +255,76 @@ mod tests {
             &header,
         );
         assert!(none.generated);
+    }
+
+    fn fwd(trusted: &[&str]) -> Forwarding {
+        Forwarding {
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+            x_forwarded_host: true,
+            request_id_header: HeaderName::from_static("x-request-id"),
+            trusted_proxies: trusted.iter().map(|n| n.parse().expect("net")).collect(),
+        }
+    }
+
+    fn spoofed() -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).expect("header");
+        for (k, v) in [
+            ("host", "shop.example"),
+            ("x-forwarded-for", "6.6.6.6, 10.0.0.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-runoff-backend", "go"),
+            ("x-runoff-mirror", "1"),
+        ] {
+            req.append_header(k, v).expect("append");
+        }
+        req
+    }
+
+    #[test]
+    fn an_untrusted_peer_cannot_steer_forwarding_headers() {
+        let f = fwd(&["10.0.0.0/8"]);
+        let ip: IpAddr = "203.0.113.5".parse().expect("ip");
+        let mut req = spoofed();
+        let peer = Peer::of(Some(ip), &req.headers, &f);
+        assert_eq!(peer.client, Some(ip), "the header is not believed");
+        let strip = [
+            HeaderName::from_static("x-runoff-backend"),
+            HeaderName::from_static("x-runoff-mirror"),
+        ];
+        apply_forwarding(&mut req, &f, &peer, None, &strip).expect("apply");
+        let get = |k: &str| req.headers.get(k).and_then(|v| v.to_str().ok());
+        assert_eq!(get("x-forwarded-for"), Some("203.0.113.5"));
+        assert_eq!(get("x-forwarded-proto"), Some("http"));
+        assert_eq!(get("x-forwarded-host"), Some("shop.example"));
+        assert_eq!(get("x-runoff-backend"), None);
+        assert_eq!(get("x-runoff-mirror"), None);
+    }
+
+    #[test]
+    fn a_trusted_peer_extends_the_chain_and_names_the_client() {
+        let f = fwd(&["10.0.0.0/8", "::1/128"]);
+        let ip: IpAddr = "10.0.0.2".parse().expect("ip");
+        let mut req = spoofed();
+        let peer = Peer::of(Some(ip), &req.headers, &f);
+        assert!(peer.trusted);
+        // Rightmost address that is not a trusted proxy: 10.0.0.9 is one, 6.6.6.6 is not.
+        assert_eq!(peer.client, Some("6.6.6.6".parse().expect("ip")));
+        apply_forwarding(&mut req, &f, &peer, None, &[]).expect("apply");
+        let get = |k: &str| req.headers.get(k).and_then(|v| v.to_str().ok());
+        assert_eq!(get("x-forwarded-for"), Some("6.6.6.6, 10.0.0.9, 10.0.0.2"));
+        assert_eq!(get("x-forwarded-proto"), Some("https"));
+        assert_eq!(get("x-forwarded-host"), Some("evil.example"));
+
+        // A chain of nothing but trusted proxies: the leftmost is the client.
+        let mut all = RequestHeader::build("GET", b"/", None).expect("header");
+        all.append_header("x-forwarded-for", "10.1.1.1, 10.2.2.2")
+            .expect("append");
+        let p = Peer::of(Some(ip), &all.headers, &f);
+        assert_eq!(p.client, Some("10.1.1.1".parse().expect("ip")));
+        // No header: the peer itself.
+        let bare = RequestHeader::build("GET", b"/", None).expect("header");
+        assert_eq!(Peer::of(Some(ip), &bare.headers, &f).client, Some(ip));
     }
 }

@@ -27,6 +27,7 @@ mod mirror;
 mod outcome;
 mod proxy;
 mod ramp;
+mod redact;
 mod report;
 pub mod routing;
 mod server;

@@ -18,10 +18,14 @@ use crate::analysis::tally::{Side, Tally};
 use crate::analysis::{verdict, Book, MirrorInput, Recorder, Resources, RouteInput, Series};
 use crate::compare::store::{CompareStore, RouteSamples};
 use crate::compare::Judge;
-use crate::config::{Config, Live, ProcessSpec};
+use crate::config::{defaults, Config, Force, Live, ProcessSpec};
+use crate::metrics::handles::PerLabel;
+use crate::metrics::ForceRefusal;
 use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
 use crate::mirror::{MirrorRuntime, RouteMirror};
+use crate::redact::Redactor;
 use crate::upstream::peer_for;
+use http::header::HeaderName;
 
 /// Per-backend state of a snapshot.
 pub(crate) struct BackendState {
@@ -49,6 +53,19 @@ pub(crate) struct RouteState {
     pub sides: Vec<Option<Side>>,
     /// What the route is, for telling whether a new config changed it.
     fingerprint: String,
+    /// Ignored force headers, by reason.
+    pub force_refused: PerLabel<ForceRefusal>,
+    /// The secret `force.secret_env` names, read when the config loads (`None` when the route
+    /// asks for none; empty when the variable is unset, then nothing is honoured).
+    pub force_secret: Option<Vec<u8>>,
+    /// Headers only runoff adds, removed from what a caller sent before it goes upstream: the
+    /// force header and its secret header (the route's and the default ones).
+    pub strip: Vec<HeaderName>,
+    /// The mirror marker header (the route's, else the default): removed too, unless the peer
+    /// is a trusted proxy.
+    pub marker: HeaderName,
+    /// What the route never keeps in the clear (its access log lines, its samples).
+    pub redact: Arc<Redactor>,
 }
 
 /// One live config and everything derived from it.
@@ -56,6 +73,8 @@ pub(crate) struct Snapshot {
     pub live: Arc<Live>,
     pub backends: Vec<BackendState>,
     pub routes: Vec<RouteState>,
+    /// Redaction for requests no route matched.
+    pub redact: Arc<Redactor>,
 }
 
 /// What a snapshot is built with: the process-wide parts it resolves handles from.
@@ -98,6 +117,34 @@ impl Snapshot {
                     tally
                 });
                 let candidate = r.candidate();
+                let default_force = Force {
+                    header: HeaderName::from_static(defaults::FORCE_HEADER),
+                    from: None,
+                    secret_env: None,
+                };
+                let mut strip = vec![
+                    default_force.header.clone(),
+                    default_force.secret_header(),
+                ];
+                if let Some(f) = &r.force {
+                    strip.push(f.header.clone());
+                    strip.push(f.secret_header());
+                }
+                strip.dedup();
+                let force_secret = r
+                    .force
+                    .as_ref()
+                    .and_then(|f| f.secret_env.as_ref())
+                    .map(|var| match std::env::var(var) {
+                        Ok(s) if !s.is_empty() => s.into_bytes(),
+                        _ => {
+                            log::error!(
+                                "route {}: force.secret_env: {var} is unset or empty; no force header will be honoured",
+                                r.name
+                            );
+                            Vec::new()
+                        }
+                    });
                 let sides = r
                     .split
                     .iter()
@@ -113,7 +160,11 @@ impl Snapshot {
                         }
                     })
                     .collect();
-                let judge = r.compare.as_ref().zip(r.mirror.as_ref()).map(|(c, m)| {
+                let redact = Arc::new(Redactor::new(
+                    &live.redact,
+                    r.mirror.as_ref().map_or(&[][..], |m| &m.strip_headers),
+                ));
+                let judge = r.compare.as_ref().zip(r.mirror.as_ref()).map(|(c, _)| {
                     Arc::new(Judge::new(
                         c.clone(),
                         metrics.compare_handles(&r.name),
@@ -121,7 +172,7 @@ impl Snapshot {
                         RouteSamples {
                             route: r.name.clone(),
                             capacity: c.samples,
-                            redact: m.strip_headers.clone(),
+                            redact: Arc::clone(&redact),
                         },
                         tally.clone(),
                     ))
@@ -163,10 +214,19 @@ impl Snapshot {
                     tally,
                     sides,
                     fingerprint,
+                    force_refused: metrics.force_refusals(&r.name),
+                    force_secret,
+                    strip,
+                    marker: r.mirror.as_ref().map_or_else(
+                        || HeaderName::from_static(defaults::MIRROR_MARKER_HEADER),
+                        |m| m.marker_header.clone(),
+                    ),
+                    redact,
                 }
             })
             .collect();
         Snapshot {
+            redact: Arc::new(Redactor::new(&live.redact, &[])),
             live,
             backends,
             routes,

@@ -2,7 +2,7 @@
 //! `analysis`, and answered with a typed view.
 //!
 //! Must not: check who is asking (the dispatcher in `mod.rs` did), or block the admin runtime
-//! (a reload runs on the blocking pool).
+//! (reloads and changes run on the blocking pool; reads take the control lock only to copy).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use super::views::{
     SamplesView,
 };
 use super::{api_error, json_reply, Admin};
-use crate::control::ControlError;
+use crate::control::{Control, ControlError};
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
@@ -71,7 +71,8 @@ pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Resp
             }
         }
         (&Method::POST, ["routes", route, "ramp", "resume"]) => {
-            match admin.control.resume_ramp(route) {
+            let route = route.to_string();
+            match off_thread(admin, move |c| c.resume_ramp(&route)).await {
                 Ok(status) => json_reply(StatusCode::OK, &status),
                 Err(e) => control_error(e),
             }
@@ -94,14 +95,15 @@ pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Resp
                 Ok(body) => body,
                 Err(resp) => return resp,
             };
-            let control = &admin.control;
             let changed = if *what == "weights" {
-                control
-                    .set_weights(&route, &body)
+                let r = route.clone();
+                off_thread(admin, move |c| c.set_weights(&r, &body))
+                    .await
                     .map(|w| OverrideView::weights(&route, w))
             } else {
-                control
-                    .set_mirror(&route, &body)
+                let r = route.clone();
+                off_thread(admin, move |c| c.set_mirror(&r, &body))
+                    .await
                     .map(|m| OverrideView::mirror(&route, m))
             };
             match changed {
@@ -203,6 +205,18 @@ async fn reload(admin: &Admin) -> Response<Vec<u8>> {
     }
 }
 
+/// Run a control change on the blocking pool: it may save the ramps' state file, and the
+/// admin listener has one thread that `/metrics` and the probes also need.
+async fn off_thread<T: Send + 'static>(
+    admin: &Admin,
+    change: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ControlError> {
+    let control = Arc::clone(&admin.control);
+    tokio::task::spawn_blocking(move || change(&control))
+        .await
+        .unwrap_or_else(|e| Err(ControlError::Internal(format!("the change failed: {e}"))))
+}
+
 fn known_route(admin: &Admin, route: &str) -> Result<(), ControlError> {
     match admin.shared.snapshot.load().live.route_index(route) {
         Some(_) => Ok(()),
@@ -255,6 +269,7 @@ fn control_error(e: ControlError) -> Response<Vec<u8>> {
         ControlError::NoRoute(_) => StatusCode::NOT_FOUND,
         ControlError::NoFile => StatusCode::CONFLICT,
         ControlError::Invalid(_) | ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        ControlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     api_error(status, &e.to_string())
 }

@@ -2,12 +2,13 @@
 //! API under `/api/` (`api`: summary, config, routes, mismatches, weights, mirror, reload),
 //! whose answers are typed views (`views`).
 //!
-//! Lives here: dispatch and access control for the admin listener. Must not: sit on the
+//! Lives here: dispatch for the admin listener; who it obeys is `guard`. Must not: sit on the
 //! proxy's data path, make readiness depend on backend health (a dead backend is something to
-//! measure, not a reason to pull runoff out of a load balancer), or let anyone but a token
-//! holder (or, without a token, a loopback client) use `/api/*`.
+//! measure, not a reason to pull runoff out of a load balancer), let anyone but a token
+//! holder (or, without a token, a loopback client) use `/api/*`, or block its one thread.
 
 mod api;
+mod guard;
 mod views;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,7 +21,6 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 
 use crate::control::Control;
 use crate::state::Shared;
@@ -33,10 +33,8 @@ pub(crate) struct Admin {
     proxy_listen: Vec<SocketAddr>,
     control: Arc<Control>,
     shared: Arc<Shared>,
-    /// The bearer token `/api/*` requires, when `admin.token_env` names one.
-    token: Option<String>,
-    /// The admin listener is loopback-only (then `/api/*` works without a token).
-    loopback: bool,
+    /// Who may use `/api/*` and the pages.
+    guard: guard::Guard,
 }
 
 impl Admin {
@@ -45,15 +43,18 @@ impl Admin {
         proxy_listen: Vec<SocketAddr>,
         (control, shared): (Arc<Control>, Arc<Shared>),
         token: Option<String>,
-        admin_listen: SocketAddr,
+        admin: &crate::config::AdminSettings,
     ) -> Admin {
         Admin {
             registry,
             proxy_listen,
             control,
             shared,
-            token,
-            loopback: admin_listen.ip().is_loopback(),
+            guard: guard::Guard {
+                listen: admin.listen,
+                allowed_hosts: admin.allowed_hosts.clone(),
+                token,
+            },
         }
     }
 
@@ -88,34 +89,6 @@ impl Admin {
             }
         }
         text(StatusCode::OK, "ready\n".into())
-    }
-
-    /// Bearer token when configured (compared in constant time); otherwise only a
-    /// loopback-only listener may serve the API.
-    /// `Some(response)` when the caller may not use the API.
-    fn denied(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
-        match &self.token {
-            Some(token) => {
-                let presented = session
-                    .req_header()
-                    .headers
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-                match presented {
-                    None => Some(api_error(
-                        StatusCode::UNAUTHORIZED,
-                        "this endpoint needs `Authorization: Bearer <token>`",
-                    )),
-                    Some(p) if bool::from(p.ct_eq(token.as_bytes())) => None,
-                    Some(_) => Some(api_error(StatusCode::FORBIDDEN, "wrong token")),
-                }
-            }
-            None if self.loopback => None,
-            None => Some(api_error(
-                StatusCode::FORBIDDEN,
-                "the admin API needs admin.token_env on a non-loopback listener",
-            )),
-        }
     }
 }
 
@@ -166,11 +139,17 @@ fn api_error(status: StatusCode, message: &str) -> Response<Vec<u8>> {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
-        if path == "/api" || path.starts_with("/api/") {
-            if let Some(denied) = self.denied(session) {
-                return denied;
+        let open = matches!(path.as_str(), "/metrics" | "/healthz" | "/readyz");
+        if !open {
+            let head = session.req_header();
+            let api = path == "/api" || path.starts_with("/api/");
+            if let Err(refusal) = self.guard.check(&head.method, &head.headers, api) {
+                self.shared.metrics.admin_refused(refusal.reason);
+                return api_error(refusal.status, &refusal.message);
             }
-            return api::dispatch(self, session).await;
+            if api {
+                return api::dispatch(self, session).await;
+            }
         }
         let method = &session.req_header().method;
         if method != Method::GET && method != Method::HEAD {

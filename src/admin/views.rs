@@ -72,9 +72,18 @@ struct RouteConfigView<'a> {
     matcher: MatchView<'a>,
     split: IndexMap<&'a str, u32>,
     sticky: Option<StickyView<'a>>,
-    force_header: Option<&'a str>,
+    force: Option<ForceView<'a>>,
     mirror: Option<MirrorConfigView<'a>>,
     overridden: bool,
+}
+
+/// A route's force header: who may use it (the secret itself never shown).
+#[derive(Debug, Serialize)]
+struct ForceView<'a> {
+    header: &'a str,
+    /// Networks allowed to force (`None`: any caller).
+    from: Option<Vec<String>>,
+    secret_env: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -195,7 +204,14 @@ impl<'a> ConfigView<'a> {
                         .map(|e| (live.backends[e.backend].name.as_str(), e.weight))
                         .collect(),
                     sticky: r.sticky.as_ref().map(StickyView::of),
-                    force_header: r.force_header.as_ref().map(|h| h.as_str()),
+                    force: r.force.as_ref().map(|f| ForceView {
+                        header: f.header.as_str(),
+                        from: f
+                            .from
+                            .as_ref()
+                            .map(|nets| nets.iter().map(ToString::to_string).collect()),
+                        secret_env: f.secret_env.as_deref(),
+                    }),
                     mirror: r.mirror.as_ref().map(|m| mirror_config(live, m)),
                     overridden: overrides.contains_key(&r.name),
                 })

@@ -20,8 +20,9 @@
 //! short interval (about a second) and the losses are small next to a trial's total.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use procfs::process::{all_processes, Process, Stat};
@@ -244,11 +245,23 @@ fn build_tree(root: Snap, others: impl Iterator<Item = Snap>) -> Vec<Snap> {
     tree
 }
 
+/// Read a pid file: a regular file only, opened without blocking (a FIFO or a device named
+/// as a pid file must not stall the sampler).
 fn read_pid_file(path: &Path) -> Result<u32, String> {
+    let problem = |e: &io::Error| format!("pid file {}: {}", path.display(), io_text(e));
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| problem(&e))?;
+    let meta = file.metadata().map_err(|e| problem(&e))?;
+    if !meta.is_file() {
+        return Err(format!("pid file {} is not a regular file", path.display()));
+    }
     let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|f| f.take(MAX_PID_FILE_BYTES).read_to_end(&mut bytes))
-        .map_err(|e| format!("pid file {}: {}", path.display(), io_text(&e)))?;
+    file.take(MAX_PID_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| problem(&e))?;
     parse_pid_file(path, &String::from_utf8_lossy(&bytes))
 }
 
@@ -364,6 +377,10 @@ mod tests {
         assert_eq!(
             read_pid_file(Path::new("/nonexistent/runoff-test.pid")),
             Err("pid file /nonexistent/runoff-test.pid: No such file or directory".to_string())
+        );
+        assert_eq!(
+            read_pid_file(Path::new("/dev/null")),
+            Err("pid file /dev/null is not a regular file".to_string())
         );
         assert_eq!(exited(1234, true), "process 1234 has exited");
         assert_eq!(exited(1234, false), "process 1234 is not running");

@@ -4,8 +4,9 @@
 //!
 //! Lives here: the readings and the short history kept for window figures, and the sampling
 //! thread. Must not: fail or stop runoff when a process is missing (it says so and tries
-//! again), touch requests, or know where the list of processes comes from (the caller hands
-//! it over at each sample).
+//! again), touch requests, know where the list of processes comes from (the caller hands it
+//! over at each sample), or hold the lock summaries take while it reads `/proc` or a pid file
+//! (a summary never waits on a sample).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -22,9 +23,15 @@ const EVERY: Duration = Duration::from_secs(1);
 /// History kept for window figures (the longest summary window).
 const KEEP: Duration = Duration::from_secs(600);
 
+/// What the sampling side keeps of a backend (only `sample` touches it).
 struct Watched {
     spec: ProcessSpec,
     sampler: Sampler,
+}
+
+/// What summaries read of a backend: the latest reading and the CPU history.
+#[derive(Default)]
+struct Kept {
     last: Reading,
     /// (when, cumulative CPU seconds), oldest first.
     history: VecDeque<(Instant, f64)>,
@@ -33,7 +40,10 @@ struct Watched {
 /// The latest readings, by backend name.
 #[derive(Default)]
 pub struct Resources {
+    /// The samplers; held while sampling (which may take a while).
     watched: Mutex<HashMap<String, Watched>>,
+    /// The readings; held only to copy in or out.
+    kept: Mutex<HashMap<String, Kept>>,
 }
 
 impl Resources {
@@ -44,20 +54,25 @@ impl Resources {
             return;
         };
         watched.retain(|name, w| specs.iter().any(|(n, spec)| n == name && *spec == w.spec));
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.retain(|name, _| watched.contains_key(name));
+        }
         for (name, spec) in specs {
             let w = watched.entry(name.clone()).or_insert_with(|| Watched {
                 spec: spec.clone(),
                 sampler: Sampler::new(spec.clone()),
-                last: Reading::default(),
-                history: VecDeque::new(),
             });
             let reading = w.sampler.sample();
+            let Ok(mut kept) = self.kept.lock() else {
+                return;
+            };
+            let k = kept.entry(name.clone()).or_default();
             metrics.sampled(
                 name,
-                reading.cpu_seconds - w.last.cpu_seconds,
+                reading.cpu_seconds - k.last.cpu_seconds,
                 reading.resident_memory_bytes,
             );
-            if !reading.alive && w.last.alive {
+            if !reading.alive && k.last.alive {
                 log::warn!(
                     "backend {}: {}; still trying",
                     name,
@@ -65,26 +80,25 @@ impl Resources {
                 );
             }
             let now = Instant::now();
-            w.history.push_back((now, reading.cpu_seconds));
-            while w
+            k.history.push_back((now, reading.cpu_seconds));
+            while k
                 .history
                 .front()
                 .is_some_and(|(t, _)| now.duration_since(*t) > KEEP)
             {
-                w.history.pop_front();
+                k.history.pop_front();
             }
-            w.last = reading;
+            k.last = reading;
         }
     }
 
     /// The readings for summaries: CPU since start and within `window`, RSS now.
     pub fn stats(&self, window: Duration) -> BTreeMap<String, ProcessStats> {
-        let Ok(watched) = self.watched.lock() else {
+        let Ok(kept) = self.kept.lock() else {
             return BTreeMap::new();
         };
         let now = Instant::now();
-        watched
-            .iter()
+        kept.iter()
             .map(|(name, w)| {
                 let start = w
                     .history

@@ -1,29 +1,24 @@
 //! Mismatch samples (a ring buffer per route) and per-path mismatch counts, for the admin API.
 //!
 //! Must not: hold more than the configured number of samples per route, a bounded number of
-//! distinct paths, or any header value that could be a credential.
+//! distinct paths, or anything the route's redact lists name (header values, JSON values
+//! under secret keys, query-parameter values) in the clear.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use http::header::HeaderName;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::json::generalize;
 use super::PairMeta;
 use super::{BodyDiff, HeaderDiff, Verdict};
 use crate::metrics::Part;
+use crate::redact::Redactor;
 
 /// Distinct paths counted per route; past it new paths count under `(other)`.
 const MAX_PATHS: usize = 1000;
-
-/// Headers never shown in samples, whatever the config says.
-const ALWAYS_REDACTED: [&str; 4] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
 
 /// What the store needs to know about a route, fixed when its config loads.
 #[derive(Debug, Clone)]
@@ -31,8 +26,8 @@ pub(crate) struct RouteSamples {
     pub route: String,
     /// Mismatch samples kept (the route's `samples`).
     pub capacity: usize,
-    /// The mirror's `strip_headers`: redacted in samples too.
-    pub redact: Vec<HeaderName>,
+    /// What samples never show in the clear.
+    pub redact: Arc<Redactor>,
 }
 
 /// One recorded mismatch.
@@ -64,23 +59,19 @@ pub(crate) struct CompareStore {
     routes: Mutex<HashMap<String, RouteLog>>,
 }
 
-fn redact(diffs: &[HeaderDiff], extra: &[HeaderName]) -> Vec<HeaderDiff> {
-    diffs
-        .iter()
-        .map(|d| {
-            let secret = ALWAYS_REDACTED.contains(&d.name.as_str())
-                || extra.iter().any(|h| h.as_str() == d.name);
-            if secret {
-                HeaderDiff {
-                    name: d.name.clone(),
-                    primary: d.primary.as_ref().map(|_| "<redacted>".to_string()),
-                    shadow: d.shadow.as_ref().map(|_| "<redacted>".to_string()),
-                }
-            } else {
-                d.clone()
-            }
-        })
-        .collect()
+fn redacted_header(r: &Redactor, d: &HeaderDiff) -> HeaderDiff {
+    HeaderDiff {
+        name: d.name.clone(),
+        primary: d.primary.as_deref().map(|v| r.header_value(&d.name, v)),
+        shadow: d.shadow.as_deref().map(|v| r.header_value(&d.name, v)),
+    }
+}
+
+fn redacted_body(r: &Redactor, d: &BodyDiff) -> BodyDiff {
+    let mut out = d.clone();
+    r.value_at(&d.path, &mut out.primary);
+    r.value_at(&d.path, &mut out.shadow);
+    out
 }
 
 impl CompareStore {
@@ -148,13 +139,21 @@ impl CompareStore {
             time,
             route: route.route.clone(),
             method: meta.method.clone(),
-            path: meta.path.clone(),
+            path: route.redact.path(&meta.path).into_owned(),
             request_id: meta.request_id.clone(),
             primary_status: statuses.0,
             shadow_status: statuses.1,
             parts: diff.parts(),
-            headers: redact(&diff.headers, &route.redact),
-            body: diff.body.clone(),
+            headers: diff
+                .headers
+                .iter()
+                .map(|h| redacted_header(&route.redact, h))
+                .collect(),
+            body: diff
+                .body
+                .iter()
+                .map(|b| redacted_body(&route.redact, b))
+                .collect(),
         });
     }
 

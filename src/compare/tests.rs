@@ -227,11 +227,18 @@ fn the_store_redacts_counts_paths_and_keeps_a_bounded_ring() {
     let route = store::RouteSamples {
         route: "api".into(),
         capacity: 3,
-        redact: vec![HeaderName::from_static("x-api-key")],
+        redact: std::sync::Arc::new(crate::redact::Redactor::new(
+            &crate::config::Redact {
+                headers: vec![],
+                json_keys: vec!["password".into()],
+                query_params: vec!["token".into()],
+            },
+            &[HeaderName::from_static("x-api-key")],
+        )),
     };
     let meta = PairMeta {
         method: "GET".into(),
-        path: "/u?id=1".into(),
+        path: "/u?id=1&token=tk1".into(),
         request_id: "r1".into(),
     };
     let mut cfg = rules();
@@ -240,12 +247,12 @@ fn the_store_redacts_counts_paths_and_keeps_a_bounded_ring() {
         let a = resp(
             200,
             &[("set-cookie", "s=1"), ("x-api-key", "k1")],
-            format!(r#"{{"items":[{{"ts":{i}}}],"n":1}}"#).as_bytes(),
+            format!(r#"{{"items":[{{"ts":{i}}}],"n":1,"password":"pw1"}}"#).as_bytes(),
         );
         let b = resp(
             200,
             &[("set-cookie", "s=2"), ("x-api-key", "k2")],
-            br#"{"items":[{"ts":-1}],"n":1}"#,
+            br#"{"items":[{"ts":-1}],"n":1,"password":"pw2"}"#,
         );
         let v = compare(&a, &b, &cfg);
         store.record(&route, &meta, (200, 200), &v, format!("t{i}"));
@@ -255,7 +262,10 @@ fn the_store_redacts_counts_paths_and_keeps_a_bounded_ring() {
     assert_eq!(samples.len(), 3);
     assert_eq!(samples[0].time, "t4");
     let shown = serde_json::to_string(&samples).expect("json");
-    assert!(!shown.contains("s=1") && !shown.contains("k1"), "{shown}");
+    for secret in ["s=1", "k1", "tk1", "pw1", "pw2"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("/u?id=1&token=<redacted>"), "{shown}");
     assert!(shown.contains("<redacted>"));
     let paths = serde_json::to_value(store.paths("api")).expect("json");
     assert_eq!(paths["pairs"], 6);

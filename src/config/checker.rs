@@ -116,4 +116,40 @@ impl Checker {
             }
         }
     }
+
+    /// An environment variable's name (letters, digits, `_`).
+    pub(super) fn env_name(&mut self, path: &str, name: &str) {
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !ok {
+            self.report(
+                path,
+                format!("`{name}` is not an environment variable name"),
+            );
+        }
+    }
+
+    /// A list of networks (`10.0.0.0/8`, `::1/128`, or a single address); each bad one is
+    /// reported as `path[j]`.
+    pub(super) fn networks(&mut self, path: &str, list: &[String]) -> Vec<ipnet::IpNet> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(j, text)| {
+                let t = text.trim();
+                let parsed = t
+                    .parse::<ipnet::IpNet>()
+                    .ok()
+                    .or_else(|| t.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from));
+                if parsed.is_none() {
+                    self.report(
+                        format!("{path}[{j}]"),
+                        format!("`{text}` is not a network like 10.0.0.0/8 or an address"),
+                    );
+                }
+                parsed
+            })
+            .collect()
+    }
 }

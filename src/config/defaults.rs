@@ -23,7 +23,6 @@ pub const MIRROR_MAX_IN_FLIGHT: usize = 1024;
 pub const MIRROR_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MIRROR_MARKER_HEADER: &str = "x-runoff-shadow";
 pub const MIRROR_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
-pub const UPGRADE_SOCK: &str = "/tmp/runoff-upgrade.sock";
 pub const COMPARE_HEADERS: [&str; 1] = ["content-type"];
 pub const COMPARE_MAX_BYTES: usize = 262_144;
 pub const COMPARE_SAMPLES: usize = 100;
@@ -44,3 +43,33 @@ pub const RAMP_MIN_INTERVAL: Duration = Duration::from_secs(300);
 pub const RAMP_MAX_HOLD: Duration = Duration::from_secs(1800);
 /// The ramp state file's name, next to the config file.
 pub const RAMP_STATE_FILE: &str = "runoff-ramp-state.json";
+/// JSON keys whose values are redacted in everything runoff keeps or shows.
+pub const REDACT_JSON_KEYS: [&str; 8] = [
+    "password",
+    "token",
+    "secret",
+    "api_key",
+    "access_token",
+    "refresh_token",
+    "authorization",
+    "cookie",
+];
+/// Query parameters whose values are redacted.
+pub const REDACT_QUERY_PARAMS: [&str; 9] = [
+    "token",
+    "access_token",
+    "api_key",
+    "key",
+    "password",
+    "secret",
+    "signature",
+    "sig",
+    "code",
+];
+/// Header values always redacted, whatever the config says.
+pub const REDACT_HEADERS_ALWAYS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];

@@ -19,15 +19,19 @@ use crate::error::ConfigError;
 use schema::RawConfig;
 
 pub use model::{
-    humane, AccessLog, AdminSettings, Analysis, Backend, Compare, Config, Criterion, Forwarding,
-    HeaderRule, JsonRules, Live, Mirror, OnFail, Pacing, ProcessSpec, Ramp, Route, RouteMatch,
-    ServerSettings, SplitEntry, Startup, StickyKey,
+    humane, AccessLog, AdminSettings, Analysis, Backend, Compare, Config, Criterion, Force,
+    Forwarding, HeaderRule, JsonRules, Live, Mirror, OnFail, Pacing, ProcessSpec, Ramp, Redact,
+    Route, RouteMatch, ServerSettings, SplitEntry, Startup, StickyKey,
 };
 pub use validate_routes::{json_pointer, split_weight, weight_error, weights_total};
 
 impl Config {
     /// Parse and validate YAML text. Resolves backend host names.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        // A key given twice in one mapping is an error naming its path (deserialising into
+        // the schema would silently keep the last one).
+        serde_yaml::from_str::<serde_yaml::Value>(text)
+            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let raw: RawConfig =
             serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         Config::try_from(raw)

@@ -38,6 +38,8 @@ pub struct Startup {
 #[derive(Debug, Clone)]
 pub struct Live {
     pub forwarding: Forwarding,
+    /// What runoff never keeps or shows in the clear.
+    pub redact: Redact,
     /// Backends in file order; a backend's index here is its id elsewhere.
     pub backends: Vec<Backend>,
     /// Routes in file order: the first match wins.
@@ -54,8 +56,9 @@ pub struct ServerSettings {
     pub mirror_memory_bytes: u64,
     /// Reload when the config file changes.
     pub watch: bool,
-    /// Where a new process started with `--upgrade` receives the listeners (SIGQUIT handoff).
-    pub upgrade_sock: PathBuf,
+    /// Where a new process started with `--upgrade` receives the listeners (SIGQUIT handoff);
+    /// `None`: `upgrade.sock` in a directory only runoff's user may write, made at start.
+    pub upgrade_sock: Option<PathBuf>,
     /// Where ramps keep their state across restarts; `None`: next to the config file.
     pub ramp_state_file: Option<PathBuf>,
 }
@@ -66,6 +69,9 @@ pub struct AdminSettings {
     /// The environment variable holding the bearer token for `/api/*` (the name, never the
     /// token itself).
     pub token_env: Option<String>,
+    /// Host names (lower case, without port) the admin API answers to besides loopback names
+    /// and its own address: a request naming another host is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +160,47 @@ pub struct Forwarding {
     pub x_forwarded_proto: bool,
     pub x_forwarded_host: bool,
     pub request_id_header: HeaderName,
+    /// Peers whose `X-Forwarded-*` and marker header are believed: from them `X-Forwarded-For`
+    /// is extended and the client is the rightmost address not in this list; from anyone
+    /// else the forwarding headers are replaced.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Forwarding {
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// What runoff never keeps or shows in the clear (mismatch samples, path counts, the access
+/// log, its own logs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redact {
+    /// Header values (besides authorization, proxy-authorization, cookie, set-cookie, always).
+    pub headers: Vec<HeaderName>,
+    /// JSON body values under these keys (lower case), at any depth.
+    pub json_keys: Vec<String>,
+    /// Query parameter values (names in lower case).
+    pub query_params: Vec<String>,
+}
+
+/// Forcing a backend of a route's split with a header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Force {
+    pub header: HeaderName,
+    /// Only callers from these networks (`None`: any caller).
+    pub from: Option<Vec<ipnet::IpNet>>,
+    /// The environment variable holding a secret the caller must also send, in
+    /// `<header>-secret` (compared in constant time).
+    pub secret_env: Option<String>,
+}
+
+impl Force {
+    /// The header carrying the secret: `<header>-secret`.
+    pub fn secret_header(&self) -> HeaderName {
+        HeaderName::from_bytes(format!("{}-secret", self.header.as_str()).as_bytes())
+            .unwrap_or_else(|_| HeaderName::from_static("x-runoff-backend-secret"))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -185,7 +232,8 @@ pub struct Route {
     /// The split in file order; sticky ranges follow this order.
     pub split: Vec<SplitEntry>,
     pub sticky: Option<StickyKey>,
-    pub force_header: Option<HeaderName>,
+    /// Forcing a backend with a header: opt-in, from allowed sources, with a secret.
+    pub force: Option<Force>,
     pub mirror: Option<Mirror>,
     /// Compare the primary's and the shadow's answers (needs `mirror`).
     pub compare: Option<Compare>,

@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub forwarding: RawForwarding,
     #[serde(default)]
+    pub redact: RawRedact,
+    #[serde(default)]
     pub access_log: Option<String>,
     pub backends: IndexMap<String, RawBackend>,
     pub routes: Vec<RawRoute>,
@@ -48,6 +50,7 @@ pub struct RawServer {
 pub struct RawAdmin {
     pub listen: Option<String>,
     pub token_env: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -57,6 +60,25 @@ pub struct RawForwarding {
     pub x_forwarded_proto: Option<bool>,
     pub x_forwarded_host: Option<bool>,
     pub request_id_header: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+/// `redact: { headers: [...], json_keys: [...], query_params: [...] }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedact {
+    pub headers: Option<Vec<String>>,
+    pub json_keys: Option<Vec<String>>,
+    pub query_params: Option<Vec<String>>,
+}
+
+/// `force: { header: x-runoff-backend, from: [10.0.0.0/8], secret_env: VAR }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForce {
+    pub header: Option<String>,
+    pub from: Option<Vec<String>>,
+    pub secret_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +109,7 @@ pub struct RawRoute {
     pub split: IndexMap<String, i64>,
     pub sticky: Option<RawSticky>,
     pub force_header: Option<RawForceHeader>,
+    pub force: Option<RawForce>,
     pub mirror: Option<RawMirror>,
     pub compare: Option<RawCompare>,
     pub baseline: Option<String>,

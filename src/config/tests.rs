@@ -54,9 +54,9 @@ fn minimal_config_gets_documented_defaults() {
             }
         ]
     );
-    assert_eq!(
-        r.force_header.as_ref().map(|h| h.as_str()),
-        Some("x-runoff-backend")
+    assert!(
+        r.force.is_none(),
+        "forcing a backend is off unless asked for"
     );
     assert!(r.sticky.is_none());
     assert_eq!(c.startup.access_log, AccessLog::Off);
@@ -189,23 +189,25 @@ fn sticky_and_force_header_forms() {
         (
             "sticky: { cookie: session }",
             Some(StickyKey::Cookie("session".into())),
-            Some("x-runoff-backend"),
+            None,
         ),
         (
             "sticky: { client_ip: true }",
             Some(StickyKey::ClientIp),
-            Some("x-runoff-backend"),
+            None,
         ),
         ("force_header: false", None, None),
         ("force_header: x-pick", None, Some("x-pick")),
         ("force_header: true", None, Some("x-runoff-backend")),
+        ("force: {}", None, Some("x-runoff-backend")),
+        ("force: { header: x-choose }", None, Some("x-choose")),
     ];
     for (extra, sticky, force) in cases {
         let yaml = format!("{MINIMAL}    {extra}\n");
         let c = Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{extra}: {e}"));
         assert_eq!(c.live.routes[0].sticky, sticky, "{extra}");
         assert_eq!(
-            c.live.routes[0].force_header.as_ref().map(|h| h.as_str()),
+            c.live.routes[0].force.as_ref().map(|f| f.header.as_str()),
             force,
             "{extra}"
         );

@@ -14,11 +14,13 @@ use indexmap::IndexMap;
 use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
-    AccessLog, AdminSettings, Backend, Config, Forwarding, Live, ProcessSpec, ServerSettings,
-    Startup,
+    AccessLog, AdminSettings, Backend, Config, Forwarding, Live, ProcessSpec, Redact,
+    ServerSettings, Startup,
 };
 use super::resolve::resolve_address;
-use super::schema::{OneOrMany, RawAdmin, RawBackend, RawConfig, RawForwarding, RawServer};
+use super::schema::{
+    OneOrMany, RawAdmin, RawBackend, RawConfig, RawForwarding, RawRedact, RawServer,
+};
 use super::validate_routes::routes;
 use crate::error::ConfigError;
 
@@ -33,7 +35,9 @@ impl TryFrom<RawConfig> for Config {
         let forwarding = forwarding(&mut c, &raw.forwarding);
         let access_log = access_log(&mut c, raw.access_log.as_deref());
         let backends = backends(&mut c, &raw.backends);
+        loops_back(&mut c, &backends, &listen, admin.listen);
         let routes = routes(&mut c, &raw.routes, &backends);
+        let redact = redact(&mut c, &raw.redact);
         if !c.problems.is_empty() {
             return Err(ConfigError::Invalid(c.problems));
         }
@@ -46,6 +50,7 @@ impl TryFrom<RawConfig> for Config {
             },
             live: Live {
                 forwarding,
+                redact,
                 backends,
                 routes,
             },
@@ -98,11 +103,14 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             defaults::MIRROR_MEMORY_BYTES as usize,
         ) as u64,
         watch: raw.watch.unwrap_or(false),
-        upgrade_sock: PathBuf::from(
-            raw.upgrade_sock
-                .clone()
-                .unwrap_or_else(|| defaults::UPGRADE_SOCK.to_string()),
-        ),
+        upgrade_sock: match raw.upgrade_sock.as_deref() {
+            None => None,
+            Some("") => {
+                c.report("server.upgrade_sock", "must be a file path");
+                None
+            }
+            Some(path) => Some(PathBuf::from(path)),
+        },
         ramp_state_file: match raw.ramp_state_file.as_deref() {
             None => None,
             Some("") => {
@@ -137,20 +145,30 @@ fn admin(c: &mut Checker, raw: &RawAdmin, proxy_listen: &[SocketAddr]) -> AdminS
         }
     }
     if let Some(name) = &raw.token_env {
-        let ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
-        if !ok {
-            c.report(
-                "admin.token_env",
-                format!("`{name}` is not an environment variable name"),
-            );
-        }
+        c.env_name("admin.token_env", name);
     }
+    let allowed_hosts = raw
+        .allowed_hosts
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(j, h)| {
+            let host = h.trim().to_ascii_lowercase();
+            if host.is_empty() || host.contains(['/', ' ', ':']) {
+                c.report(
+                    format!("admin.allowed_hosts[{j}]"),
+                    format!("`{h}` is not a host name (give it without a port)"),
+                );
+                None
+            } else {
+                Some(host)
+            }
+        })
+        .collect();
     AdminSettings {
         listen: listen.unwrap_or(defaults::ADMIN_LISTEN),
         token_env: raw.token_env.clone(),
+        allowed_hosts,
     }
 }
 
@@ -167,7 +185,55 @@ fn forwarding(c: &mut Checker, raw: &RawForwarding) -> Forwarding {
         x_forwarded_proto: raw.x_forwarded_proto.unwrap_or(true),
         x_forwarded_host: raw.x_forwarded_host.unwrap_or(true),
         request_id_header,
+        trusted_proxies: c.networks(
+            "forwarding.trusted_proxies",
+            raw.trusted_proxies.as_deref().unwrap_or_default(),
+        ),
     }
+}
+
+fn redact(c: &mut Checker, raw: &RawRedact) -> Redact {
+    let lower = |list: &Option<Vec<String>>, default: &[&str]| -> Vec<String> {
+        match list {
+            Some(list) => list.iter().map(|k| k.trim().to_ascii_lowercase()).collect(),
+            None => default.iter().map(|k| k.to_string()).collect(),
+        }
+    };
+    Redact {
+        headers: raw
+            .headers
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(j, h)| c.header_name(&format!("redact.headers[{j}]"), h))
+            .collect(),
+        json_keys: lower(&raw.json_keys, &defaults::REDACT_JSON_KEYS),
+        query_params: lower(&raw.query_params, &defaults::REDACT_QUERY_PARAMS),
+    }
+}
+
+/// A backend that is one of runoff's own listeners would send every request back to runoff.
+fn loops_back(c: &mut Checker, backends: &[Backend], listen: &[SocketAddr], admin: SocketAddr) {
+    for b in backends {
+        let own = listen.iter().chain(std::iter::once(&admin)).find(|l| {
+            **l == b.addr
+                || (l.port() == b.addr.port() && l.ip().is_unspecified() && local(b.addr.ip()))
+        });
+        if let Some(l) = own {
+            c.report(
+                format!("backends.{}.address", b.name),
+                format!(
+                    "`{}` is runoff's own listener {l}: every request would come back to runoff",
+                    b.address
+                ),
+            );
+        }
+    }
+}
+
+/// An address that reaches this host through an unspecified (0.0.0.0 or ::) listener.
+fn local(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified()
 }
 
 fn access_log(c: &mut Checker, raw: Option<&str>) -> AccessLog {

@@ -10,8 +10,8 @@ use http::header::HeaderName;
 use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
-    Analysis, Backend, Compare, Criterion, HeaderRule, JsonRules, Mirror, OnFail, Pacing, Ramp,
-    Route, RouteMatch, SplitEntry, StickyKey,
+    Analysis, Backend, Compare, Criterion, Force, HeaderRule, JsonRules, Mirror, OnFail, Pacing,
+    Ramp, Route, RouteMatch, SplitEntry, StickyKey,
 };
 use super::schema::{
     RawAnalysis, RawCompare, RawForceHeader, RawMirror, RawRamp, RawRoute, RawSticky,
@@ -135,13 +135,7 @@ fn validate_route(
         .as_ref()
         .and_then(|s| validate_sticky(c, &format!("{path}.sticky"), s));
 
-    let force_header = match &r.force_header {
-        None | Some(RawForceHeader::Enabled(true)) => {
-            Some(HeaderName::from_static(defaults::FORCE_HEADER))
-        }
-        Some(RawForceHeader::Enabled(false)) => None,
-        Some(RawForceHeader::Name(n)) => c.header_name(&format!("{path}.force_header"), n),
-    };
+    let force = force(c, path, r);
 
     let mirror = r
         .mirror
@@ -206,10 +200,54 @@ fn validate_route(
         },
         split,
         sticky,
-        force_header,
+        force,
         mirror,
         compare,
     })
+}
+
+/// Forcing a backend: off unless asked for (`force:`, or the older `force_header:`).
+fn force(c: &mut Checker, path: &str, r: &RawRoute) -> Option<Force> {
+    match (&r.force, &r.force_header) {
+        (Some(_), Some(_)) => {
+            c.report(
+                format!("{path}.force"),
+                "give `force` or the older `force_header`, not both",
+            );
+            None
+        }
+        (None, None) | (None, Some(RawForceHeader::Enabled(false))) => None,
+        (None, Some(RawForceHeader::Enabled(true))) => Some(Force {
+            header: HeaderName::from_static(defaults::FORCE_HEADER),
+            from: None,
+            secret_env: None,
+        }),
+        (None, Some(RawForceHeader::Name(n))) => c
+            .header_name(&format!("{path}.force_header"), n)
+            .map(|header| Force {
+                header,
+                from: None,
+                secret_env: None,
+            }),
+        (Some(f), None) => {
+            let header = match &f.header {
+                None => Some(HeaderName::from_static(defaults::FORCE_HEADER)),
+                Some(h) => c.header_name(&format!("{path}.force.header"), h),
+            };
+            let from = f
+                .from
+                .as_ref()
+                .map(|list| c.networks(&format!("{path}.force.from"), list));
+            if let Some(name) = &f.secret_env {
+                c.env_name(&format!("{path}.force.secret_env"), name);
+            }
+            header.map(|header| Force {
+                header,
+                from,
+                secret_env: f.secret_env.clone(),
+            })
+        }
+    }
 }
 
 /// Parse a JSON Pointer (`/items/*/id`, `~0` for `~`, `~1` for `/`) into its segments.

@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use super::backends::DemoBackend;
 use crate::config::Config;
 
-/// The embedded demo config: `users` is split 80/20 with sticky users; `orders` is served by
-/// the baseline and mirrored to the candidate, whose answers are compared.
+/// The embedded demo config: `users` is split 80/20 with sticky users (a local caller may force
+/// a backend with `x-runoff-backend`); `orders` is served by the baseline and mirrored to the
+/// candidate, whose answers are compared.
 pub(super) fn demo_config(
     listen: SocketAddr,
     admin: SocketAddr,
@@ -28,6 +29,7 @@ pub(super) fn demo_config(
     match: {{ path_prefix: /api/users }}
     split: {{ node: 80, go: 20 }}
     sticky: {{ header: x-user-id }}
+    force: {{ from: [127.0.0.0/8, "::1/128"] }}
     analysis: {{}}
   - name: orders
     match: {{ path_prefix: /api/orders }}

@@ -18,6 +18,7 @@ macro_rules! label {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[allow(unreachable_pub)] // Role is public through `analysis`; the others are not.
         pub enum $name {
             $($(#[$vmeta])* $variant),+
         }
@@ -36,6 +37,7 @@ macro_rules! label {
 
         impl $name {
             /// The label value.
+            #[allow(unreachable_pub)]
             pub fn as_str(self) -> &'static str {
                 <Self as Label>::as_str(self)
             }
@@ -150,6 +152,35 @@ label! {
 impl serde::Serialize for Part {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+label! {
+    /// Why a request's force header was not honoured (`runoff_force_refused_total`).
+    ForceRefusal {
+        /// The route does not allow forcing.
+        Disabled => "disabled",
+        /// The caller is not in the route's `force.from`.
+        Source => "source",
+        /// The secret was missing or wrong.
+        Secret => "secret",
+    }
+}
+
+label! {
+    /// Why the admin listener refused a request (`runoff_admin_refused_total`).
+    AdminRefusal {
+        /// `/api/*` without the token.
+        TokenMissing => "token_missing",
+        TokenWrong => "token_wrong",
+        /// No token configured on a listener other hosts can reach.
+        NotLoopback => "not_loopback",
+        /// An `Origin` that is not the admin listener's own (a cross-site request).
+        Origin => "origin",
+        /// A `Host` that does not name the admin listener (DNS rebinding).
+        Host => "host",
+        /// A write without `Content-Type: application/json`.
+        ContentType => "content_type",
     }
 }
 

@@ -18,7 +18,8 @@ use prometheus::{
 
 pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, RequestHandles};
 pub(crate) use labels::{
-    CompareResult, DropReason, ErrorKind, Label, Part, ReloadResult, Role, StatusClass,
+    AdminRefusal, CompareResult, DropReason, ErrorKind, ForceRefusal, Label, Part, ReloadResult,
+    Role, StatusClass,
 };
 
 /// Latency buckets: exponential, factor 1.25 from 0.5 ms, 51 buckets (last ≈ 35 s). Any value
@@ -163,6 +164,8 @@ pub struct Metrics {
     pub analysis: AnalysisMetrics,
     pub unrouted: IntCounter,
     pub access_log_dropped: IntCounter,
+    force_refused: IntCounterVec,
+    admin_refused: handles::PerLabel<AdminRefusal>,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
@@ -420,6 +423,19 @@ impl Metrics {
             "runoff_access_log_dropped_total",
             "Access log lines dropped because the writer could not keep up.",
         )?;
+        let force_refused = counter(
+            "runoff_force_refused_total",
+            "Requests whose force header was ignored (routed by weight instead), and why.",
+            &["route", "reason"],
+        )?;
+        let admin_refused_vec = counter(
+            "runoff_admin_refused_total",
+            "Requests the admin listener refused, and why.",
+            &["reason"],
+        )?;
+        let admin_refused = handles::PerLabel::new(|r: AdminRefusal| {
+            admin_refused_vec.with(&named(&[("reason", r.as_str())]))
+        });
         let build_info = IntGaugeVec::new(
             Opts::new("runoff_build_info", "The running build (always 1)."),
             &["version"],
@@ -435,6 +451,8 @@ impl Metrics {
         analysis.register(&registry)?;
         registry.register(Box::new(unrouted.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
+        registry.register(Box::new(force_refused.clone()))?;
+        registry.register(Box::new(admin_refused_vec))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -446,6 +464,21 @@ impl Metrics {
             analysis,
             unrouted,
             access_log_dropped,
+            force_refused,
+            admin_refused,
+        })
+    }
+
+    /// The admin listener refused a request.
+    pub fn admin_refused(&self, why: AdminRefusal) {
+        self.admin_refused.inc(why);
+    }
+
+    /// Handles counting a route's ignored force headers, every reason at 0 from now.
+    pub(crate) fn force_refusals(&self, route: &str) -> handles::PerLabel<ForceRefusal> {
+        handles::PerLabel::new(|r: ForceRefusal| {
+            self.force_refused
+                .with(&named(&[("route", route), ("reason", r.as_str())]))
         })
     }
 }

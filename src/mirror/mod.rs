@@ -31,6 +31,7 @@ use crate::analysis::{Book, Recorder, Series};
 use crate::compare::Judge;
 use crate::config::{Live, Mirror, Pacing, Route};
 use crate::metrics::{DropReason, Metrics, MirrorHandles, Role};
+use crate::redact::Redactor;
 use pair::Pair;
 use tee::Budget;
 
@@ -66,6 +67,8 @@ pub(crate) struct RouteMirror {
     route_name: String,
     backend_name: String,
     request_id_header: HeaderName,
+    /// What the copies' access log lines never show in the clear.
+    redact: Redactor,
     /// Copies under way for this route (carried across reloads).
     in_flight: Arc<AtomicUsize>,
     /// Compares the two answers, when the route says so.
@@ -110,6 +113,7 @@ impl RouteMirror {
             route_name: route.name.clone(),
             backend_name: backend.name.clone(),
             request_id_header: live.forwarding.request_id_header.clone(),
+            redact: Redactor::new(&live.redact, &m.strip_headers),
             in_flight,
             judge,
             shadow_latency: book.recorder(

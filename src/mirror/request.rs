@@ -4,14 +4,12 @@
 //!
 //! Must not: change anything else in the request: both legs must see the same request.
 
-use std::net::IpAddr;
-
 use http::header::{HeaderName, CONTENT_LENGTH, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 
 use crate::compare::PairMeta;
 use crate::config::{Forwarding, Mirror};
-use crate::forwarding::{apply_forwarding, nominated, RequestId, HOP_BY_HOP};
+use crate::forwarding::{apply_forwarding, nominated, Peer, RequestId, HOP_BY_HOP};
 
 /// How the copy's body will arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +47,9 @@ pub(crate) fn shadow_request(
     original: &RequestHeader,
     fwd: &Forwarding,
     mirror: &Mirror,
-    client: Option<IpAddr>,
+    peer: &Peer,
     request_id: &RequestId,
+    strip: &[HeaderName],
 ) -> pingora::Result<RequestHeader> {
     let mut req = original.clone();
     req.set_version(http::Version::HTTP_11);
@@ -63,7 +62,7 @@ pub(crate) fn shadow_request(
     for name in &mirror.strip_headers {
         req.remove_header(name);
     }
-    apply_forwarding(&mut req, fwd, client, request_id.to_add())?;
+    apply_forwarding(&mut req, fwd, peer, request_id.to_add(), strip)?;
     req.insert_header(mirror.marker_header.clone(), "1")?;
     Ok(req)
 }
@@ -95,6 +94,7 @@ mod tests {
     use super::*;
     use http::header::HeaderValue;
     use http::Method;
+    use std::net::IpAddr;
 
     fn mirror() -> Mirror {
         Mirror {
@@ -116,6 +116,7 @@ mod tests {
             x_forwarded_proto: true,
             x_forwarded_host: true,
             request_id_header: HeaderName::from_static("x-request-id"),
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -138,7 +139,12 @@ mod tests {
             generated: true,
         };
         let ip: IpAddr = "10.1.2.3".parse().expect("ip");
-        let copy = shadow_request(&req, &forwarding(), &mirror(), Some(ip), &id).expect("copy");
+        let peer = Peer {
+            addr: Some(ip),
+            trusted: false,
+            client: Some(ip),
+        };
+        let copy = shadow_request(&req, &forwarding(), &mirror(), &peer, &id, &[]).expect("copy");
         let get = |k: &str| copy.headers.get(k).and_then(|v| v.to_str().ok());
         assert_eq!(copy.method, Method::POST);
         assert_eq!(copy.uri.to_string(), "/orders?id=1");

@@ -16,10 +16,11 @@ use prometheus::IntGauge;
 use super::decide::Target;
 use crate::access_log::{now_rfc3339, rfc3339_at, Entry};
 use crate::compare::Captured;
-use crate::forwarding::RequestId;
+use crate::forwarding::{Peer, RequestId};
 use crate::metrics::Role;
 use crate::mirror::CopyHandle;
 use crate::outcome::status_class;
+use crate::redact::Redactor;
 use crate::state::{InFlight, Snapshot};
 
 /// Raises a gauge for as long as it lives.
@@ -62,6 +63,8 @@ pub(crate) struct RequestCtx {
     _in_flight: InFlight,
     pub(super) target: Option<Target>,
     gauge: Option<GaugeGuard>,
+    /// Who sent the request (the peer, whether it is a trusted proxy, the client behind it).
+    pub(super) peer: Peer,
     /// The request id (the caller's when fit to keep, else a generated one).
     pub(super) request_id: Option<RequestId>,
     pub(super) attempts: u32,
@@ -97,6 +100,11 @@ impl RequestCtx {
             _in_flight: in_flight,
             target: None,
             gauge: None,
+            peer: Peer {
+                addr: None,
+                trusted: false,
+                client: None,
+            },
             request_id: None,
             attempts: 0,
             attempt_body_bytes: 0,
@@ -194,6 +202,14 @@ impl RequestCtx {
         h.finished(class);
     }
 
+    /// What this request's route (or, before one matched, runoff) never logs in the clear.
+    pub(super) fn redactor(&self) -> &Redactor {
+        match &self.target {
+            Some(t) => &self.snapshot.routes[t.route].redact,
+            None => &self.snapshot.redact,
+        }
+    }
+
     /// The access log line of this request.
     pub(super) fn access_entry<'a>(
         &'a self,
@@ -209,7 +225,10 @@ impl RequestCtx {
             time: now_rfc3339(),
             request_id: self.request_id.as_ref().map_or("", RequestId::as_str),
             method: req.method.as_str(),
-            path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            path: self
+                .redactor()
+                .path(req.uri.path_and_query().map_or("/", |p| p.as_str())),
+            client: self.peer.client.map(|ip| ip.to_string()),
             route: self
                 .target
                 .as_ref()

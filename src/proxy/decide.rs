@@ -15,11 +15,14 @@ use rand::Rng;
 
 use crate::analysis::tally::{Side, Tally};
 use crate::analysis::Recorder;
-use crate::forwarding::RequestId;
+use crate::config::{defaults, Route};
+use crate::forwarding::{Peer, RequestId};
+use crate::metrics::ForceRefusal;
 use crate::metrics::RequestHandles;
 use crate::mirror::{self, CopyHandle, MirrorRuntime};
 use crate::routing::{self, ChoiceReason, MirrorFacts, RequestFacts, StickyBytes};
-use crate::state::Snapshot;
+use crate::state::{RouteState, Snapshot};
+use subtle::ConstantTimeEq;
 
 /// Where a request goes, decided once in `request_filter`.
 pub(super) struct Target {
@@ -56,11 +59,7 @@ pub(super) fn decide<'r>(
     };
     let route_index = routing::find_route(&live.routes, &facts)?;
     let route = &live.routes[route_index];
-    let forced = route
-        .force_header
-        .as_ref()
-        .and_then(|h| req.headers.get(h))
-        .map(HeaderValue::as_bytes);
+    let forced = forced(route, &snapshot.routes[route_index], req, client_ip);
     let sticky_key = route
         .sticky
         .as_ref()
@@ -68,7 +67,7 @@ pub(super) fn decide<'r>(
     let choice = routing::choose_backend(
         &route.split,
         |b| live.backends[b].name.as_str(),
-        forced,
+        forced.map(HeaderValue::as_bytes),
         sticky_key.as_ref().map(|k| k.as_bytes()),
         || rand::rng().random(),
     )?;
@@ -92,12 +91,50 @@ pub(super) fn decide<'r>(
 pub(super) struct CopyRequest<'a> {
     pub header: &'a RequestHeader,
     pub is_upgrade: bool,
-    pub client_ip: Option<IpAddr>,
+    pub peer: Peer,
     /// The route's sticky key in the request, as `decide` found it.
     pub sticky_key: Option<&'a [u8]>,
     pub request_id: &'a RequestId,
     /// When runoff saw the request start.
     pub start: Instant,
+}
+
+/// The backend a request's force header names, when the route allows it for this caller;
+/// a force header that is not honoured is counted and ignored (the request is routed by
+/// weight).
+fn forced<'r>(
+    route: &Route,
+    state: &RouteState,
+    req: &'r RequestHeader,
+    client_ip: Option<IpAddr>,
+) -> Option<&'r HeaderValue> {
+    let Some(force) = &route.force else {
+        if req.headers.contains_key(defaults::FORCE_HEADER) {
+            state.force_refused.inc(ForceRefusal::Disabled);
+        }
+        return None;
+    };
+    let wanted = req.headers.get(&force.header)?;
+    let allowed = force
+        .from
+        .as_ref()
+        .is_none_or(|nets| client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))));
+    if !allowed {
+        state.force_refused.inc(ForceRefusal::Source);
+        return None;
+    }
+    if let Some(secret) = &state.force_secret {
+        let sent = req
+            .headers
+            .get(force.secret_header())
+            .map(HeaderValue::as_bytes);
+        let ok = !secret.is_empty() && sent.is_some_and(|s| bool::from(s.ct_eq(secret.as_slice())));
+        if !ok {
+            state.force_refused.inc(ForceRefusal::Secret);
+            return None;
+        }
+    }
+    Some(wanted)
 }
 
 /// Dispatch a shadow copy of the request when its route mirrors and the request qualifies.
@@ -121,13 +158,15 @@ pub(super) fn start_copy(
         return None;
     }
     let fwd = &snapshot.live.forwarding;
-    match mirror::shadow_request(req, fwd, config, copy.client_ip, copy.request_id) {
+    let strip = &snapshot.routes[target.route].strip;
+    match mirror::shadow_request(req, fwd, config, &copy.peer, copy.request_id, strip) {
         Ok(header) => mirror::dispatch(mirrors, rm, header, mirror::body_plan(req), copy.start),
         Err(e) => {
+            let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
             log::warn!(
                 "cannot build a shadow copy of {} {}: {e}",
                 req.method,
-                req.uri
+                snapshot.routes[target.route].redact.path(path)
             );
             None
         }

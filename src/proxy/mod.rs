@@ -21,13 +21,14 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::compare::Captured;
-use crate::forwarding::{self, RequestId};
+use crate::forwarding::{self, Peer, RequestId};
 use crate::mirror::CopyHandle;
 use crate::outcome::{self, error_kind, is_upstream, status_for_failure};
 use crate::state::Shared;
 use crate::upstream::connect_time;
 use context::RequestCtx;
 use decide::{decide, start_copy, CopyRequest};
+use http::header::HeaderName;
 
 /// The proxy: everything it knows lives in `Shared`.
 pub(crate) struct Runoff {
@@ -40,7 +41,7 @@ impl Runoff {
     }
 }
 
-fn client_ip(session: &Session) -> Option<IpAddr> {
+fn peer_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
@@ -71,10 +72,11 @@ impl ProxyHttp for Runoff {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let ip = client_ip(session);
         let snapshot = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
-        let Some((target, sticky_key)) = decide(&snapshot, req, ip) else {
+        let peer = Peer::of(peer_ip(session), &req.headers, &snapshot.live.forwarding);
+        ctx.peer = peer;
+        let Some((target, sticky_key)) = decide(&snapshot, req, peer.client) else {
             self.shared.metrics.unrouted.inc();
             ctx.answered = 404;
             answer_plain(session, 404, NO_ROUTE_BODY).await?;
@@ -94,7 +96,7 @@ impl ProxyHttp for Runoff {
                 CopyRequest {
                     header: req,
                     is_upgrade: session.is_upgrade_req(),
-                    client_ip: ip,
+                    peer,
                     sticky_key: sticky_key.as_ref().map(|k| k.as_bytes()),
                     request_id: &request_id,
                     start: ctx.start,
@@ -149,15 +151,24 @@ impl ProxyHttp for Runoff {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let mut strip: Vec<HeaderName> = Vec::new();
+        if let Some(target) = &ctx.target {
+            let route = &ctx.snapshot.routes[target.route];
+            strip.extend(route.strip.iter().cloned());
+            if !ctx.peer.trusted {
+                strip.push(route.marker.clone());
+            }
+        }
         forwarding::apply_forwarding(
             upstream_request,
             &ctx.snapshot.live.forwarding,
-            client_ip(session),
+            &ctx.peer,
             ctx.generated_id(),
+            &strip,
         )?;
         ctx.sent_upstream_at = Some(Instant::now());
         Ok(())
@@ -305,6 +316,19 @@ impl ProxyHttp for Runoff {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// What Pingora's own error log lines say about a request: method, path (redacted query
+    /// values) and Host.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()))
+            .unwrap_or_default();
+        format!("{} {}, Host: {host}", req.method, ctx.redactor().path(path))
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

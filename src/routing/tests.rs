@@ -140,7 +140,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<Vec<Metho
         },
         split: split(&[1]),
         sticky: None,
-        force_header: None,
+        force: None,
         mirror: None,
         compare: None,
         baseline: 0,

@@ -10,10 +10,11 @@
 mod drain;
 mod judge;
 mod signals;
+mod upgrade;
 mod watch;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
@@ -57,6 +58,8 @@ pub(crate) enum StartError {
     Watch { path: PathBuf, reason: String },
     #[error("the server stopped unexpectedly (see the log above)")]
     Crashed,
+    #[error("server.upgrade_sock: {0}")]
+    UpgradeSock(String),
 }
 
 /// How `run` was asked to start.
@@ -119,6 +122,7 @@ fn admin_token(config: &Config) -> Result<Option<String>, StartError> {
 pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result<(), StartError> {
     // The config's own problems first, then the machine's.
     let token = admin_token(&config)?;
+    let upgrade_sock = upgrade::socket(config.startup.server.upgrade_sock.as_deref())?;
     if !options.upgrade {
         check_listeners(&config, &extras)?;
     }
@@ -161,6 +165,7 @@ pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result
 
     let stop = Stop::default();
     let server = assemble(
+        &upgrade_sock,
         &startup,
         &options,
         &shared,
@@ -200,6 +205,7 @@ pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result
 /// The Pingora server with every service added, bootstrapped (an `--upgrade` takes the
 /// listeners over here).
 fn assemble(
+    upgrade_sock: &Path,
     startup: &Startup,
     options: &RunOptions,
     shared: &Arc<Shared>,
@@ -221,7 +227,7 @@ fn assemble(
         .join(format!("runoff-{}.pid", std::process::id()))
         .to_string_lossy()
         .into_owned();
-    conf.upgrade_sock = startup.server.upgrade_sock.to_string_lossy().into_owned();
+    conf.upgrade_sock = upgrade_sock.to_string_lossy().into_owned();
     let opt = Opt {
         upgrade: options.upgrade,
         ..Opt::default()
@@ -249,7 +255,7 @@ fn assemble(
             startup.listen.clone(),
             (Arc::clone(control), Arc::clone(shared)),
             token,
-            startup.admin.listen,
+            &startup.admin,
         ),
     );
     admin.threads = Some(1);

@@ -16,3 +16,4 @@ mod mirror;
 mod process;
 mod proxy;
 mod resources;
+mod trust;

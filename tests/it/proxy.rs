@@ -271,7 +271,7 @@ async fn force_header_picks_a_backend_of_the_split() {
     let go = fixture("go").start().await;
     let b = two(&node, &go);
     let runoff = Runoff::start(|p| {
-        config(p, &b, "  - name: api\n    split: { node: 100, go: 0 }\n  - name: plain\n    match: { path_prefix: /plain }\n    split: { node: 100 }\n    force_header: false\n")
+        config(p, &b, "  - name: api\n    split: { node: 100, go: 0 }\n    force: {}\n  - name: plain\n    match: { path_prefix: /plain }\n    split: { node: 100 }\n    force_header: false\n")
     })
     .await;
     let client = reqwest::Client::new();

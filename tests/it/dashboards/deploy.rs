@@ -59,6 +59,14 @@ fn deploy_files_are_valid() {
         Some("deploy/Dockerfile")
     );
     assert!(repo("deploy/Dockerfile").is_file());
+    // No default admin token: compose refuses to start without one (`${VAR:?message}`).
+    let token = services["runoff"]["environment"]["RUNOFF_ADMIN_TOKEN"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        token.starts_with("${RUNOFF_ADMIN_TOKEN:?"),
+        "compose must require RUNOFF_ADMIN_TOKEN, not default it: {token}"
+    );
 
     // runoff's compose config is valid, apart from compose's DNS names that only resolve there.
     let config = read("deploy/runoff.yaml")

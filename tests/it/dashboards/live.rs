@@ -52,6 +52,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     .unwrap();
     let reload = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{admin}/api/reload"))
+        .header("content-type", "application/json")
         .timeout(Duration::from_secs(10))
         .send()
         .await

@@ -60,6 +60,7 @@ routes:
   - name: api
     match: {{ path_prefix: /api }}
     split: {{ node: {wn}, go: {wg} }}
+    force: {{}}
     mirror: {{ to: go, percent: 100, timeout: 250ms }}
     compare: {{ status: true }}
   - name: orders

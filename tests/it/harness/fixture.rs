@@ -72,6 +72,9 @@ struct Behaviour {
     gate: Option<Arc<AtomicU64>>,
     /// Close the connection with a reset (RST) instead of answering.
     reset: bool,
+    /// Answer with the request as JSON (`path`, `headers`, `body`, and `fixture`) instead of
+    /// `body`, the way echo services do (and leak what they were sent).
+    echo: bool,
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1:0 that counts and records what it receives.
@@ -118,6 +121,7 @@ pub fn fixture(name: &str) -> FixtureBuilder {
             extra_headers: Vec::new(),
             gate: None,
             reset: false,
+            echo: false,
         },
         paths: Vec::new(),
         close_every: None,
@@ -129,8 +133,10 @@ impl FixtureBuilder {
         self.b.status = s;
         self
     }
+    /// Answer with this body (and stop echoing, inside a `when_path` of an echoing fixture).
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.b.body = body.into();
+        self.b.echo = false;
         self
     }
     /// Wait this long before answering (a long one makes a hanging backend).
@@ -145,6 +151,13 @@ impl FixtureBuilder {
 
     pub fn gate(mut self, counter: Arc<AtomicU64>) -> Self {
         self.b.gate = Some(counter);
+        self
+    }
+
+    /// Answer each request with itself as JSON: `{"fixture", "path", "headers": {name: value},
+    /// "body"}` (its body parsed as JSON when it is, else as text).
+    pub fn echo(mut self) -> Self {
+        self.b.echo = true;
         self
     }
 
@@ -326,6 +339,28 @@ impl State {
             .header("x-fixture", self.name.as_str());
         for (k, v) in &b.extra_headers {
             resp = resp.header(k.as_str(), v.as_str());
+        }
+        if b.echo {
+            let got = self.received.lock().unwrap()[index].clone();
+            let body = serde_json::from_slice(&got.body).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&got.body).into_owned())
+            });
+            let headers: serde_json::Map<String, serde_json::Value> = got
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            let echo = serde_json::json!({
+                "fixture": self.name,
+                "path": got.uri,
+                "headers": headers,
+                "body": body,
+            });
+            return Some(
+                resp.header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(echo.to_string())))
+                    .unwrap(),
+            );
         }
         Some(resp.body(Full::new(b.body.clone())).unwrap())
     }

@@ -19,7 +19,7 @@ mod raw;
 mod runoff_process;
 
 pub use client::{get_status, json_lines, load, status};
-pub use fixture::{fixture, Fixture, FixtureBuilder};
+pub use fixture::{fixture, Fixture, FixtureBuilder, Received};
 pub use metrics::Metrics;
 pub use poll::wait_until;
 pub use ports::{free_port, refused_port};

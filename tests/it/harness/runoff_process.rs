@@ -10,7 +10,7 @@ use super::ports::free_port;
 pub struct Ports {
     pub listen: u16,
     pub admin: u16,
-    /// A per-process temporary directory (for upgrade sockets, logs, ...).
+    /// A per-process temporary directory, mode 0700 (for upgrade sockets, logs, ...).
     pub dir: PathBuf,
 }
 
@@ -40,6 +40,12 @@ impl Runoff {
     ) -> Runoff {
         for _attempt in 0..5 {
             let dir = tempfile::tempdir().unwrap();
+            // runoff's own only: an upgrade socket may live here.
+            std::fs::set_permissions(
+                dir.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )
+            .unwrap();
             let ports = Ports {
                 listen: free_port(),
                 admin: free_port(),
@@ -100,12 +106,19 @@ impl Runoff {
             .unwrap()
     }
 
-    /// POST/PUT/GET on the admin API.
+    /// POST/PUT/GET on the admin API; writes say `Content-Type: application/json`, as the
+    /// admin API requires.
     pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        reqwest::Client::new().request(
+        let write = method != reqwest::Method::GET && method != reqwest::Method::HEAD;
+        let req = reqwest::Client::new().request(
             method,
             format!("http://127.0.0.1:{}{path}", self.ports.admin),
-        )
+        );
+        if write {
+            req.header("content-type", "application/json")
+        } else {
+            req
+        }
     }
 
     async fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
