@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the example backends need, and only what is missing, so it is safe to run
-# again: Go (Debian's golang-go) when `go` is absent, Node.js and npm when absent, and the
-# Express app's packages (`npm ci`, from the committed package-lock.json) when
+# again: Go (Debian's golang-go) when `go` is absent, gorilla/websocket (Debian's
+# golang-github-gorilla-websocket-dev, which examples/go/go.mod points at: Go modules are not
+# downloaded) when its source directory is absent, Node.js and npm when absent, and the Node
+# app's packages (Express, ws: `npm ci`, from the committed package-lock.json) when
 # examples/node/node_modules is absent or older than the lockfile.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,6 +13,9 @@ SUDO=""
 
 missing=()
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
+# The directory of the `replace` in examples/go/go.mod.
+[ -d /usr/share/gocode/src/github.com/gorilla/websocket ] ||
+  missing+=(golang-github-gorilla-websocket-dev)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then

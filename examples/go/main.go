@@ -1,13 +1,15 @@
 // The Go rewrite in runoff's example migration trial: the same API as ../node/server.js,
-// answering byte-identical JSON for the same request (checked by tests/examples.rs). Only the
-// standard library, and no Go 1.22 ServeMux patterns, so Debian's Go 1.19 builds it. The
-// comments marked PARITY say where the two runtimes would naturally differ and how that is
-// pinned down.
+// answering byte-identical JSON for the same request (checked by tests/it/examples.rs). The
+// standard library and gorilla/websocket (Debian's golang-github-gorilla-websocket-dev, through
+// the replace in go.mod: nothing to download), and no Go 1.22 ServeMux patterns, so Debian's
+// Go 1.19 builds it offline. The comments marked PARITY say where the two runtimes would
+// naturally differ and how that is pinned down.
 //
 //	GET  /api/users?country=DE&min_age=30&max_age=40&sort=age&limit=50&offset=0
 //	POST /api/orders   {"user_id":1,"items":[{"sku":"AB-1","qty":2,"unit_price_cents":1999}]}
 //	GET  /api/report?rounds=N   CPU-heavy aggregate (runs on its own goroutine)
 //	GET  /healthz
+//	GET  /ws           WebSocket (RFC 6455, gorilla/websocket): echoes every message, same type
 //
 // PORT (default 3001) and HOST (default 127.0.0.1) choose the listen address.
 package main
@@ -33,6 +35,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
 )
 
 // ---------------------------------------------------------------- the data set
@@ -531,6 +536,130 @@ func reportHandler(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// ---------------------------------------------------------------- /ws
+
+// maxMessageBytes bounds a whole message (fragments included), like ws's maxPayload.
+const maxMessageBytes = 64 << 20
+
+var wsKey = regexp.MustCompile(`^[+/0-9A-Za-z]{22}==$`) // base64 of 16 bytes, as RFC 6455 asks
+
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.Trim(t, " \t"), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isWebSocketUpgrade is true for a request that asks for a WebSocket: GET, `Connection:
+// upgrade` (a token of the list) and `Upgrade: websocket` (exactly, in any case: what ws
+// accepts, where gorilla's IsWebSocketUpgrade takes a token list).
+func isWebSocketUpgrade(r *http.Request) bool {
+	upgrade := r.Header.Values("Upgrade")
+	return r.Method == http.MethodGet && hasToken(r.Header.Values("Connection"), "upgrade") &&
+		len(upgrade) == 1 && strings.EqualFold(upgrade[0], "websocket")
+}
+
+// wsRefusal says why GET /ws cannot become a WebSocket, as an error to answer in JSON, and
+// adds the headers that go with it to h; nil if it can. PARITY: ws and gorilla/websocket each
+// refuse a bad handshake in their own words, in plain text, and disagree on what is bad (ws
+// also takes version 8; gorilla takes any non-empty key and a token list in Upgrade). Both
+// apps check the handshake themselves first, alike, so neither library ever refuses one.
+func wsRefusal(r *http.Request, h http.Header) error {
+	if !isWebSocketUpgrade(r) {
+		h.Set("Upgrade", "websocket")
+		return &apiError{http.StatusUpgradeRequired, "websocket upgrade required"}
+	}
+	// PARITY: Node joins repeated headers with ", ", which then fails the check; so does a
+	// repeated header here.
+	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || v[0] != "13" {
+		h.Set("Sec-WebSocket-Version", "13")
+		return badRequest("Sec-WebSocket-Version must be 13")
+	}
+	if v := r.Header.Values("Sec-WebSocket-Key"); len(v) != 1 || !wsKey.MatchString(v[0]) {
+		return badRequest("Sec-WebSocket-Key must be 16 bytes in base64")
+	}
+	return nil
+}
+
+// PARITY: no permessage-deflate (EnableCompression is off; ws's perMessageDeflate too) and no
+// subprotocol (no Subprotocols: Sec-WebSocket-Protocol is ignored, as the Node app makes ws
+// do). Any origin: this is a test backend behind a proxy.
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  1024,
+	WriteBufferSize: 1024,
+	CheckOrigin:     func(*http.Request) bool { return true },
+	// Not reached after wsRefusal; in JSON all the same if it were.
+	Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+		log.Printf("%s %s: %v", r.Method, r.URL, reason)
+		writeJSON(w, r, status, errorBody{"invalid websocket handshake"})
+	},
+}
+
+func wsHandler(w http.ResponseWriter, r *http.Request) error {
+	if err := wsRefusal(r, w.Header()); err != nil {
+		return err
+	}
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return nil // answered by upgrader.Error, or the connection is gone
+	}
+	echo(conn)
+	return nil
+}
+
+// echo sends every message back, whole and of the same type, until the connection closes.
+// gorilla answers a ping with a pong of the same payload by itself.
+func echo(conn *websocket.Conn) {
+	defer linger(conn)
+	conn.SetReadLimit(maxMessageBytes)
+	closeWith := func(code int, text string) {
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text),
+			time.Now().Add(5*time.Second))
+	}
+	// PARITY: ws answers a close frame with the same code and reason; gorilla's default
+	// handler sends the code only. (A close frame without a code is answered without one.)
+	conn.SetCloseHandler(func(code int, text string) error {
+		closeWith(code, text)
+		return nil
+	})
+	for {
+		kind, msg, err := conn.ReadMessage()
+		if err != nil {
+			return // a close frame, answered; or a protocol error, answered by gorilla
+		}
+		// PARITY: ws closes with 1007 (and no reason) on a text message that is not UTF-8;
+		// gorilla does not look.
+		if kind == websocket.TextMessage && !utf8.Valid(msg) {
+			closeWith(websocket.CloseInvalidFramePayloadData, "")
+			return
+		}
+		// WriteMessage sends one frame, as ws does (a NextWriter would split it into frames
+		// of WriteBufferSize).
+		if err := conn.WriteMessage(kind, msg); err != nil {
+			return
+		}
+	}
+}
+
+// linger ends a connection after the close frame as ws does: it stops sending (FIN), then
+// reads and drops whatever the peer still sends until the peer closes too, for at most 30 s
+// (ws's closeTimeout). PARITY: closing at once, with unread bytes (the rest of a message
+// over the limit, say), would make the kernel answer with a RST, and the peer could lose the
+// close frame.
+func linger(conn *websocket.Conn) {
+	defer conn.Close()
+	nc := conn.UnderlyingConn()
+	if tcp, ok := nc.(*net.TCPConn); ok {
+		_ = tcp.CloseWrite()
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, _ = io.Copy(io.Discard, nc)
+}
+
 // ---------------------------------------------------------------- routing
 
 type handler func(http.ResponseWriter, *http.Request) error
@@ -553,6 +682,8 @@ func route(r *http.Request) handler {
 		return reportHandler
 	case path == "/api/orders" && r.Method == http.MethodPost:
 		return createOrder
+	case path == "/ws" && get:
+		return wsHandler
 	}
 	return nil
 }

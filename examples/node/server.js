@@ -1,17 +1,20 @@
 'use strict';
 // The Node.js/Express half of runoff's example migration trial. ../go/main.go is its Go
 // rewrite: the same API, answering byte-identical JSON for the same request (checked by
-// tests/examples.rs). Every place where the two runtimes would naturally differ is pinned
+// tests/it/examples.rs). Every place where the two runtimes would naturally differ is pinned
 // down here and in main.go; the comments marked PARITY say how.
 //
 //   GET  /api/users?country=DE&min_age=30&max_age=40&sort=age&limit=50&offset=0
 //   POST /api/orders   {"user_id":1,"items":[{"sku":"AB-1","qty":2,"unit_price_cents":1999}]}
 //   GET  /api/report?rounds=N   CPU-heavy aggregate; blocks Node's single event loop meanwhile
 //   GET  /healthz
+//   GET  /ws           WebSocket (RFC 6455, package `ws`): echoes every message, same type
 //
 // PORT (default 3000) and HOST (default 127.0.0.1) choose the listen address.
 
+const http = require('http');
 const express = require('express');
+const { WebSocketServer } = require('ws');
 
 // ---------------------------------------------------------------- the data set
 // Generated, not loaded: xorshift32 with a fixed seed yields the same users in both apps.
@@ -98,9 +101,10 @@ function parseQuery(url) {
 }
 
 class BadRequest extends Error {
-  constructor(message, status = 400) {
+  constructor(message, status = 400, headers = {}) {
     super(message);
     this.status = status;
+    this.headers = headers;
   }
 }
 
@@ -309,6 +313,93 @@ function report(req, res) {
   res.json({ rounds, ...result });
 }
 
+// ---------------------------------------------------------------- /ws
+
+// Messages up to 64 MiB, whole (fragments included), like main.go's SetReadLimit.
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+const WS_KEY = /^[+/0-9A-Za-z]{22}==$/; // base64 of 16 bytes, as RFC 6455 asks
+
+const hasToken = (value, token) =>
+  (value || '').split(',').some((t) => t.replace(/^[ \t]+|[ \t]+$/g, '').toLowerCase() === token);
+
+// True for a request that asks for a WebSocket: `GET`, `Connection: upgrade` (a token of the
+// list) and `Upgrade: websocket` (exactly, in any case: what ws accepts).
+function isWebSocketUpgrade(req) {
+  const upgrade = req.headers.upgrade;
+  return req.method === 'GET' && hasToken(req.headers.connection, 'upgrade') &&
+    upgrade !== undefined && upgrade.toLowerCase() === 'websocket';
+}
+
+const upgradeRequired = () =>
+  new BadRequest('websocket upgrade required', 426, { Upgrade: 'websocket' });
+
+// Why GET /ws cannot become a WebSocket, as an error to answer in JSON; null if it can.
+// PARITY: ws and gorilla/websocket each refuse a bad handshake in their own words, in plain
+// text, and disagree on what is bad (ws also takes version 8; gorilla takes any non-empty key
+// and a token list in Upgrade). Both apps check the handshake themselves first, alike, so
+// neither library ever refuses one.
+function wsRefusal(req) {
+  if (!isWebSocketUpgrade(req)) return upgradeRequired();
+  if (req.headers['sec-websocket-version'] !== '13') {
+    const header = { 'Sec-WebSocket-Version': '13' };
+    return new BadRequest('Sec-WebSocket-Version must be 13', 400, header);
+  }
+  if (!WS_KEY.test(req.headers['sec-websocket-key'] || '')) {
+    return new BadRequest('Sec-WebSocket-Key must be 16 bytes in base64');
+  }
+  return null;
+}
+
+// PARITY: no permessage-deflate (main.go does not enable it either; ws's default for a server
+// is off too, said here so that it stays off); messages up to 64 MiB.
+const wss = new WebSocketServer({
+  noServer: true,
+  perMessageDeflate: false,
+  maxPayload: MAX_MESSAGE_BYTES,
+});
+
+wss.on('connection', (ws) => {
+  // ws answers pings with pongs of the same payload, and a close frame with a close frame
+  // carrying the same code and reason (PARITY: main.go sets a close handler that does that).
+  // Text that is not UTF-8 closes with 1007 (main.go checks it by hand).
+  ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+  // A protocol error has already been answered with a close frame; an 'error' event without a
+  // listener would end the process.
+  ws.on('error', () => {});
+});
+
+// Node gives every request with `Connection: upgrade` to the server's 'upgrade' listener and
+// never to the app. A valid WebSocket handshake on GET /ws is handed to ws; every other one is
+// answered by the app like any request, on a response of its own, and the connection closed
+// after it. (Node has already read the headers but not the body: a request that asks for an
+// upgrade and has a body reaches the app without it.)
+function onUpgrade(req, socket, head) {
+  const path = req.url.split('?')[0];
+  if (path === '/ws' && wsRefusal(req) === null) {
+    // PARITY: a client must wait for the 101 before it sends frames (RFC 6455, 4.1);
+    // gorilla/websocket 1.5 drops the connection, unanswered, when frames came with the
+    // handshake, where ws would take them.
+    if (head.length > 0) {
+      socket.destroy();
+      return;
+    }
+    // PARITY: gorilla/websocket (without Subprotocols) ignores Sec-WebSocket-Protocol; ws
+    // would choose the client's first subprotocol, or refuse a malformed list.
+    delete req.headers['sec-websocket-protocol'];
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    return;
+  }
+  socket.on('error', () => socket.destroy());
+  const res = new http.ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket);
+  res.on('finish', () => {
+    res.detachSocket(socket);
+    socket.end();
+  });
+  app(req, res);
+}
+
 // ---------------------------------------------------------------- the app
 
 const app = express();
@@ -323,6 +414,10 @@ app.set('etag', false);
 app.get('/healthz', (req, res) => res.json({ status: 'ok' }));
 app.get('/api/users', listUsers);
 app.get('/api/report', report);
+// What reaches the app on /ws is not a valid WebSocket handshake (onUpgrade takes those).
+app.get('/ws', (req) => {
+  throw wsRefusal(req) || upgradeRequired();
+});
 // PARITY: the raw body for every Content-Type (Go does not look at it either); no gzip
 // inflation (415, as in Go); a 64 KiB cap (413).
 app.post('/api/orders', express.raw({ type: () => true, limit: 65536, inflate: false }), createOrder);
@@ -332,7 +427,9 @@ app.use((req, res) => res.status(404).json({ error: 'not found' }));
 
 // eslint-disable-next-line no-unused-vars
 app.use((err, req, res, next) => {
-  if (err instanceof BadRequest) return res.status(err.status).json({ error: err.message });
+  if (err instanceof BadRequest) {
+    return res.status(err.status).set(err.headers).json({ error: err.message });
+  }
   if (err.type === 'entity.too.large') return res.status(413).json({ error: 'body too large' });
   if (err.type === 'encoding.unsupported') {
     return res.status(415).json({ error: 'unsupported content encoding' });
@@ -352,7 +449,12 @@ const server = app.listen(port, host, () => {
 // being closed fails (runoff retries idempotent methods once, never a POST).
 server.keepAliveTimeout = 65000;
 server.headersTimeout = 66000;
+server.on('upgrade', onUpgrade);
 
-const stop = () => server.close(() => process.exit(0));
+// An open WebSocket would keep server.close waiting: drop them, as Go's exit does.
+const stop = () => {
+  server.close(() => process.exit(0));
+  wss.clients.forEach((ws) => ws.terminate());
+};
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -44,8 +44,11 @@ fn missing_for_examples() -> Vec<String> {
     if !std::path::Path::new("examples/go/main.go").exists() {
         missing.push("examples/go (run from the repository root)".to_string());
     }
-    if !std::path::Path::new("examples/node/node_modules").exists() {
+    if !std::path::Path::new("examples/node/node_modules/ws").exists() {
         missing.push("examples/node/node_modules (npm ci)".to_string());
+    }
+    if !std::path::Path::new("/usr/share/gocode/src/github.com/gorilla/websocket").exists() {
+        missing.push("gorilla/websocket (Debian: golang-github-gorilla-websocket-dev)".to_string());
     }
     missing
 }

@@ -1,15 +1,23 @@
 //! The example backends (`examples/node`, Express; `examples/go`, its Go rewrite) answer the
-//! same requests with the same status, a JSON content type and byte-identical bodies.
+//! same requests with the same status, a JSON content type and byte-identical bodies, and
+//! their WebSocket echo endpoints (`GET /ws`: ws and gorilla/websocket) answer the same frames.
 //!
-//! Needs `node`, `go` and `examples/node/node_modules`: without them the test fails, naming
-//! the command that installs them (`bash examples/setup.sh`).
+//! Needs `node`, `go`, `examples/node/node_modules` and Debian's gorilla/websocket source:
+//! without them the tests fail, naming the command that installs them
+//! (`bash examples/setup.sh`).
 
+use std::collections::hash_map::DefaultHasher;
+use std::fmt;
 use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method, StatusCode};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
 
 use crate::harness::{free_port, require_example_apps};
 
@@ -264,6 +272,11 @@ fn cases() -> Vec<Case> {
         order(one("A", "1", "10000001"), 400),
         with_header(order("{}", 415), "content-encoding", "gzip"),
         order(format!(r#"{{"pad":"{}"}}"#, "x".repeat(70_000)), 413),
+        // GET /ws without a WebSocket handshake (the handshakes: node_and_go_websocket_echo_…)
+        get("/ws", 426),
+        req(Method::HEAD, "/ws", 426),
+        req(Method::POST, "/ws", 404),
+        get("/ws/", 404),
         // Unknown paths and methods
         get("/nope", 404),
         get("/api", 404),
@@ -311,19 +324,44 @@ async fn send(client: &Client, base: &str, case: &Case) -> Answer {
     }
 }
 
-#[tokio::test]
-async fn node_and_go_examples_answer_identical_json() {
-    require_example_apps("comparing Node's and Go's answers");
+/// The directory of the `replace` in examples/go/go.mod (Debian's
+/// golang-github-gorilla-websocket-dev).
+const GORILLA_WEBSOCKET: &str = "/usr/share/gocode/src/github.com/gorilla/websocket";
 
-    let dir = tempfile::tempdir().unwrap();
-    let go_bin = dir.path().join("example");
+/// Fails the calling test unless the packages of the apps' WebSocket endpoints are installed:
+/// without them node cannot start and go cannot build.
+fn require_websocket_packages(what: &str) {
+    let mut missing = Vec::new();
+    if !root().join("examples/node/node_modules/ws").is_dir() {
+        missing.push("examples/node/node_modules/ws (`npm ci` in examples/node)".to_string());
+    }
+    if !Path::new(GORILLA_WEBSOCKET).is_dir() {
+        missing.push(format!(
+            "{GORILLA_WEBSOCKET} (Debian's golang-github-gorilla-websocket-dev)"
+        ));
+    }
+    assert!(
+        missing.is_empty(),
+        "{what} needs the example backends' WebSocket packages, and this machine lacks {}. \
+         Install them with `bash examples/setup.sh`.",
+        missing.join(", ")
+    );
+}
+
+/// Builds the Go app and starts both apps on free ports; `dir` holds the binary and the logs.
+async fn start_both(what: &str, dir: &Path) -> (Client, Backend, Backend) {
+    require_example_apps(what);
+    require_websocket_packages(what);
+
+    let go_bin = dir.join("example");
     let mut build = Command::new("go");
     build
         .args(["build", "-o"])
         .arg(&go_bin)
         .arg(".")
         .current_dir(root().join("examples/go"))
-        // Standard library only: nothing to download, and no newer toolchain either.
+        // The standard library and gorilla/websocket from a local directory (go.mod's
+        // replace): nothing to download, and no newer toolchain either.
         .env("GOPROXY", "off")
         .env("GOTOOLCHAIN", "local");
     // A blocking wait of up to minutes: off the async workers.
@@ -339,15 +377,15 @@ async fn node_and_go_examples_answer_identical_json() {
         .build()
         .unwrap();
     let server_js = root().join("examples/node/server.js");
-    let node = Backend::start(
-        "node",
-        Path::new("node"),
-        &[&server_js],
-        dir.path(),
-        &client,
-    )
-    .await;
-    let go = Backend::start("go", &go_bin, &[], dir.path(), &client).await;
+    let node = Backend::start("node", Path::new("node"), &[&server_js], dir, &client).await;
+    let go = Backend::start("go", &go_bin, &[], dir, &client).await;
+    (client, node, go)
+}
+
+#[tokio::test]
+async fn node_and_go_examples_answer_identical_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, node, go) = start_both("comparing Node's and Go's answers", dir.path()).await;
 
     let mut checked = 0;
     for case in cases() {
@@ -420,6 +458,9 @@ fn check_meaning(case: &Case, json: &serde_json::Value) {
         if case.status == 404 {
             assert_eq!(json, &serde_json::json!({"error": "not found"}), "{what}");
         }
+        if case.status == 426 {
+            assert_eq!(error, "websocket upgrade required", "{what}");
+        }
         return;
     }
     match case.path.split('?').next().unwrap() {
@@ -458,4 +499,545 @@ fn check_meaning(case: &Case, json: &serde_json::Value) {
         }
         _ => {}
     }
+}
+
+// ---------------------------------------------------------------- GET /ws
+
+/// The Sec-WebSocket-Key of RFC 6455's example handshake (section 1.3) ...
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// ... and the Sec-WebSocket-Accept it gives there: base64(SHA-1(key + the RFC's GUID)).
+const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+/// The largest message both apps take (ws's maxPayload, gorilla's SetReadLimit).
+const WS_MAX_MESSAGE: usize = 64 << 20;
+/// How long one connect, write or read may take.
+const WS_STEP: Duration = Duration::from_secs(20);
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// One frame as a client must send it (RFC 6455, 5.2): masked, the payload length in 7 bits,
+/// or 126 and 16 bits up to 65,535, or 127 and 64 bits.
+fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d]; // the RFC's example masking key
+    let mut frame = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&MASK);
+    frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+    frame
+}
+
+/// A close frame's payload: the code, big-endian, then the reason.
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason.as_bytes());
+    payload
+}
+
+/// One frame from the server, as it came: `header` is every byte before the payload.
+#[derive(PartialEq, Eq)]
+struct Frame {
+    header: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Frame {
+    fn fin(&self) -> bool {
+        self.header[0] & 0x80 != 0
+    }
+    fn opcode(&self) -> u8 {
+        self.header[0] & 0x0f
+    }
+    /// What a transcript keeps of it: a payload over 1 MiB only as its length and a hash.
+    fn recorded(self) -> Frame {
+        if self.payload.len() <= 1 << 20 {
+            return self;
+        }
+        let mut hasher = DefaultHasher::new();
+        self.payload.hash(&mut hasher);
+        let summary = format!(
+            "{} bytes, hash {:016x}",
+            self.payload.len(),
+            hasher.finish()
+        );
+        Frame {
+            header: self.header,
+            payload: summary.into_bytes(),
+        }
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = &self.payload[..self.payload.len().min(40)];
+        write!(
+            f,
+            "Frame {{ header: {:02x?}, payload ({} bytes): {:?} }}",
+            self.header,
+            self.payload.len(),
+            String::from_utf8_lossy(shown)
+        )
+    }
+}
+
+/// One client connection to an app, by hand: what it sends and what it gets are bytes.
+struct WsConn {
+    name: &'static str,
+    io: BufReader<TcpStream>,
+}
+
+impl WsConn {
+    async fn connect(backend: &Backend) -> WsConn {
+        let addr = backend.base.trim_start_matches("http://").to_string();
+        let stream = timeout(WS_STEP, TcpStream::connect(&addr))
+            .await
+            .unwrap_or_else(|_| panic!("{}: connect to {addr}: no answer", backend.name))
+            .unwrap_or_else(|e| panic!("{}: connect to {addr}: {e}", backend.name));
+        WsConn {
+            name: backend.name,
+            io: BufReader::new(stream),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        timeout(WS_STEP, self.io.get_mut().write_all(bytes))
+            .await
+            .unwrap_or_else(|_| panic!("{}: writing {} bytes: timeout", self.name, bytes.len()))
+            .unwrap_or_else(|e| panic!("{}: writing {} bytes: {e}", self.name, bytes.len()));
+    }
+
+    async fn read_exact(&mut self, n: usize, what: &str) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        timeout(WS_STEP, self.io.read_exact(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{}: {what}: nothing in {WS_STEP:?}", self.name))
+            .unwrap_or_else(|e| panic!("{}: {what}: {e}", self.name));
+        buf
+    }
+
+    /// An HTTP/1.1 response head, through its blank line, as text.
+    async fn read_head(&mut self) -> String {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = timeout(WS_STEP, self.io.read_until(b'\n', &mut head))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{}: a response head: nothing in {WS_STEP:?}", self.name)
+                })
+                .unwrap_or_else(|e| panic!("{}: a response head: {e}", self.name));
+            assert!(
+                n > 0,
+                "{}: closed inside a response head: {head:?}",
+                self.name
+            );
+        }
+        String::from_utf8(head).unwrap()
+    }
+
+    /// A whole response to a request sent on this connection: status, head (lowercase header
+    /// names) and body (by Content-Length; none for HEAD).
+    async fn read_response(&mut self, head_request: bool) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let head = self.read_head().await;
+        let status = head[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let body = if head_request {
+            Vec::new()
+        } else {
+            self.read_exact(length, "a response body").await
+        };
+        (status, headers, body)
+    }
+
+    /// One frame from the server, which must not be masked (RFC 6455, 5.1).
+    async fn read_frame(&mut self) -> Frame {
+        let mut header = self.read_exact(2, "a frame header").await;
+        assert_eq!(
+            header[1] & 0x80,
+            0,
+            "{}: a server frame is never masked",
+            self.name
+        );
+        let length = match header[1] & 0x7f {
+            126 => {
+                let ext = self.read_exact(2, "a 16-bit length").await;
+                header.extend_from_slice(&ext);
+                u64::from(u16::from_be_bytes([ext[0], ext[1]]))
+            }
+            127 => {
+                let ext = self.read_exact(8, "a 64-bit length").await;
+                header.extend_from_slice(&ext);
+                u64::from_be_bytes(ext.try_into().unwrap())
+            }
+            n => u64::from(n),
+        };
+        let payload = self.read_exact(length as usize, "a frame payload").await;
+        Frame { header, payload }
+    }
+
+    /// The server must close the connection now, cleanly: an EOF, nothing before it.
+    async fn expect_eof(&mut self) {
+        let mut rest = Vec::new();
+        timeout(WS_STEP, self.io.read_to_end(&mut rest))
+            .await
+            .unwrap_or_else(|_| panic!("{}: the connection stayed open", self.name))
+            .unwrap_or_else(|e| panic!("{}: not a clean close: {e}", self.name));
+        assert!(
+            rest.is_empty(),
+            "{}: bytes after the close frame: {rest:02x?}",
+            self.name
+        );
+    }
+}
+
+/// A WebSocket opening handshake for GET /ws (RFC 6455, 4.1), with `extra` header lines.
+fn handshake(extra: &str) -> String {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// Connects, sends `handshake(extra)` and checks the 101; returns the connection and the head.
+async fn ws_open(backend: &Backend, extra: &str) -> (WsConn, String) {
+    let mut conn = WsConn::connect(backend).await;
+    conn.send(handshake(extra).as_bytes()).await;
+    let head = conn.read_head().await;
+    let name = backend.name;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{name}: {head}");
+    let header = |wanted: &str| {
+        head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(wanted)
+                .then(|| v.trim().to_string())
+        })
+    };
+    assert_eq!(
+        header("sec-websocket-accept").as_deref(),
+        Some(WS_ACCEPT),
+        "{name}: {head}"
+    );
+    assert!(
+        header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")),
+        "{name}: {head}"
+    );
+    assert!(
+        header("connection").is_some_and(|v| v.eq_ignore_ascii_case("upgrade")),
+        "{name}: {head}"
+    );
+    // No subprotocol and no permessage-deflate, whatever the client offers.
+    assert_eq!(header("sec-websocket-protocol"), None, "{name}: {head}");
+    assert_eq!(header("sec-websocket-extensions"), None, "{name}: {head}");
+    (conn, head)
+}
+
+/// What one app answered, step by step: each step's label and what came back.
+type Transcript = Vec<(String, String)>;
+
+fn frames_text(frames: Vec<Frame>) -> String {
+    let recorded: Vec<Frame> = frames.into_iter().map(Frame::recorded).collect();
+    format!("{recorded:?}")
+}
+
+/// Sends `frames`, reads `replies` frames back; the caller asserts on them.
+async fn exchange(conn: &mut WsConn, frames: &[Vec<u8>], replies: usize) -> Vec<Frame> {
+    for frame in frames {
+        conn.send(frame).await;
+    }
+    let mut out = Vec::with_capacity(replies);
+    for _ in 0..replies {
+        out.push(conn.read_frame().await);
+    }
+    out
+}
+
+fn assert_frame(name: &str, step: &str, frame: &Frame, opcode: u8, payload: &[u8]) {
+    assert!(
+        frame.fin() && frame.opcode() == opcode && frame.payload == payload,
+        "{name}: {step}: expected one final frame, opcode {opcode:#x}, {} bytes; got {frame:?}",
+        payload.len()
+    );
+}
+
+/// The WebSocket script, against one app; asserts what each answer means, and returns every
+/// answer for the comparison between the two apps.
+async fn ws_script(backend: &Backend) -> Transcript {
+    let name = backend.name;
+    let mut transcript = Transcript::new();
+
+    // Offers a subprotocol and permessage-deflate, from another origin: neither is taken,
+    // and the origin does not matter.
+    let (mut conn, head) = ws_open(
+        backend,
+        "Sec-WebSocket-Protocol: chat, superchat\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+         Origin: http://elsewhere.example\r\n",
+    )
+    .await;
+    transcript.push(("handshake".into(), head));
+
+    // Each message comes back as one frame, with the shortest length form: 7 bits (a 2-byte
+    // header), 16 bits (4 bytes) from 126 bytes on, 64 bits (10 bytes) from 65,536 on.
+    let echoes: [(&str, u8, Vec<u8>, usize); 5] = [
+        ("text hello", OP_TEXT, b"hello".to_vec(), 2),
+        ("empty text", OP_TEXT, Vec::new(), 2),
+        ("binary 0..=255", OP_BINARY, (0..=255).collect(), 4),
+        (
+            "binary of 70,000 bytes",
+            OP_BINARY,
+            (0..70_000u32).map(|i| (i % 251) as u8).collect(),
+            10,
+        ),
+        (
+            "binary of the maximum size, 64 MiB",
+            OP_BINARY,
+            (0..WS_MAX_MESSAGE).map(|i| (i % 253) as u8).collect(),
+            10,
+        ),
+    ];
+    for (label, opcode, payload, header_len) in echoes {
+        let got = exchange(&mut conn, &[client_frame(true, opcode, &payload)], 1).await;
+        assert_frame(name, label, &got[0], opcode, &payload);
+        assert_eq!(
+            got[0].header.len(),
+            header_len,
+            "{name}: {label}: {:?}",
+            got[0]
+        );
+        transcript.push((label.to_string(), frames_text(got)));
+    }
+
+    // A text message in three frames, a ping between the first two; "✓" is split across the
+    // last two (UTF-8 is checked on the whole message). The pong comes first, then the
+    // message, whole, as one frame.
+    let text = "fragmented ✓".as_bytes();
+    let got = exchange(
+        &mut conn,
+        &[
+            client_frame(false, OP_TEXT, &text[..4]),
+            client_frame(true, OP_PING, b"between fragments"),
+            client_frame(false, OP_CONTINUATION, &text[4..12]),
+            client_frame(true, OP_CONTINUATION, &text[12..]),
+        ],
+        2,
+    )
+    .await;
+    assert_frame(
+        name,
+        "pong amid fragments",
+        &got[0],
+        OP_PONG,
+        b"between fragments",
+    );
+    assert_frame(name, "fragmented text", &got[1], OP_TEXT, text);
+    transcript.push(("fragmented text with a ping".into(), frames_text(got)));
+
+    let got = exchange(
+        &mut conn,
+        &[client_frame(true, OP_PING, b"are you there?")],
+        1,
+    )
+    .await;
+    assert_frame(name, "ping", &got[0], OP_PONG, b"are you there?");
+    transcript.push(("ping".into(), frames_text(got)));
+
+    // A close frame is answered with a close frame, same code and reason, and the end of the
+    // connection.
+    let bye = close_payload(1000, "bye");
+    let got = exchange(&mut conn, &[client_frame(true, OP_CLOSE, &bye)], 1).await;
+    assert_frame(name, "close 1000", &got[0], OP_CLOSE, &bye);
+    conn.expect_eof().await;
+    transcript.push(("close 1000 bye".into(), frames_text(got)));
+
+    // A message over the limit: refused as soon as its length is known, so only the frame
+    // header and the masking key are sent.
+    let mut over_limit = vec![0x80 | OP_BINARY, 0x80 | 127];
+    over_limit.extend_from_slice(&(WS_MAX_MESSAGE as u64 + 1).to_be_bytes());
+    over_limit.extend_from_slice(&[0x37, 0xfa, 0x21, 0x3d]);
+    // Each on a connection of its own, as each ends it.
+    let endings = [
+        // A close frame without a code: answered by one without a code.
+        (
+            "close without a code",
+            client_frame(true, OP_CLOSE, &[]),
+            Vec::new(),
+        ),
+        (
+            "text that is not UTF-8",
+            client_frame(true, OP_TEXT, &[0xff, 0xfe]),
+            close_payload(1007, ""),
+        ),
+        ("a message over 64 MiB", over_limit, close_payload(1009, "")),
+    ];
+    for (label, frame, answer) in endings {
+        let (mut conn, _) = ws_open(backend, "").await;
+        let got = exchange(&mut conn, &[frame], 1).await;
+        assert_frame(name, label, &got[0], OP_CLOSE, &answer);
+        conn.expect_eof().await;
+        transcript.push((label.to_string(), frames_text(got)));
+    }
+    transcript
+}
+
+/// A request that is not a valid WebSocket handshake on GET /ws, and the answer both apps
+/// must give it.
+struct Refusal {
+    label: &'static str,
+    request: String,
+    status: u16,
+    body: &'static str,
+    /// A header the answer must carry (name in lowercase, value).
+    header: Option<(&'static str, &'static str)>,
+}
+
+fn refusals() -> Vec<Refusal> {
+    let refusal = |label, request: String, status, body, header| Refusal {
+        label,
+        request,
+        status,
+        body,
+        header,
+    };
+    let on = |path: &str| handshake("").replacen("/ws", path, 1);
+    let upgrade_required = r#"{"error":"websocket upgrade required"}"#;
+    let not_found = r#"{"error":"not found"}"#;
+    let upgrade = Some(("upgrade", "websocket"));
+    vec![
+        refusal(
+            "GET /ws",
+            "GET /ws HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+            426,
+            upgrade_required,
+            upgrade,
+        ),
+        refusal(
+            "HEAD /ws",
+            "HEAD /ws HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+            426,
+            "",
+            upgrade,
+        ),
+        refusal(
+            "an upgrade to h2c",
+            handshake("").replace("Upgrade: websocket", "Upgrade: h2c"),
+            426,
+            upgrade_required,
+            upgrade,
+        ),
+        refusal(
+            "Upgrade: websocket without Connection: upgrade",
+            handshake("").replace("Connection: Upgrade", "Connection: keep-alive"),
+            426,
+            upgrade_required,
+            upgrade,
+        ),
+        refusal(
+            "a WebSocket handshake by POST",
+            handshake("").replacen("GET", "POST", 1),
+            404,
+            not_found,
+            None,
+        ),
+        refusal("a handshake on /nope", on("/nope"), 404, not_found, None),
+        refusal("a handshake on /ws/", on("/ws/"), 404, not_found, None),
+        // Not a 404: a request asking for an upgrade is still an ordinary request elsewhere.
+        refusal(
+            "a handshake on /healthz",
+            on("/healthz"),
+            200,
+            r#"{"status":"ok"}"#,
+            None,
+        ),
+        refusal(
+            "Sec-WebSocket-Version: 8",
+            handshake("").replace("Version: 13", "Version: 8"),
+            400,
+            r#"{"error":"Sec-WebSocket-Version must be 13"}"#,
+            Some(("sec-websocket-version", "13")),
+        ),
+        refusal(
+            "a Sec-WebSocket-Key of 3 bytes",
+            handshake("").replace(WS_KEY, "YWJj"),
+            400,
+            r#"{"error":"Sec-WebSocket-Key must be 16 bytes in base64"}"#,
+            None,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn node_and_go_websocket_echo_answers_identical_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_client, node, go) =
+        start_both("comparing Node's and Go's WebSocket echo", dir.path()).await;
+
+    // Both apps must say the same thing, and what they say must be right.
+    let a = ws_script(&node).await;
+    let b = ws_script(&go).await;
+    assert_eq!(a.len(), b.len());
+    for ((label, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{label}: the apps differ\n node: {x}\n   go: {y}");
+    }
+
+    for Refusal {
+        label,
+        request,
+        status,
+        body,
+        header,
+    } in refusals()
+    {
+        let mut answers = Vec::new();
+        for backend in [&node, &go] {
+            let mut conn = WsConn::connect(backend).await;
+            conn.send(request.as_bytes()).await;
+            let (got, headers, got_body) = conn.read_response(request.starts_with("HEAD")).await;
+            let name = backend.name;
+            let shown = String::from_utf8_lossy(&got_body).into_owned();
+            assert_eq!(got, status, "{name}: {label}: {shown}");
+            assert_eq!(shown, body, "{name}: {label}");
+            let value = |n: &str| {
+                headers
+                    .iter()
+                    .find(|(h, _)| h == n)
+                    .map(|(_, v)| v.as_str())
+            };
+            assert_eq!(
+                value("content-type"),
+                Some("application/json; charset=utf-8"),
+                "{name}: {label}"
+            );
+            if let Some((h, v)) = header {
+                assert_eq!(value(h), Some(v), "{name}: {label}: {headers:?}");
+            }
+            answers.push((got, value("content-length").map(str::to_string), got_body));
+        }
+        assert!(
+            answers[0] == answers[1],
+            "{label}: the apps differ: {answers:?}"
+        );
+    }
+    eprintln!("examples: identical WebSocket frames and handshake refusals from node and go");
 }

@@ -11,6 +11,9 @@ pub const INSTALL_ALL: &str = "bash scripts/test.sh";
 /// Installs what the example backends need (Go, Node.js and the Express app's packages).
 pub const INSTALL_EXAMPLES: &str = "bash examples/setup.sh";
 
+/// Where Debian's golang-github-gorilla-websocket-dev puts the source the Go app builds with.
+const GORILLA: &str = "/usr/share/gocode/src/github.com/gorilla/websocket";
+
 fn runs(program: &str, arg: &str) -> bool {
     Command::new(program)
         .arg(arg)
@@ -30,9 +33,13 @@ pub fn require_example_apps(what: &str) {
     if !runs("go", "version") {
         missing.push("`go` (the Go toolchain)");
     }
-    let express = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node/node_modules/express");
-    if !express.is_dir() {
-        missing.push("examples/node/node_modules (the Express app's packages)");
+    let node_modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node/node_modules");
+    if !node_modules.join("express").is_dir() || !node_modules.join("ws").is_dir() {
+        missing.push("examples/node/node_modules (the Express app's packages, ws included)");
+    }
+    if !Path::new(GORILLA).is_dir() {
+        missing
+            .push("gorilla/websocket for the Go app (Debian: golang-github-gorilla-websocket-dev)");
     }
     assert!(
         missing.is_empty(),
