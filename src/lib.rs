@@ -33,6 +33,7 @@ pub mod routing;
 mod server;
 mod state;
 mod upstream;
+mod websocket;
 
 /// The example config, documented field by field (its tests check it stays valid).
 pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.yaml");

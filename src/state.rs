@@ -25,6 +25,9 @@ use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
 use crate::mirror::{MirrorRuntime, RouteMirror};
 use crate::redact::Redactor;
 use crate::upstream::peer_for;
+use crate::websocket::handshake::Dial;
+use crate::websocket::shadow::WsMirror;
+use crate::websocket::LazySide;
 use http::header::HeaderName;
 
 /// Per-backend state of a snapshot.
@@ -66,6 +69,14 @@ pub(crate) struct RouteState {
     pub marker: HeaderName,
     /// What the route never keeps in the clear (its access log lines, its samples).
     pub redact: Arc<Redactor>,
+    /// WebSocket counting per split entry (made on first use), and the WebSocket mirror.
+    pub websocket: RouteWebSocket,
+}
+
+/// A route's WebSocket state.
+pub(crate) struct RouteWebSocket {
+    pub primary: Vec<LazySide>,
+    pub mirror: Option<Arc<WsMirror>>,
 }
 
 /// One live config and everything derived from it.
@@ -222,6 +233,23 @@ impl Snapshot {
                         |m| m.marker_header.clone(),
                     ),
                     redact,
+                    websocket: RouteWebSocket {
+                        primary: r.split.iter().map(|_| LazySide::default()).collect(),
+                        mirror: r.mirror.as_ref().filter(|m| m.websocket).and_then(|m| {
+                            let b = live.backends.get(m.to)?;
+                            Some(Arc::new(WsMirror::new(
+                                m,
+                                Dial {
+                                    addr: b.addr,
+                                    connect_timeout: b.connect_timeout,
+                                    read_timeout: b.read_timeout,
+                                },
+                                metrics.mirror_handles(&r.name, &b.name),
+                                &r.name,
+                                &b.name,
+                            )))
+                        }),
+                    },
                 }
             })
             .collect();
@@ -350,6 +378,8 @@ pub(crate) struct Shared {
     pub resources: Arc<Resources>,
     /// Requests under way (all routes), for draining on shutdown.
     in_flight: AtomicUsize,
+    /// Raised when a graceful stop begins: upgraded connections close (1001) on it.
+    drain: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -380,7 +410,18 @@ impl Shared {
             access_log,
             mirrors,
             in_flight: AtomicUsize::new(0),
+            drain: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Watch for the start of a graceful stop.
+    pub(crate) fn draining(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.drain.subscribe()
+    }
+
+    /// A graceful stop has begun: upgraded connections are told to close.
+    pub(crate) fn start_drain(&self) {
+        self.drain.send_replace(true);
     }
 
     /// Put a new live config into force. Requests already under way keep the snapshot they

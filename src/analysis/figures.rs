@@ -9,7 +9,7 @@
 
 use super::model::{
     BackendSummary, Bias, Comparison, Facing, Paired, ProcessState, RouteSummary, Stats, Summary,
-    Traffic,
+    Traffic, WebSocketComparison, WebSocketSummary,
 };
 use crate::metrics::Role;
 
@@ -33,7 +33,47 @@ pub fn derive(summary: &mut Summary) {
                 .saturating_sub(m.completed.saturating_add(m.dropped));
         }
         route.comparison = Some(c);
+        route.websocket_comparison = websocket_comparison(route);
     }
+}
+
+/// The baseline's primary WebSocket row against the candidate's (its shadow row on a mirrored
+/// route that has one, else its primary row).
+fn websocket_comparison(route: &RouteSummary) -> Option<WebSocketComparison> {
+    if route.websocket.is_empty() {
+        return None;
+    }
+    let find = |backend: &str, role: Role| {
+        route
+            .websocket
+            .iter()
+            .position(|w| w.backend == backend && w.role == role.as_str())
+    };
+    let baseline = find(&route.baseline, Role::Primary);
+    let candidate = route.candidate.as_deref().and_then(|c| {
+        if route.mirror.is_some() {
+            find(c, Role::Shadow).or_else(|| find(c, Role::Primary))
+        } else {
+            find(c, Role::Primary)
+        }
+    });
+    let row = |i: Option<usize>| i.and_then(|i| route.websocket.get(i));
+    let (b, c) = (row(baseline), row(candidate));
+    let latency = |w: &WebSocketSummary, q: fn(&super::model::Quantiles) -> f64| {
+        w.window
+            .latency_ms
+            .as_ref()
+            .or(w.total.latency_ms.as_ref())
+            .map(q)
+    };
+    let both = |f: &dyn Fn(&WebSocketSummary) -> Option<f64>| ratio(b.and_then(f), c.and_then(f));
+    Some(WebSocketComparison {
+        baseline,
+        candidate,
+        latency_p50_ratio: both(&|w| latency(w, |q| q.p50)),
+        latency_p99_ratio: both(&|w| latency(w, |q| q.p99)),
+        memory_per_connection_ratio: both(&|w| w.memory_per_connection_bytes),
+    })
 }
 
 /// Candidate ÷ baseline: 1.0 when equal, `None` when either is missing, not finite, or not

@@ -53,6 +53,10 @@ pub struct ProcessStats {
     pub cpu_seconds_window: f64,
     /// Resident memory now, bytes, process and children.
     pub resident_memory_bytes: u64,
+    /// Resident memory the last time the backend had no WebSocket connection open through
+    /// runoff: the baseline of memory per connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_resident_memory_bytes: Option<u64>,
 }
 
 /// One backend in one role on a route.
@@ -131,6 +135,54 @@ pub struct RouteSummary {
     /// The route's verdicts (routes with `analysis:` configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<RouteAnalysis>,
+    /// WebSocket connections per backend and role (routes that carried any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub websocket: Vec<WebSocketSummary>,
+    /// The baseline's and the candidate's WebSocket rows facing each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket_comparison: Option<WebSocketComparison>,
+}
+
+/// Which WebSocket rows face each other (indices into `websocket`), and their ratios
+/// (candidate ÷ baseline; the window's latency when it has any, else since start's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebSocketComparison {
+    pub baseline: Option<usize>,
+    pub candidate: Option<usize>,
+    pub latency_p50_ratio: Option<f64>,
+    pub latency_p99_ratio: Option<f64>,
+    pub memory_per_connection_ratio: Option<f64>,
+}
+
+/// One backend's WebSocket connections on a route, in one role: the seed's WebSocket table
+/// from live traffic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebSocketSummary {
+    pub backend: String,
+    pub role: String,
+    /// Connections open now, at most at once, and ever opened.
+    pub open: i64,
+    pub peak: i64,
+    pub opened: u64,
+    pub window: WebSocketStats,
+    pub total: WebSocketStats,
+    /// The backend's resident memory growth since it last had no WebSocket open, divided by
+    /// the connections open to it now (all routes and roles); same-host backends with
+    /// `process:` only.
+    pub memory_per_connection_bytes: Option<f64>,
+    /// The baseline of the figure above: the backend's RSS with no WebSocket open.
+    pub idle_resident_memory_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebSocketStats {
+    pub messages_to_backend: u64,
+    pub messages_to_client: u64,
+    pub messages_per_second_to_backend: f64,
+    pub messages_per_second_to_client: f64,
+    /// A client message relayed to the backend's next message (meaningful only where every
+    /// message gets a reply).
+    pub latency_ms: Option<Quantiles>,
 }
 
 /// Where a criterion, or a route overall, stands.

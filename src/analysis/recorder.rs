@@ -8,6 +8,7 @@
 //! module imports neither).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use hdrhistogram::Histogram;
 
 use super::model::{Quantiles, Stats};
 use super::tally::Tally;
-use crate::metrics::Role;
+use crate::metrics::{Direction, Role};
 
 /// Length of one slot of the sliding window.
 const SLOT: Duration = Duration::from_secs(10);
@@ -65,13 +66,23 @@ impl Recorder {
 
     /// Record one value (clamped to 1 ..= an hour's worth of µs).
     pub fn record(&self, value: u64, error: bool) {
+        self.add(value, 1, error);
+    }
+
+    /// Count `n` events (messages) that have no value of their own: only their number and
+    /// rate are read back, through [`Recorder::counts`].
+    pub fn record_count(&self, n: u64) {
+        self.add(1, n, false);
+    }
+
+    fn add(&self, value: u64, n: u64, error: bool) {
         let index = self.slot_index(Instant::now());
         let Ok(mut guard) = self.inner.lock() else {
             return;
         };
         let Some(inner) = guard.as_mut() else { return };
         let v = value.clamp(1, MAX_VALUE);
-        let _ = inner.total.record(v);
+        let _ = inner.total.record_n(v, n);
         inner.total_errors += u64::from(error);
         if inner.slots.back().map(|s| s.index) != Some(index) {
             let Some(hist) = histogram() else { return };
@@ -85,7 +96,7 @@ impl Recorder {
             });
         }
         if let Some(slot) = inner.slots.back_mut() {
-            let _ = slot.hist.record(v);
+            let _ = slot.hist.record_n(v, n);
             slot.errors += u64::from(error);
         }
     }
@@ -192,6 +203,10 @@ pub enum Series {
     /// Copies sent to the shadow: the value is the shadow's copies under way once this one
     /// is, and an error marks a copy sent while the shadow ran far ahead of the primary.
     Copies,
+    /// WebSocket message latency (µs): a client message relayed to the backend's next one.
+    WsLatency(Role),
+    /// WebSocket data messages one way (counts only).
+    WsMessages(Role, Direction),
 }
 
 /// The key of a recorder: what it holds, the route, and the backend (empty for a route's own).
@@ -203,6 +218,42 @@ pub struct Book {
     recorders: Mutex<HashMap<Key, Arc<Recorder>>>,
     /// Each route's verdict tally, by route name.
     tallies: Mutex<HashMap<String, Arc<Tally>>>,
+    /// Open connections (WebSockets) per (route, backend, role), kept across reloads.
+    connections: Mutex<HashMap<ConnectionKey, Arc<Connections>>>,
+}
+
+/// (route, backend, role) of a connection count.
+pub type ConnectionKey = (String, String, Role);
+
+/// Connections open now and at most, of one (route, backend, role).
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: AtomicI64,
+    peak: AtomicI64,
+    opened: AtomicU64,
+}
+
+impl Connections {
+    /// One more is open.
+    pub fn open(&self) {
+        let now = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak.fetch_max(now, Ordering::AcqRel);
+        self.opened.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One fewer is open.
+    pub fn close(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Open now, the most ever open at once, and how many were ever opened.
+    pub fn counts(&self) -> (i64, i64, u64) {
+        (
+            self.open.load(Ordering::Acquire).max(0),
+            self.peak.load(Ordering::Acquire),
+            self.opened.load(Ordering::Acquire),
+        )
+    }
 }
 
 impl Default for Book {
@@ -211,6 +262,7 @@ impl Default for Book {
             started: Instant::now(),
             recorders: Mutex::new(HashMap::new()),
             tallies: Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -233,6 +285,32 @@ impl Book {
             map.entry(route.to_string())
                 .or_insert_with(|| Arc::new(Tally::new("process start"))),
         )
+    }
+
+    /// The open-connection counts of (route, backend, role).
+    pub fn connections(&self, route: &str, backend: &str, role: Role) -> Arc<Connections> {
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            map.entry((route.to_string(), backend.to_string(), role))
+                .or_default(),
+        )
+    }
+
+    /// Every (route, backend, role) that ever had a connection, with its counts.
+    pub fn all_connections(&self) -> Vec<(ConnectionKey, (i64, i64, u64))> {
+        let map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = map.iter().map(|(k, c)| (k.clone(), c.counts())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Connections open now to `backend`, over every route and role.
+    pub fn open_to(&self, backend: &str) -> i64 {
+        let map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|((_, b, _), _)| b == backend)
+            .map(|(_, c)| c.counts().0)
+            .sum()
     }
 
     /// The recorder if anything was ever recorded there.

@@ -33,6 +33,8 @@ struct Watched {
 #[derive(Default)]
 struct Kept {
     last: Reading,
+    /// RSS at the last sample with no WebSocket connection open to the backend.
+    idle_rss: Option<u64>,
     /// (when, cumulative CPU seconds), oldest first.
     history: VecDeque<(Instant, f64)>,
 }
@@ -47,17 +49,22 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// Sample each backend's process once (`specs`: backend name and its process, as the
-    /// config in force says), recording into `metrics`. Backends no longer listed are forgotten.
-    pub fn sample(&self, specs: &[(String, ProcessSpec)], metrics: &ResourceMetrics) {
+    /// Sample each backend's process once (`specs`: backend name, its process as the config
+    /// in force says, and the WebSocket connections open to it now), recording into
+    /// `metrics`. Backends no longer listed are forgotten.
+    pub fn sample(&self, specs: &[(String, ProcessSpec, i64)], metrics: &ResourceMetrics) {
         let Ok(mut watched) = self.watched.lock() else {
             return;
         };
-        watched.retain(|name, w| specs.iter().any(|(n, spec)| n == name && *spec == w.spec));
+        watched.retain(|name, w| {
+            specs
+                .iter()
+                .any(|(n, spec, _)| n == name && *spec == w.spec)
+        });
         if let Ok(mut kept) = self.kept.lock() {
             kept.retain(|name, _| watched.contains_key(name));
         }
-        for (name, spec) in specs {
+        for (name, spec, open) in specs {
             let w = watched.entry(name.clone()).or_insert_with(|| Watched {
                 spec: spec.clone(),
                 sampler: Sampler::new(spec.clone()),
@@ -88,6 +95,9 @@ impl Resources {
             {
                 k.history.pop_front();
             }
+            if reading.alive && *open == 0 {
+                k.idle_rss = Some(reading.resident_memory_bytes);
+            }
             k.last = reading;
         }
     }
@@ -115,6 +125,7 @@ impl Resources {
                         cpu_seconds_total: w.last.cpu_seconds,
                         cpu_seconds_window: (w.last.cpu_seconds - start).max(0.0),
                         resident_memory_bytes: w.last.resident_memory_bytes,
+                        idle_resident_memory_bytes: w.idle_rss,
                     },
                 )
             })
@@ -128,7 +139,7 @@ impl Resources {
 pub fn start(
     resources: Arc<Resources>,
     metrics: Arc<crate::metrics::Metrics>,
-    specs: impl Fn() -> Vec<(String, ProcessSpec)> + Send + 'static,
+    specs: impl Fn() -> Vec<(String, ProcessSpec, i64)> + Send + 'static,
 ) -> std::io::Result<()> {
     thread::Builder::new()
         .name("runoff-resources".into())

@@ -6,16 +6,17 @@
 //! mirror or the running config: whoever asks for a summary describes the routes in
 //! [`RouteInput`]s.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::figures;
 use super::model::{
-    BackendSummary, CompareSummary, MirrorSummary, Pace, PairStats, RouteAnalysis, RouteSummary,
-    Stats, Summary,
+    BackendSummary, CompareSummary, MirrorSummary, Pace, PairStats, ProcessStats, RouteAnalysis,
+    RouteSummary, Stats, Summary, WebSocketStats, WebSocketSummary,
 };
 use super::recorder::{Book, Series};
 use super::resources::Resources;
-use crate::metrics::Role;
+use crate::metrics::{Direction, Role};
 
 /// What a summary needs to know about one route, from the config and counters in force.
 #[derive(Debug, Clone)]
@@ -56,6 +57,7 @@ pub fn summarize(
             .map(|r| r.stats(window, window_secs, uptime))
             .unwrap_or_default()
     };
+    let processes = resources.stats(window);
     let stats = |route: &str, backend: &str, role: Role| {
         let (mut w, mut t) = stats_of(Series::Upstream(role), route, backend);
         if role == Role::Primary {
@@ -135,6 +137,8 @@ pub fn summarize(
                 compare,
                 comparison: None,
                 analysis: r.analysis.clone(),
+                websocket: websocket_rows(book, &r.name, window, (window_secs, uptime), &processes),
+                websocket_comparison: None,
             }
         })
         .collect();
@@ -144,8 +148,62 @@ pub fn summarize(
         uptime_seconds: uptime,
         window_seconds: window_secs,
         routes,
-        processes: resources.stats(window),
+        processes,
     };
     figures::derive(&mut summary);
     summary
+}
+
+/// A route's WebSocket rows: every (backend, role) that ever had a connection on it.
+fn websocket_rows(
+    book: &Book,
+    route: &str,
+    window: Duration,
+    (window_secs, uptime): (f64, f64),
+    processes: &BTreeMap<String, ProcessStats>,
+) -> Vec<WebSocketSummary> {
+    book.all_connections()
+        .into_iter()
+        .filter(|((r, _, _), _)| r == route)
+        .map(|((_, backend, role), (open, peak, opened))| {
+            let counts = |d: Direction| {
+                book.existing(Series::WsMessages(role, d), route, &backend)
+                    .map(|x| x.counts(window))
+                    .unwrap_or_default()
+            };
+            let ((up_w, _), (up_t, _)) = counts(Direction::ToBackend);
+            let ((down_w, _), (down_t, _)) = counts(Direction::ToClient);
+            let (lat_w, lat_t) = book
+                .existing(Series::WsLatency(role), route, &backend)
+                .map(|x| x.stats(window, window_secs, uptime))
+                .unwrap_or_default();
+            let stats = |up: u64, down: u64, secs: f64, latency: Stats| WebSocketStats {
+                messages_to_backend: up,
+                messages_to_client: down,
+                messages_per_second_to_backend: up as f64 / secs.max(f64::MIN_POSITIVE),
+                messages_per_second_to_client: down as f64 / secs.max(f64::MIN_POSITIVE),
+                latency_ms: latency.latency_ms,
+            };
+            let process = processes.get(&backend).filter(|p| p.alive);
+            let idle = process.and_then(|p| p.idle_resident_memory_bytes);
+            let open_to_backend = book.open_to(&backend);
+            let memory_per_connection_bytes = process
+                .zip(idle)
+                .filter(|_| open_to_backend > 0)
+                .map(|(p, idle)| {
+                    (p.resident_memory_bytes as f64 - idle as f64) / open_to_backend as f64
+                });
+            WebSocketSummary {
+                backend: backend.clone(),
+                role: role.as_str().to_string(),
+                open,
+                peak,
+                opened,
+                window: stats(up_w, down_w, window_secs, lat_w),
+                total: stats(up_t, down_t, uptime, lat_t),
+                memory_per_connection_bytes,
+                idle_resident_memory_bytes: idle,
+            }
+        })
+        .collect()
 }

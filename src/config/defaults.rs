@@ -23,6 +23,15 @@ pub const MIRROR_MAX_IN_FLIGHT: usize = 1024;
 pub const MIRROR_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MIRROR_MARKER_HEADER: &str = "x-runoff-shadow";
 pub const MIRROR_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+/// Shadow WebSocket connections open at once per route (`mirror.websocket_max_connections`).
+pub const MIRROR_WEBSOCKET_MAX_CONNECTIONS: usize = 1024;
+/// Client bytes waiting for one shadow WebSocket (`mirror.websocket_queue_bytes`); past it the
+/// shadow is closed and counted `overloaded`.
+pub const MIRROR_WEBSOCKET_QUEUE_BYTES: usize = 1024 * 1024;
+/// An upgraded WebSocket connection with nothing crossing it for this long is closed (1001 to
+/// both sides). Five minutes, like Envoy's stream idle timeout: far above the 30-60 s heartbeats
+/// WebSocket clients and servers commonly send, and short enough that dead peers do not pile up.
+pub const WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const COMPARE_HEADERS: [&str; 1] = ["content-type"];
 pub const COMPARE_MAX_BYTES: usize = 262_144;
 pub const COMPARE_SAMPLES: usize = 100;

@@ -244,6 +244,9 @@ pub struct Route {
     pub analysis: Option<Analysis>,
     /// A progressive ramp of the candidate's weight, driven by the verdicts (split routes).
     pub ramp: Option<Ramp>,
+    /// An upgraded WebSocket connection idle this long is closed (the route's
+    /// `websocket.idle_timeout`, else the top-level one).
+    pub websocket_idle_timeout: Duration,
 }
 
 /// How the candidate is judged against the baseline.
@@ -365,6 +368,12 @@ pub struct Mirror {
     pub marker_header: HeaderName,
     pub strip_headers: Vec<HeaderName>,
     pub pacing: Pacing,
+    /// Mirror upgraded WebSocket connections too (opt-in: messages may have side effects).
+    pub websocket: bool,
+    /// Shadow WebSocket connections open at once for this route.
+    pub websocket_max_connections: usize,
+    /// Client bytes waiting for one shadow WebSocket connection.
+    pub websocket_queue_bytes: usize,
 }
 
 /// How copies are paced against the primary's load.
@@ -419,6 +428,9 @@ impl Mirror {
             marker_header: HeaderName::from_static(defaults::MIRROR_MARKER_HEADER),
             strip_headers: Vec::new(),
             pacing: Pacing::Off,
+            websocket: false,
+            websocket_max_connections: defaults::MIRROR_WEBSOCKET_MAX_CONNECTIONS,
+            websocket_queue_bytes: defaults::MIRROR_WEBSOCKET_QUEUE_BYTES,
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub redact: RawRedact,
     #[serde(default)]
+    pub websocket: RawWebSocket,
+    #[serde(default)]
     pub access_log: Option<String>,
     pub backends: IndexMap<String, RawBackend>,
     pub routes: Vec<RawRoute>,
@@ -70,6 +72,13 @@ pub struct RawRedact {
     pub headers: Option<Vec<String>>,
     pub json_keys: Option<Vec<String>>,
     pub query_params: Option<Vec<String>>,
+}
+
+/// `websocket: { idle_timeout: 5m }` (top level: the default; per route: its own).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebSocket {
+    pub idle_timeout: Option<String>,
 }
 
 /// `force: { header: x-runoff-backend, from: [10.0.0.0/8], secret_env: VAR }`.
@@ -115,6 +124,7 @@ pub struct RawRoute {
     pub baseline: Option<String>,
     pub analysis: Option<RawAnalysis>,
     pub ramp: Option<RawRamp>,
+    pub websocket: Option<RawWebSocket>,
 }
 
 /// `analysis: { confidence, min_samples, criteria: { latency_p50: { max_ratio }, ... } }`.
@@ -207,6 +217,9 @@ pub struct RawMirror {
     pub marker_header: Option<String>,
     pub strip_headers: Option<Vec<String>>,
     pub pacing: Option<String>,
+    pub websocket: Option<bool>,
+    pub websocket_max_connections: Option<i64>,
+    pub websocket_queue_bytes: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -36,7 +36,12 @@ impl TryFrom<RawConfig> for Config {
         let access_log = access_log(&mut c, raw.access_log.as_deref());
         let backends = backends(&mut c, &raw.backends);
         loops_back(&mut c, &backends, &listen, admin.listen);
-        let routes = routes(&mut c, &raw.routes, &backends);
+        let websocket_idle = c.duration(
+            "websocket.idle_timeout",
+            raw.websocket.idle_timeout.as_deref(),
+            defaults::WEBSOCKET_IDLE_TIMEOUT,
+        );
+        let routes = routes(&mut c, &raw.routes, &backends, websocket_idle);
         let redact = redact(&mut c, &raw.redact);
         if !c.problems.is_empty() {
             return Err(ConfigError::Invalid(c.problems));

@@ -5,6 +5,8 @@
 //! ([`split_weight`], [`weights_total`]), so a weight is judged the same way from the file and
 //! from `PUT /api/routes/NAME/weights`. Must not: resolve names or read files.
 
+use std::time::Duration;
+
 use http::header::HeaderName;
 
 use super::checker::{check_name, Checker};
@@ -42,7 +44,12 @@ pub fn weights_total(total: u64) -> Result<(), &'static str> {
     }
 }
 
-pub(super) fn routes(c: &mut Checker, raw: &[RawRoute], backends: &[Backend]) -> Vec<Route> {
+pub(super) fn routes(
+    c: &mut Checker,
+    raw: &[RawRoute],
+    backends: &[Backend],
+    websocket_idle: Duration,
+) -> Vec<Route> {
     if raw.is_empty() {
         c.report("routes", "needs at least one route");
     }
@@ -55,7 +62,7 @@ pub(super) fn routes(c: &mut Checker, raw: &[RawRoute], backends: &[Backend]) ->
                 format!("`{}` is already the name of another route", r.name),
             );
         }
-        if let Some(route) = validate_route(c, &path, r, backends) {
+        if let Some(route) = validate_route(c, &path, r, backends, websocket_idle) {
             routes.push(route);
         }
     }
@@ -67,8 +74,14 @@ fn validate_route(
     path: &str,
     r: &RawRoute,
     backends: &[Backend],
+    websocket_idle: Duration,
 ) -> Option<Route> {
     check_name(c, &format!("{path}.name"), &r.name);
+    let websocket_idle_timeout = c.duration(
+        &format!("{path}.websocket.idle_timeout"),
+        r.websocket.as_ref().and_then(|w| w.idle_timeout.as_deref()),
+        websocket_idle,
+    );
     let before = c.problems.len();
 
     let path_prefix = r.matcher.path_prefix.clone().unwrap_or_else(|| "/".into());
@@ -203,6 +216,7 @@ fn validate_route(
         force,
         mirror,
         compare,
+        websocket_idle_timeout,
     })
 }
 
@@ -431,6 +445,16 @@ fn validate_mirror(
             Pacing::Off
         }
     };
+    let websocket_max_connections = c.positive(
+        &format!("{path}.websocket_max_connections"),
+        m.websocket_max_connections,
+        defaults::MIRROR_WEBSOCKET_MAX_CONNECTIONS,
+    );
+    let websocket_queue_bytes = c.positive(
+        &format!("{path}.websocket_queue_bytes"),
+        m.websocket_queue_bytes,
+        defaults::MIRROR_WEBSOCKET_QUEUE_BYTES,
+    );
     if c.problems.len() > before {
         return None;
     }
@@ -444,6 +468,9 @@ fn validate_mirror(
         marker_header: marker_header?,
         strip_headers,
         pacing,
+        websocket: m.websocket.unwrap_or(false),
+        websocket_max_connections,
+        websocket_queue_bytes,
     })
 }
 

@@ -32,6 +32,12 @@ impl<L: Label> PerLabel<L> {
         }
     }
 
+    pub(crate) fn inc_by(&self, value: L, n: u64) {
+        if let Some(c) = self.series.get(value.index()) {
+            c.inc_by(n);
+        }
+    }
+
     pub(crate) fn get(&self, value: L) -> u64 {
         self.series.get(value.index()).map_or(0, IntCounter::get)
     }

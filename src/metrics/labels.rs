@@ -17,7 +17,7 @@ pub(crate) trait Label: Copy + 'static {
 macro_rules! label {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[allow(unreachable_pub)] // Role is public through `analysis`; the others are not.
         pub enum $name {
             $($(#[$vmeta])* $variant),+
@@ -128,6 +128,55 @@ label! {
         PrimaryFailed => "primary_failed",
         /// `pacing: matched`: the copy would have outnumbered the primary's requests under way.
         Paced => "paced",
+        /// A WebSocket shadow did not accept the upgrade as the primary did (another status,
+        /// subprotocol or extensions): its frames would be garbage to it.
+        HandshakeMismatch => "handshake_mismatch",
+        /// A WebSocket shadow closed before the primary did.
+        ClosedEarly => "closed_early",
+    }
+}
+
+label! {
+    /// Which way WebSocket bytes went (the `direction` label).
+    Direction {
+        ToBackend => "to_backend",
+        ToClient => "to_client",
+    }
+}
+
+label! {
+    /// WebSocket frames by kind (the `kind` label of `runoff_websocket_frames_total`).
+    FrameKind {
+        /// Text, binary and continuation frames.
+        Data => "data",
+        /// Close, ping and pong frames.
+        Control => "control",
+    }
+}
+
+label! {
+    /// How an upgraded WebSocket connection ended (the `cause` label).
+    WsEnd {
+        /// The client sent the first close frame, or closed first.
+        ClientClosed => "client_closed",
+        /// The backend sent the first close frame, or closed first.
+        BackendClosed => "backend_closed",
+        /// Nothing crossed it for `websocket.idle_timeout`.
+        IdleTimeout => "idle_timeout",
+        /// runoff was stopping (SIGTERM, or a `--upgrade` handoff).
+        Drain => "drain",
+        /// A side failed (reset, write error).
+        Error => "error",
+    }
+}
+
+label! {
+    /// Why a WebSocket upgrade did not happen (the `reason` label).
+    UpgradeFailure {
+        /// The backend answered something other than 101.
+        Rejected => "rejected",
+        /// The backend could not be reached, or failed during the handshake.
+        Failed => "failed",
     }
 }
 

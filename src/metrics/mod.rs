@@ -8,6 +8,7 @@
 
 pub(crate) mod handles;
 pub(crate) mod labels;
+pub(crate) mod websocket;
 
 use std::collections::HashMap;
 
@@ -18,9 +19,10 @@ use prometheus::{
 
 pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, RequestHandles};
 pub(crate) use labels::{
-    AdminRefusal, CompareResult, DropReason, ErrorKind, ForceRefusal, Label, Part, ReloadResult,
-    Role, StatusClass,
+    AdminRefusal, CompareResult, Direction, DropReason, ErrorKind, ForceRefusal, FrameKind, Label,
+    Part, ReloadResult, Role, StatusClass, UpgradeFailure, WsEnd,
 };
+pub(crate) use websocket::WebSocketHandles;
 
 /// Latency buckets: exponential, factor 1.25 from 0.5 ms, 51 buckets (last ≈ 35 s). Any value
 /// read back from a bucket is within 25% of the truth.
@@ -159,6 +161,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub(crate) request: RequestFamilies,
     pub(crate) mirror: MirrorFamilies,
+    pub(crate) websocket: websocket::WebSocketFamilies,
     pub control: ControlMetrics,
     pub resources: ResourceMetrics,
     pub analysis: AnalysisMetrics,
@@ -412,6 +415,7 @@ impl Metrics {
     pub fn new(registry: Registry) -> Result<Metrics, prometheus::Error> {
         let request = RequestFamilies::new()?;
         let mirror = MirrorFamilies::new()?;
+        let websocket = websocket::WebSocketFamilies::new()?;
         let control = ControlMetrics::new()?;
         let resources = ResourceMetrics::new()?;
         let analysis = AnalysisMetrics::new()?;
@@ -446,6 +450,7 @@ impl Metrics {
 
         request.register(&registry)?;
         mirror.register(&registry)?;
+        websocket.register(&registry)?;
         control.register(&registry)?;
         resources.register(&registry)?;
         analysis.register(&registry)?;
@@ -459,6 +464,7 @@ impl Metrics {
             registry,
             request,
             mirror,
+            websocket,
             control,
             resources,
             analysis,

@@ -106,7 +106,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(5),
             marker_header: HeaderName::from_static("x-runoff-shadow"),
             strip_headers: vec![HeaderName::from_static("cookie")],
-            pacing: crate::config::Pacing::Off,
+            ..Mirror::with_defaults(1, 100.0)
         }
     }
 

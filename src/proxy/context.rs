@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::header::HeaderName;
 use pingora::http::RequestHeader;
 use pingora::Error;
 use prometheus::IntGauge;
@@ -90,6 +91,8 @@ pub(crate) struct RequestCtx {
     slot: Option<Slot>,
     /// The primary's answer, kept (up to the compare limit) when the route compares.
     pub(super) answer: Option<Captured>,
+    /// Recorded already (a WebSocket is recorded at its 101, `logging` runs at its end).
+    pub(super) recorded: bool,
 }
 
 impl RequestCtx {
@@ -120,6 +123,7 @@ impl RequestCtx {
             mirror: None,
             slot: None,
             answer: None,
+            recorded: false,
         }
     }
 
@@ -144,6 +148,20 @@ impl RequestCtx {
         }
         self.target = Some(target);
         admitted
+    }
+
+    /// Headers a caller sent that must not go upstream: the route's force header and its
+    /// secret, and the mirror marker unless the peer is a trusted proxy.
+    pub(super) fn strip(&self) -> Vec<HeaderName> {
+        let mut strip = Vec::new();
+        if let Some(target) = &self.target {
+            let route = &self.snapshot.routes[target.route];
+            strip.extend(route.strip.iter().cloned());
+            if !self.peer.trusted {
+                strip.push(route.marker.clone());
+            }
+        }
+        strip
     }
 
     /// The request id runoff generated for this request, if it did (then it is added upstream).
@@ -194,6 +212,9 @@ impl RequestCtx {
         h.request_bytes.inc_by(self.request_body_bytes);
         h.response_bytes.inc_by(self.response_body_bytes);
         self.gauge = None;
+        // The backend's `max_in_flight` counts requests: an upgraded connection that lives on
+        // past its 101 no longer holds a slot.
+        self.slot = None;
         target.caller.record_duration(elapsed, class.is_error());
         if let Some(u) = upstream {
             target.latency.record_duration(u, class.is_error());

@@ -28,6 +28,8 @@ use subtle::ConstantTimeEq;
 pub(super) struct Target {
     pub route: usize,
     pub backend: usize,
+    /// Its entry in the route's split.
+    pub split: usize,
     pub reason: ChoiceReason,
     pub handles: Arc<RequestHandles>,
     /// The recorders analysis handed this (route, backend, primary): upstream-side latency,
@@ -75,6 +77,7 @@ pub(super) fn decide<'r>(
     let target = Target {
         route: route_index,
         backend: route.split[choice.split_index].backend,
+        split: choice.split_index,
         reason: choice.reason,
         handles: Arc::clone(&state.primary[choice.split_index]),
         latency: Arc::clone(&state.primary_latency[choice.split_index]),

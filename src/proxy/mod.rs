@@ -7,6 +7,7 @@
 
 mod context;
 mod decide;
+mod websocket;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,7 +29,6 @@ use crate::state::Shared;
 use crate::upstream::connect_time;
 use context::RequestCtx;
 use decide::{decide, start_copy, CopyRequest};
-use http::header::HeaderName;
 
 /// The proxy: everything it knows lives in `Shared`.
 pub(crate) struct Runoff {
@@ -38,6 +38,23 @@ pub(crate) struct Runoff {
 impl Runoff {
     pub(crate) fn new(shared: Arc<Shared>) -> Runoff {
         Runoff { shared }
+    }
+
+    /// Record a finished request once (metrics, then its access log line); `elapsed` is
+    /// caller-side.
+    fn record(
+        &self,
+        req: &RequestHeader,
+        ctx: &mut RequestCtx,
+        e: Option<&Error>,
+        elapsed: Duration,
+    ) {
+        ctx.recorded = true;
+        ctx.finish(e, elapsed);
+        let log = &self.shared.access_log;
+        if log.enabled() {
+            log.log(&ctx.access_entry(req, e, elapsed));
+        }
     }
 }
 
@@ -88,6 +105,11 @@ impl ProxyHttp for Runoff {
             return Ok(true);
         }
         let request_id = RequestId::of(req, &snapshot.live.forwarding.request_id_header);
+        if crate::websocket::is_websocket(req) && session.downstream_session.as_http1().is_some() {
+            let key = sticky_key.as_ref().map(|k| k.as_bytes().to_vec());
+            ctx.request_id = Some(request_id);
+            return websocket::serve(self, session, ctx, key).await;
+        }
         if let Some(target) = &ctx.target {
             ctx.mirror = start_copy(
                 &self.shared.mirrors,
@@ -155,20 +177,12 @@ impl ProxyHttp for Runoff {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let mut strip: Vec<HeaderName> = Vec::new();
-        if let Some(target) = &ctx.target {
-            let route = &ctx.snapshot.routes[target.route];
-            strip.extend(route.strip.iter().cloned());
-            if !ctx.peer.trusted {
-                strip.push(route.marker.clone());
-            }
-        }
         forwarding::apply_forwarding(
             upstream_request,
             &ctx.snapshot.live.forwarding,
             &ctx.peer,
             ctx.generated_id(),
-            &strip,
+            &ctx.strip(),
         )?;
         ctx.sent_upstream_at = Some(Instant::now());
         Ok(())
@@ -332,11 +346,8 @@ impl ProxyHttp for Runoff {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let elapsed = ctx.start.elapsed();
-        ctx.finish(e, elapsed);
-        let log = &self.shared.access_log;
-        if log.enabled() {
-            log.log(&ctx.access_entry(session.req_header(), e, elapsed));
+        if !ctx.recorded {
+            self.record(session.req_header(), ctx, e, ctx.start.elapsed());
         }
     }
 }

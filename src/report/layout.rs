@@ -4,6 +4,7 @@
 //! Must not: choose figures or words (the tables arrive filled).
 
 use super::numbers::fmt_trim;
+use super::websocket::websocket_table;
 use super::{route_table, REMINDER};
 use crate::analysis::model::{RouteSummary, Summary};
 
@@ -28,12 +29,14 @@ pub(super) fn render_text(summary: &Summary, routes: &[&RouteSummary], style: St
         out.push_str("No routes in the summary.\n\n");
     }
     for route in routes {
-        let table = route_table(route);
-        match style {
-            Style::Plain => write_plain(&table, &mut out),
-            Style::Markdown => write_markdown(&table, &mut out),
+        let tables = std::iter::once(route_table(route)).chain(websocket_table(route));
+        for table in tables {
+            match style {
+                Style::Plain => write_plain(&table, &mut out),
+                Style::Markdown => write_markdown(&table, &mut out),
+            }
+            out.push('\n');
         }
-        out.push('\n');
     }
     out.push_str(&format!(
         "window: {} s, generated {}\n",

@@ -12,6 +12,7 @@
 pub(crate) mod fetch;
 mod layout;
 mod numbers;
+mod websocket;
 mod wording;
 
 use std::fmt;

@@ -219,6 +219,8 @@ fn empty_summary() -> Summary {
                 compare: Some(CompareSummary::default()),
                 comparison: None,
                 analysis: None,
+                websocket: Vec::new(),
+                websocket_comparison: None,
             },
             RouteSummary {
                 name: "users".to_string(),
@@ -229,6 +231,8 @@ fn empty_summary() -> Summary {
                 compare: None,
                 comparison: None,
                 analysis: None,
+                websocket: Vec::new(),
+                websocket_comparison: None,
             },
         ],
         processes: [

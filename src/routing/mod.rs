@@ -168,6 +168,26 @@ pub fn should_mirror(
     hash::sampled(point, mirror.percent)
 }
 
+/// Whether to open a shadow WebSocket for an upgraded connection: only when the mirror says
+/// `websocket: true` (messages may have side effects), never to the backend that serves it
+/// or for a connection that is itself a copy, sampled at `percent` like requests are.
+pub fn should_mirror_websocket(
+    mirror: &Mirror,
+    serving_backend: usize,
+    has_marker: bool,
+    key: Option<&[u8]>,
+    random: impl FnOnce() -> u64,
+) -> bool {
+    if !mirror.websocket || serving_backend == mirror.to || has_marker {
+        return false;
+    }
+    let point = match key {
+        Some(k) => hash::sample_point(k),
+        None => random(),
+    };
+    hash::sampled(point, mirror.percent)
+}
+
 /// The sticky key bytes carried by a request, if any.
 ///
 /// Header: the raw value of the first such header. Cookie: the value of the first cookie of

@@ -146,6 +146,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<Vec<Metho
         baseline: 0,
         analysis: None,
         ramp: None,
+        websocket_idle_timeout: crate::config::defaults::WEBSOCKET_IDLE_TIMEOUT,
     }
 }
 
@@ -249,7 +250,7 @@ fn mirror_to(to: usize, percent: f64) -> crate::config::Mirror {
         timeout: std::time::Duration::from_secs(1),
         marker_header: HeaderName::from_static("x-runoff-shadow"),
         strip_headers: Vec::new(),
-        pacing: crate::config::Pacing::Off,
+        ..crate::config::Mirror::with_defaults(to, percent)
     }
 }
 
@@ -281,6 +282,35 @@ fn mirror_decisions() {
         None,
         || 0
     ));
+}
+
+#[test]
+fn websocket_mirror_decisions() {
+    let mut m = mirror_to(1, 100.0);
+    // Off unless the mirror opts in.
+    assert!(!should_mirror_websocket(&m, 0, false, None, || 0));
+    m.websocket = true;
+    assert!(should_mirror_websocket(&m, 0, false, None, || 0));
+    assert!(
+        !should_mirror_websocket(&m, 1, false, None, || 0),
+        "no copy to itself"
+    );
+    assert!(
+        !should_mirror_websocket(&m, 0, true, None, || 0),
+        "loop guard"
+    );
+    // Sampled like requests: by the sticky key when there is one.
+    m.percent = 50.0;
+    let key = b"user-1";
+    let first = should_mirror_websocket(&m, 0, false, Some(key), || 0);
+    for _ in 0..10 {
+        assert_eq!(
+            should_mirror_websocket(&m, 0, false, Some(key), || u64::MAX),
+            first
+        );
+    }
+    assert!(should_mirror_websocket(&m, 0, false, None, || 0));
+    assert!(!should_mirror_websocket(&m, 0, false, None, || u64::MAX));
 }
 
 #[test]

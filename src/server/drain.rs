@@ -63,6 +63,8 @@ pub(super) fn wait_for_drain(
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
         }
     }
+    // Upgraded connections do not end by themselves: tell them to close (1001).
+    shared.start_drain();
     let deadline = Instant::now() + drain;
     // A request whose bytes were accepted just before the listeners closed may not be counted
     // yet: require the count to stay at zero for a short while.

@@ -157,7 +157,16 @@ pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result
     crate::analysis::resources::start(
         Arc::clone(&shared.resources),
         Arc::clone(&metrics),
-        move || sampled.snapshot.load().process_specs(),
+        move || {
+            let specs = sampled.snapshot.load().process_specs();
+            specs
+                .into_iter()
+                .map(|(name, spec)| {
+                    let open = sampled.book.open_to(&name);
+                    (name, spec, open)
+                })
+                .collect()
+        },
     )
     .map_err(StartError::Thread)?;
 

@@ -17,3 +17,4 @@ mod process;
 mod proxy;
 mod resources;
 mod trust;
+mod websocket;

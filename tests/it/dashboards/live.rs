@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::contract::{Contract, CONTRACT};
 use super::grafana::{metric_names, queries, substitute, variable_query, variables};
 use super::prometheus::{now, promtool, Prometheus, Sample, INSTANCE, JOB};
-use super::scenario::{config, drive, go_backend, node_backend};
+use super::scenario::{churn_websockets, config, drive, go_backend, node_backend, open_websockets};
 use super::{allowlisted, dashboard, BUILTINS};
 use crate::harness::{refused_port, Runoff};
 
@@ -66,6 +66,13 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         |s| s.first().is_some_and(|s| s.value == 30.0),
     )
     .await;
+    let ws_base = format!("ws://127.0.0.1:{}", runoff.ports.listen);
+    // Open through the queries: the open-connections panel reads them.
+    let _open = open_websockets(&ws_base, 6).await;
+    let churn = {
+        let ws_base = ws_base.clone();
+        tokio::spawn(async move { churn_websockets(&ws_base, Duration::from_secs(11)).await })
+    };
     let answered = drive(
         &runoff.url(""),
         4,
@@ -75,6 +82,8 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     )
     .await;
     assert!(answered > 500, "only {answered} requests answered");
+    let messages = churn.await.unwrap();
+    assert!(messages > 20, "only {messages} WebSocket messages echoed");
     let at = now();
     // Every query is evaluated at `at`: wait for a scrape after it.
     prom.wait_for(

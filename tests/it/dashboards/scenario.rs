@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{fixture, Fixture};
 
-/// The baseline: answers `hello\n` as text/plain after 4 ms.
+/// The baseline: answers `hello\n` as text/plain after 4 ms, and echoes WebSockets.
 pub async fn node_backend() -> Fixture {
     fixture("node")
+        .websocket()
         .delay(Duration::from_millis(4))
         .body("hello\n")
         .header("content-type", "text/plain")
@@ -24,6 +25,7 @@ pub async fn node_backend() -> Fixture {
 /// keep-alive connection after its 25th answer, so that runoff keeps opening new ones.
 pub async fn go_backend() -> Fixture {
     fixture("go")
+        .websocket()
         .delay(Duration::from_millis(1))
         .body("hello\n")
         .header("content-type", "text/plain")
@@ -100,6 +102,46 @@ pub fn request(client: &reqwest::Client, base: &str, i: usize) -> reqwest::Reque
         _ => format!("/api/users/{i}"),
     };
     client.get(format!("{base}{path}"))
+}
+
+/// WebSocket connections on route `api` that stay open (the open-connections panel reads them
+/// when the queries run), each having echoed one message.
+pub async fn open_websockets(ws_base: &str, n: usize) -> Vec<crate::harness::WsClient> {
+    use futures_util::{SinkExt, StreamExt};
+    let mut open = Vec::new();
+    for i in 0..n {
+        let (mut ws, _) = crate::harness::ws_connect(&format!("{ws_base}/api/ws/{i}"), &[]).await;
+        ws.send(tokio_tungstenite::tungstenite::Message::text("hello"))
+            .await
+            .unwrap();
+        ws.next().await.unwrap().unwrap();
+        open.push(ws);
+    }
+    open
+}
+
+/// WebSocket connections opened, used for a few messages and closed, over and over for
+/// `duration` (the messages-per-second and connection-duration panels).
+pub async fn churn_websockets(ws_base: &str, duration: Duration) -> u64 {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let until = Instant::now() + duration;
+    let mut messages = 0;
+    let mut i = 0u64;
+    while Instant::now() < until {
+        i += 1;
+        let (mut ws, _) =
+            crate::harness::ws_connect(&format!("{ws_base}/api/ws/churn/{i}"), &[]).await;
+        for m in 0..5 {
+            ws.send(Message::text(format!("{i}:{m}"))).await.unwrap();
+            ws.next().await.unwrap().unwrap();
+            messages += 1;
+        }
+        ws.close(None).await.unwrap();
+        while let Some(Ok(_)) = ws.next().await {}
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    messages
 }
 
 /// Send requests from `tasks` tasks, each paced at `pace`, until `duration` has passed or each

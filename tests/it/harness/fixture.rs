@@ -98,6 +98,8 @@ struct State {
     /// Behaviours for requests to these paths, instead of `default`.
     paths: Vec<(String, Behaviour)>,
     close_every: Option<u64>,
+    /// WebSocket upgrades are accepted and echoed.
+    websocket: bool,
     count: Arc<AtomicU64>,
     received: Mutex<Vec<Received>>,
 }
@@ -107,6 +109,7 @@ pub struct FixtureBuilder {
     b: Behaviour,
     paths: Vec<(String, Behaviour)>,
     close_every: Option<u64>,
+    websocket: bool,
 }
 
 /// A fixture named `name` (sent back in an `x-fixture` header) answering 200 with the body
@@ -125,6 +128,7 @@ pub fn fixture(name: &str) -> FixtureBuilder {
         },
         paths: Vec::new(),
         close_every: None,
+        websocket: false,
     }
 }
 
@@ -177,8 +181,16 @@ impl FixtureBuilder {
             b: self.b.clone(),
             paths: Vec::new(),
             close_every: None,
+            websocket: false,
         };
         self.paths.push((path.to_string(), how(base).b));
+        self
+    }
+
+    /// Accept WebSocket upgrades (on any path) and echo every message, besides answering
+    /// ordinary requests as configured.
+    pub fn websocket(mut self) -> Self {
+        self.websocket = true;
         self
     }
 
@@ -198,6 +210,7 @@ impl FixtureBuilder {
             default: self.b,
             paths: self.paths,
             close_every: self.close_every,
+            websocket: self.websocket,
             count: Arc::new(AtomicU64::new(0)),
             received: Mutex::new(Vec::new()),
         });
@@ -248,6 +261,7 @@ async fn serve(state: Arc<State>, stream: TcpStream) {
     let _ = http1::Builder::new()
         .keep_alive(true)
         .serve_connection(TokioIo::new(conn), svc)
+        .with_upgrades()
         .await;
 }
 
@@ -266,9 +280,44 @@ impl State {
             .map_or(&self.default, |(_, b)| b)
     }
 
+    /// A WebSocket upgrade: 101, then an echo of every message on its own task.
+    fn upgrade(&self, req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
+        let upgraded = hyper::upgrade::on(req);
+        tokio::spawn(async move {
+            let Ok(io) = upgraded.await else { return };
+            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(io),
+                Role::Server,
+                None,
+            )
+            .await;
+            while let Some(Ok(msg)) = ws.next().await {
+                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Response::builder()
+            .status(101)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", derive_accept_key(&key))
+            .header("x-fixture", self.name.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
     /// One exchange: read the whole request, record it, behave as configured; `None` for
     /// "reset the connection".
-    async fn answer(&self, req: Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    async fn answer(&self, mut req: Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+        if self.websocket && req.headers().contains_key("sec-websocket-key") {
+            return Some(self.upgrade(&mut req));
+        }
         let arrived_at = SystemTime::now();
         let b = self.behaviour(req.uri().path());
         let method = req.method().to_string();

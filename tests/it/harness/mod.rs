@@ -17,6 +17,7 @@ mod ports;
 mod prerequisites;
 mod raw;
 mod runoff_process;
+mod ws;
 
 pub use client::{get_status, json_lines, load, status};
 pub use fixture::{fixture, Fixture, FixtureBuilder, Received};
@@ -26,3 +27,4 @@ pub use ports::{free_port, refused_port};
 pub use prerequisites::{require_example_apps, INSTALL_ALL};
 pub use raw::{raw_chunked_post, RawConn};
 pub use runoff_process::{bin, one_backend, Ports, Runoff};
+pub use ws::{client_frame, raw_upgrade, ws_connect, ws_fixture, WsBehaviour, WsClient, WsFixture};
