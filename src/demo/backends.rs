@@ -1,18 +1,30 @@
-//! The built-in demo backends: a small JSON API with a latency profile, a "baseline" and a
-//! faster "candidate" that differs on purpose (another latency profile, one JSON field spelled
-//! differently, rare 500s).
+//! The built-in demo backends: a small JSON API and a WebSocket echo with a latency profile, a
+//! "baseline" and a faster "candidate" that differs on purpose (other latency profiles, one
+//! JSON field spelled differently, rare 500s). Each connection is served by hyper (HTTP/1.1,
+//! upgrades included) inside a Pingora TCP service.
 //!
 //! Must not: be used outside the demo, or answer anything but loopback callers (they listen on
 //! the loopback ports the demo picked).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::{Response, StatusCode};
-use pingora::apps::http_app::ServeHttp;
-use pingora::protocols::http::ServerSession;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
 use rand::Rng;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
 
 /// How a demo backend behaves.
 #[derive(Debug, Clone)]
@@ -24,6 +36,8 @@ pub(super) struct Profile {
     pub error_every: u64,
     /// The candidate spells one field differently (the planted mismatch).
     pub lowercase_currency: bool,
+    /// WebSocket echo delay, drawn uniformly from this range (milliseconds).
+    pub message_latency_ms: (u64, u64),
 }
 
 /// A demo backend: a small JSON API with a configurable latency profile.
@@ -41,6 +55,7 @@ impl DemoBackend {
                 latency_ms: (6, 16),
                 error_every: 0,
                 lowercase_currency: false,
+                message_latency_ms: (2, 4),
             },
             served: AtomicU64::new(0),
         }
@@ -53,6 +68,7 @@ impl DemoBackend {
                 latency_ms: (2, 6),
                 error_every: 40,
                 lowercase_currency: true,
+                message_latency_ms: (0, 1),
             },
             served: AtomicU64::new(0),
         }
@@ -101,27 +117,24 @@ impl DemoBackend {
     }
 }
 
-#[async_trait]
-impl ServeHttp for DemoBackend {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        while let Ok(Some(_chunk)) = session.read_request_body().await {}
+impl DemoBackend {
+    /// One HTTP exchange of the demo API.
+    async fn http(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        // The whole body is read (and dropped), as a real API would.
+        let _ = body.collect().await;
         let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         let fail = self.profile.error_every > 0 && n.is_multiple_of(self.profile.error_every);
-        let delay = {
-            let (lo, hi) = self.profile.latency_ms;
-            Duration::from_millis(rand::rng().random_range(lo..=hi.max(lo)))
-        };
-        tokio::time::sleep(delay).await;
-        let req = session.req_header();
+        tokio::time::sleep(draw(self.profile.latency_ms)).await;
         let (status, body) = if fail {
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 serde_json::json!({"error": "internal error (planted by the demo)"}),
             )
         } else {
-            self.answer(req.method.as_str(), req.uri.path())
+            self.answer(parts.method.as_str(), parts.uri.path())
         };
-        let mut resp = Response::new(body.to_string().into_bytes());
+        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();
         headers.insert(
@@ -132,5 +145,78 @@ impl ServeHttp for DemoBackend {
             headers.insert("x-demo-backend", v);
         }
         resp
+    }
+
+    /// A WebSocket upgrade: 101, then every message echoed after the profile's delay.
+    fn websocket(self: &Arc<Self>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let key = req
+            .headers()
+            .get(http::header::SEC_WEBSOCKET_KEY)
+            .map(|k| derive_accept_key(k.as_bytes()))
+            .unwrap_or_default();
+        let upgraded = hyper::upgrade::on(&mut req);
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let Ok(io) = upgraded.await else { return };
+            let mut ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_text() || msg.is_binary() {
+                    tokio::time::sleep(draw(me.profile.message_latency_ms)).await;
+                    if ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("websocket"),
+        );
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("Upgrade"),
+        );
+        if let Ok(v) = key.parse() {
+            headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        resp
+    }
+}
+
+/// A delay drawn uniformly from `(lo, hi)` milliseconds.
+fn draw((lo, hi): (u64, u64)) -> Duration {
+    Duration::from_millis(rand::rng().random_range(lo..=hi.max(lo)))
+}
+
+/// Each connection: HTTP/1.1 with keep-alive, served by hyper; a WebSocket upgrade is echoed.
+#[async_trait]
+impl ServerApp for DemoBackend {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let me = Arc::clone(self);
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let me = Arc::clone(&me);
+            async move {
+                let resp = if req.headers().contains_key(http::header::SEC_WEBSOCKET_KEY) {
+                    me.websocket(req)
+                } else {
+                    me.http(req).await
+                };
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades()
+            .await;
+        None
     }
 }

@@ -10,7 +10,7 @@ use crate::config::Config;
 
 /// The embedded demo config: `users` is split 80/20 with sticky users (a local caller may force
 /// a backend with `x-runoff-backend`); `orders` is served by the baseline and mirrored to the
-/// candidate, whose answers are compared.
+/// candidate, whose answers are compared; `chat` carries WebSockets, mirrored too.
 pub(super) fn demo_config(
     listen: SocketAddr,
     admin: SocketAddr,
@@ -38,6 +38,10 @@ pub(super) fn demo_config(
     compare:
       body: {{ json: {{ ignore_paths: [/generated_at] }} }}
     analysis: {{}}
+  - name: chat
+    match: {{ path_prefix: /ws }}
+    split: {{ node: 100 }}
+    mirror: {{ to: go, percent: 100, websocket: true }}
 "#
     )
 }
@@ -64,7 +68,8 @@ pub(super) fn backends_for(config: &Config) -> Vec<(SocketAddr, DemoBackend)> {
 }
 
 /// The demo config for the example apps: the seed's experiment, Node mirrored to Go on /api,
-/// answers compared, both processes sampled.
+/// answers compared, and WebSockets on /ws mirrored (ws against gorilla/websocket), both
+/// processes sampled.
 pub(super) fn examples_config(
     listen: SocketAddr,
     admin: SocketAddr,
@@ -82,6 +87,10 @@ pub(super) fn examples_config(
     split: {{ node: 100 }}
     mirror: {{ to: go, percent: 100, methods: [GET, HEAD, POST] }}
     compare: {{}}
+  - name: ws
+    match: {{ path_prefix: /ws }}
+    split: {{ node: 100 }}
+    mirror: {{ to: go, percent: 100, websocket: true }}
 "#
     )
 }

@@ -16,12 +16,13 @@ pub(super) fn live_view(
     counts: &LoadCounts,
 ) -> Vec<String> {
     let mut lines = vec![format!(
-        "[{:>3}s] sent {:>6}  ok {:>6}  5xx {:>4}  failed {:>3}",
+        "[{:>3}s] sent {:>6}  ok {:>6}  5xx {:>4}  failed {:>3}  websocket messages {:>6}",
         elapsed.as_secs(),
         counts.sent.load(Ordering::Relaxed),
         counts.ok.load(Ordering::Relaxed),
         counts.server_errors.load(Ordering::Relaxed),
         counts.failed.load(Ordering::Relaxed),
+        counts.ws_messages.load(Ordering::Relaxed),
     )];
     let Some(s) = summary else {
         lines.push("  (waiting for the admin endpoint)".to_string());
@@ -38,6 +39,12 @@ pub(super) fn live_view(
             lines.push(format!(
                 "  {:<8} {:<6} {:<7} {:>7.1} req/s  p50 {:>6.1} ms  p99 {:>6.1} ms  errors {:>4}",
                 r.name, b.backend, b.role, b.window.rps, p50, p99, b.window.errors
+            ));
+        }
+        for w in &r.websocket {
+            lines.push(format!(
+                "  {:<8} {:<6} {:<7} {:>4} websockets open  {:>7.1} msg/s",
+                r.name, w.backend, w.role, w.open, w.window.messages_per_second_to_client
             ));
         }
         if let Some(c) = &r.compare {

@@ -24,6 +24,9 @@ pub(super) struct LoadCounts {
     pub failed: AtomicU64,
     /// Not sent because too many requests were already waiting (the load stays bounded).
     pub skipped: AtomicU64,
+    /// WebSocket messages echoed, and connections that failed.
+    pub ws_messages: AtomicU64,
+    pub ws_failed: AtomicU64,
 }
 
 /// Send requests to the proxy at `rps` for `duration` (open loop, at most 256 in flight).
@@ -75,6 +78,84 @@ pub(super) async fn generate_load(
     while in_flight.load(Ordering::Acquire) > 0 && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// WebSocket connections the demo keeps open through its load, and how often each sends.
+const WS_CONNECTIONS: usize = 20;
+const WS_EVERY: Duration = Duration::from_millis(200);
+
+/// An open WebSocket of the demo's load.
+pub(super) type DemoSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Open `WS_CONNECTIONS` WebSockets through the proxy (path `path`), each sending a message
+/// every 200 ms and waiting for its echo, for `duration`. The connections are handed back
+/// open (the report reads memory per connection while they are), to be closed with
+/// [`close_websockets`].
+pub(super) async fn generate_websocket_load(
+    proxy: SocketAddr,
+    path: &'static str,
+    duration: Duration,
+    counts: Arc<LoadCounts>,
+) -> Vec<DemoSocket> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let end = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for c in 0..WS_CONNECTIONS {
+        let counts = Arc::clone(&counts);
+        tasks.push(tokio::spawn(async move {
+            let url = format!("ws://{proxy}{path}");
+            let Ok(Ok((mut ws, _))) = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_tungstenite::connect_async(url.as_str()),
+            )
+            .await
+            else {
+                counts.ws_failed.fetch_add(1, Ordering::Relaxed);
+                return None;
+            };
+            let mut tick = tokio::time::interval(WS_EVERY);
+            let mut m = 0u64;
+            while Instant::now() < end {
+                tick.tick().await;
+                m += 1;
+                let text = format!("{{\"conn\":{c},\"msg\":{m}}}");
+                let echoed = async {
+                    ws.send(Message::text(text)).await.ok()?;
+                    ws.next().await?.ok()
+                };
+                match tokio::time::timeout(Duration::from_secs(5), echoed).await {
+                    Ok(Some(_)) => counts.ws_messages.fetch_add(1, Ordering::Relaxed),
+                    _ => {
+                        counts.ws_failed.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                };
+            }
+            Some(ws)
+        }));
+    }
+    let mut open = Vec::new();
+    for t in tasks {
+        if let Ok(Some(ws)) = t.await {
+            open.push(ws);
+        }
+    }
+    open
+}
+
+/// Close the demo's WebSockets (a close frame each, then the close handshake, bounded).
+pub(super) async fn close_websockets(open: Vec<DemoSocket>) {
+    use futures_util::StreamExt;
+    let closing = open.into_iter().map(|mut ws| async move {
+        let _ = ws.close(None).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+    });
+    futures_util::future::join_all(closing).await;
 }
 
 /// A request of the demo's mix: method, path, body.

@@ -28,7 +28,7 @@ use crate::compare::store::PathCounts;
 use crate::config::Config;
 use crate::report::{self, fetch, Format};
 use crate::server::{self, ExtraService, Extras, RunOptions, Stop};
-use load::{generate_load, LoadCounts};
+use load::{close_websockets, generate_load, generate_websocket_load, LoadCounts};
 
 /// Which backends the demo runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,17 +119,35 @@ fn run_trial(opts: DemoOptions) -> Result<(), DemoError> {
 
 /// What `runoff demo` prints before it starts.
 fn banner(opts: &DemoOptions) -> String {
+    let trial = match opts.backends {
+        Backends::Builtin => "\x20 backends: node (baseline, 6-16 ms) and go (candidate, 2-6 ms, 2.5% errors, one field differs)\n\
+             \x20 route users:  split node 80 / go 20, sticky by x-user-id\n\
+             \x20 route orders: served by node, mirrored to go, answers compared\n\
+             \x20 route chat:   20 WebSockets (echo: node 2-4 ms, go 0-1 ms), served by node, mirrored to go\n",
+        Backends::Examples => "\x20 backends: node (examples/node, Express and ws) and go (examples/go, net/http and gorilla/websocket)\n\
+             \x20 route api: served by node, mirrored to go, answers compared\n\
+             \x20 route ws:  20 WebSockets, served by node, mirrored to go\n",
+    };
     format!(
-        "runoff demo: {} of load at {} req/s through http://{}\n\
-         \x20 backends: node (baseline, 6-16 ms) and go (candidate, 2-6 ms, 2.5% errors, one field differs)\n\
-         \x20 route users:  split node 80 / go 20, sticky by x-user-id\n\
-         \x20 route orders: served by node, mirrored to go, answers compared\n\
+        "runoff demo: {} of load at {} req/s through http://{}\n{trial}\
          \x20 admin: http://{}/metrics and /api/summary (Prometheus and `runoff report` can watch it)\n",
         humantime::format_duration(opts.duration),
         opts.rps,
         opts.listen,
         opts.admin,
     )
+}
+
+/// Whether `addr` accepts a TCP connection within `limit` (polled every 20 ms).
+fn wait_listening(addr: SocketAddr, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// A free loopback port (bound, then released).
@@ -153,6 +171,15 @@ fn drive(stop: Stop, opts: DemoOptions) {
             return;
         }
     };
+    // The hook runs as the services start: load sent before the proxy listens would fail
+    // (and a WebSocket that fails to connect is not retried), so wait for both listeners.
+    for addr in [opts.listen, opts.admin] {
+        if !wait_listening(addr, Duration::from_secs(10)) {
+            eprintln!("runoff demo: {addr} is not accepting connections after 10s");
+            stop.request();
+            return;
+        }
+    }
     let counts = Arc::new(LoadCounts::default());
     let started = Instant::now();
     let load = rt.spawn(generate_load(
@@ -161,6 +188,12 @@ fn drive(stop: Stop, opts: DemoOptions) {
         opts.duration,
         Arc::clone(&counts),
         opts.backends,
+    ));
+    let ws_load = rt.spawn(generate_websocket_load(
+        opts.listen,
+        "/ws",
+        opts.duration,
+        Arc::clone(&counts),
     ));
     let tty = std::io::stdout().is_terminal();
     let mut drawn = 0usize;
@@ -178,11 +211,13 @@ fn drive(stop: Stop, opts: DemoOptions) {
         let _ = out.flush();
         drawn = lines.len();
     }
+    let sockets = rt.block_on(ws_load).unwrap_or_default();
     let window = humantime::format_duration(opts.duration + Duration::from_secs(10)).to_string();
     match settled_summary(&admin, &window) {
         Ok(summary) => print_report(&admin, &summary),
         Err(e) => eprintln!("runoff demo: cannot read the summary: {e}"),
     }
+    rt.block_on(close_websockets(sockets));
     if opts.backends == Backends::Builtin {
         println!(
             "\nThe candidate (go) was planted with another latency profile, 2.5% errors and one field spelled differently (/currency).\nThe verdicts say what that means: go is faster (the latency criteria pass once there are enough samples), but it errs more\nand answers differently (error_rate and, on orders, match_rate fail), so overall it fails: faster is not enough.\nRun it on real services: `runoff demo --backends examples`, and examples/README.md."

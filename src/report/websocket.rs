@@ -92,7 +92,7 @@ pub(super) fn websocket_table(route: &RouteSummary) -> Option<RouteTable> {
         .collect();
     if !idle.is_empty() {
         notes.push(format!(
-            "Memory/connection: the backend's RSS growth since it last had no WebSocket open ({}), ÷ connections open to it now.",
+            "Memory/connection: the backend's RSS growth since it last had no WebSocket open ({}), ÷ connections open to it now; growth from anything else since then counts too, so read it with many connections open.",
             idle.join(", ")
         ));
     }

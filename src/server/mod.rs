@@ -187,7 +187,14 @@ pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result
         let stop = stop.clone();
         thread::Builder::new()
             .name("runoff-start-hook".into())
-            .spawn(move || hook(stop))
+            .spawn(move || {
+                // A hook that panics (the demo printing to a closed pipe, `runoff demo | head`)
+                // must not leave the server running with no one to stop it.
+                let guard = stop.clone();
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(stop))).is_err() {
+                    guard.request();
+                }
+            })
             .map_err(StartError::Thread)?;
     }
     log::info!(

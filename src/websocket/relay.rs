@@ -98,6 +98,11 @@ impl Shared {
         }
     }
 
+    /// The client sent the first close frame.
+    pub(super) fn client_closed_first(&self) -> bool {
+        self.first_close.load(Ordering::Acquire) == 1
+    }
+
     /// The backend (or shadow) sent the first close frame.
     pub(super) fn backend_closed_first(&self) -> bool {
         self.first_close.load(Ordering::Acquire) == 2

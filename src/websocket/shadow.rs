@@ -252,6 +252,9 @@ async fn pump(
             let mut buf = vec![0u8; 4096];
             loop {
                 match r.read(&mut buf).await {
+                    // After the client's close frame went through, the shadow ending is the
+                    // close handshake finishing, not an early close.
+                    Ok(0) if shared.client_closed_first() => return Ok(()),
                     Ok(0) => return Err(DropReason::ClosedEarly),
                     Ok(n) => {
                         count(&mut down, &buf[..n], &shared, counting);
@@ -273,6 +276,10 @@ async fn pump(
                     let _ = tokio::time::timeout(LINGER, &mut reader).await;
                     (WsEnd::ClientClosed, Ok(()))
                 }
+                // The client had begun closing: the shadow finished first, that is all.
+                Err(DropReason::UpstreamError) if shared.client_closed_first() => {
+                    (WsEnd::ClientClosed, Ok(()))
+                }
                 // Writing failed because the shadow had closed: it closed early.
                 Err(DropReason::UpstreamError) if shared.backend_closed_first() => {
                     (WsEnd::BackendClosed, Err(DropReason::ClosedEarly))
@@ -282,7 +289,7 @@ async fn pump(
             ended = &mut reader => match ended {
                 Err(DropReason::ClosedEarly) => (WsEnd::BackendClosed, Err(DropReason::ClosedEarly)),
                 Err(reason) => (WsEnd::Error, Err(reason)),
-                Ok(()) => (WsEnd::BackendClosed, Ok(())),
+                Ok(()) => (WsEnd::ClientClosed, Ok(())),
             },
         }
     };

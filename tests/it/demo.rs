@@ -64,7 +64,31 @@ fn numbers(line: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The row of a route's WebSocket table that starts with `metric`.
+fn ws_row<'a>(report: &'a str, route: &str, metric: &str) -> &'a str {
+    let start = report
+        .find(&format!("{route}: WebSockets"))
+        .unwrap_or_else(|| panic!("no WebSocket table for {route}:\n{report}"));
+    report[start..]
+        .lines()
+        .find(|l| l.starts_with(metric))
+        .unwrap_or_else(|| panic!("no {metric} row for {route}:\n{report}"))
+}
+
 fn check(report: &str) {
+    // The WebSocket part: the same 20 connections on both (mirrored), the candidate's planted
+    // faster echo.
+    let peak = numbers(ws_row(report, "chat", "Peak connections"));
+    assert_eq!(peak, vec![20.0, 20.0], "{report}");
+    let rates = numbers(ws_row(report, "chat", "Messages/sec to backend"));
+    assert!(
+        rates.len() == 2 && rates[0] > 0.0 && rates[0] == rates[1],
+        "{report}"
+    );
+    assert!(
+        ws_row(report, "chat", "Message latency P50").contains("faster"),
+        "{report}"
+    );
     for route in ["users", "orders"] {
         // Both backends served (or, for the mirror, got copies of) a non-zero share.
         let rps = numbers(row(report, route, "Requests/sec"));
@@ -164,6 +188,29 @@ fn the_demo_runs_the_real_example_apps() {
         line("Response match").contains("none differ"),
         "{}",
         line("Response match")
+    );
+    // The seed's WebSocket table, from the apps' own WebSocket servers: the same connections
+    // on both, and memory per connection from both processes.
+    let ws = &report[report
+        .find("ws: WebSockets")
+        .unwrap_or_else(|| panic!("no WebSocket table:\n{report}"))..];
+    let ws_line = |metric: &str| {
+        ws.lines()
+            .find(|l| l.starts_with(metric))
+            .unwrap_or_else(|| panic!("no {metric}:\n{ws}"))
+    };
+    assert_eq!(
+        ws_line("Peak connections")
+            .split_whitespace()
+            .filter(|w| *w == "20")
+            .count(),
+        2,
+        "{ws}"
+    );
+    assert_eq!(
+        ws_line("Memory/connection").matches(" KB").count(),
+        2,
+        "{ws}"
     );
     // Nothing left running.
     let left = Command::new("pgrep")

@@ -393,6 +393,7 @@ async fn a_mirrored_websocket_copies_every_client_byte_and_never_holds_up_the_pr
     let record = ws_fixture("record", WsBehaviour::Record).await;
     let never = ws_fixture("never", WsBehaviour::NeverRead).await;
     let early = ws_fixture("early", WsBehaviour::CloseAfter(Duration::from_millis(200))).await;
+    let twin = ws_fixture("twin", WsBehaviour::Echo).await;
     let down = refused_port();
     let route = |name: &str, to: &str, extra: &str| {
         format!(
@@ -404,6 +405,7 @@ async fn a_mirrored_websocket_copies_every_client_byte_and_never_holds_up_the_pr
         route("never", "never", ", websocket_queue_bytes: 65536"),
         route("down", "down", ""),
         route("early", "early", ""),
+        route("twin", "twin", ""),
     ]
     .concat();
     let runoff = Runoff::start(|p| {
@@ -414,6 +416,7 @@ async fn a_mirrored_websocket_copies_every_client_byte_and_never_holds_up_the_pr
                 ("record", at(&record)),
                 ("never", at(&never)),
                 ("early", at(&early)),
+                ("twin", at(&twin)),
                 ("down", format!("{{ address: \"{}\" }}", down.addr())),
             ],
             &routes,
@@ -457,7 +460,8 @@ async fn a_mirrored_websocket_copies_every_client_byte_and_never_holds_up_the_pr
     assert!(req.iter().any(|(k, v)| k == "x-runoff-shadow" && v == "1"));
 
     // Shadows that never read, are down, or close early: every echo still comes back.
-    for path in ["/never", "/down", "/early"] {
+    // A shadow that behaves like the primary (echoes, answers the close) ends with it.
+    for path in ["/never", "/down", "/early", "/twin"] {
         let (mut ws, _) = ws_connect(&ws_url(&runoff, path), &[]).await;
         let chunk = vec![b'z'; 64 * 1024];
         let rounds = if path == "/never" { 200 } else { 20 };
@@ -486,7 +490,7 @@ async fn a_mirrored_websocket_copies_every_client_byte_and_never_holds_up_the_pr
         ) + m.sum("runoff_mirror_dropped_total", &[("route", route)])
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while ["rec", "never", "down", "early"]
+    while ["rec", "never", "down", "early", "twin"]
         .iter()
         .any(|r| settled(&m, r) < 1.0)
     {
@@ -507,7 +511,27 @@ async fn a_mirrored_websocket_copies_every_client_byte_and_never_holds_up_the_pr
     assert_eq!(dropped("early", "closed_early"), 1.0);
     assert_eq!(dropped("never", "overloaded"), 1.0);
     assert_eq!(dropped("down", "upstream_error"), 1.0);
-    for route in ["rec", "never", "down", "early"] {
+    assert_eq!(
+        m.sum("runoff_mirror_dropped_total", &[("route", "twin")]),
+        0.0,
+        "an echoing shadow closed by the client is complete, not dropped:\n{}",
+        m.dump("runoff_mirror")
+    );
+    for direction in ["to_backend", "to_client"] {
+        assert_eq!(
+            m.sum(
+                "runoff_websocket_messages_total",
+                &[
+                    ("route", "twin"),
+                    ("role", "shadow"),
+                    ("direction", direction)
+                ]
+            ),
+            20.0,
+            "twin {direction}"
+        );
+    }
+    for route in ["rec", "never", "down", "early", "twin"] {
         let copies = m.sum("runoff_mirror_requests_total", &[("route", route)]);
         let completed = m.sum(
             "runoff_requests_total",
