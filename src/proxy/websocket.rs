@@ -1,8 +1,9 @@
 //! A WebSocket upgrade, from `request_filter`: the handshake on runoff's own connection to the
 //! chosen backend, then either its refusal relayed as an ordinary response, or the `101`
 //! relayed, the request recorded (its duration is the time to the 101), the caller's
-//! connection taken from Pingora and relayed by `websocket::relay` until it ends, with a
-//! shadow connection when the route's mirror asks for one.
+//! connection taken from Pingora and relayed by `websocket::relay` in a task of its own (so
+//! Pingora's request state is freed at once; the task counts as in flight for the drain),
+//! with a shadow connection when the route's mirror asks for one.
 //!
 //! Must not: hold WebSocket rules of its own (they live in `websocket`), or record the request
 //! twice (`logging` skips one recorded here).
@@ -22,13 +23,14 @@ use pingora::{Error, ErrorType, Result};
 use super::context::RequestCtx;
 use super::Runoff;
 use crate::forwarding::{self, nominated};
-use crate::metrics::{Role, UpgradeFailure, WsEnd};
+use crate::metrics::{RequestHandles, Role, UpgradeFailure, WsEnd};
 use crate::outcome::error_kind;
 use crate::routing;
+use crate::state::InFlight;
 use crate::websocket::handshake::{handshake, Answer, Dial};
-use crate::websocket::relay::{relay, Tap};
-use crate::websocket::shadow::Accepted;
-use crate::websocket::WsSide;
+use crate::websocket::relay::{relay, Drain, Tap};
+use crate::websocket::shadow::{Accepted, Feed};
+use crate::websocket::{OpenGuard, WsSide};
 
 /// Serve a WebSocket upgrade; `Ok(true)`: answered (Pingora proxies nothing more).
 pub(super) async fn serve(
@@ -108,7 +110,7 @@ pub(super) async fn serve(
     ctx.answered = 101;
     proxy.record(session.req_header(), ctx, None, ctx.start.elapsed());
 
-    let mut feed = snapshot.routes[route_i]
+    let feed = snapshot.routes[route_i]
         .websocket
         .mirror
         .as_ref()
@@ -135,38 +137,80 @@ pub(super) async fn serve(
 
     let preread = preread(session);
     let client = take_stream(session).await?;
-    let open = side.open();
-    let opened = Instant::now();
-    let end = relay(
-        client,
-        io,
-        preread,
-        route.websocket_idle_timeout,
-        shared.draining(),
-        &side.counting,
-        feed.as_mut().map(|f| f as &mut dyn Tap),
-    )
-    .await;
-    // The shadow learns that the primary closed.
-    drop(feed);
-    drop(open);
-    let handles = side.handles();
-    handles.duration.observe(opened.elapsed().as_secs_f64());
-    handles.ended.inc(end.cause);
-    let line = format!(
-        "websocket closed: {} (route {}, backend {}, open {:.1} s)",
-        end.cause,
-        route.name,
-        backend.name,
-        opened.elapsed().as_secs_f64()
-    );
-    match end.cause {
-        WsEnd::ClientClosed | WsEnd::BackendClosed => log::debug!("{line}"),
-        _ => log::info!("{line}"),
-    }
-    request_handles.request_bytes.inc_by(end.to_backend_bytes);
-    request_handles.response_bytes.inc_by(end.to_client_bytes);
+    // The relay runs as a task of its own, so that Pingora's request (its session, buffers
+    // and task) ends now rather than living as long as the connection. The drain still waits
+    // for it: it counts as in flight until it ends.
+    let relayed = Relayed {
+        in_flight: shared.track(),
+        open: side.open(),
+        side,
+        request_handles,
+        feed,
+        route: route.name.clone(),
+        backend: backend.name.clone(),
+        idle_timeout: route.websocket_idle_timeout,
+        drain: shared.draining(),
+    };
+    tokio::spawn(relayed.run(client, io, preread));
     Ok(true)
+}
+
+/// One upgraded connection's relay and what it needs after the request has ended.
+struct Relayed {
+    in_flight: InFlight,
+    open: OpenGuard,
+    side: Arc<WsSide>,
+    request_handles: Arc<RequestHandles>,
+    feed: Option<Feed>,
+    route: String,
+    backend: String,
+    idle_timeout: std::time::Duration,
+    drain: Drain,
+}
+
+impl Relayed {
+    async fn run(
+        mut self,
+        client: pingora::protocols::Stream,
+        backend: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send,
+        preread: Bytes,
+    ) {
+        let opened = Instant::now();
+        let end = relay(
+            client,
+            backend,
+            preread,
+            self.idle_timeout,
+            self.drain,
+            &self.side.counting,
+            self.feed.as_mut().map(|f| f as &mut dyn Tap),
+        )
+        .await;
+        // The shadow learns that the primary closed.
+        drop(self.feed);
+        drop(self.open);
+        let handles = self.side.handles();
+        handles.duration.observe(opened.elapsed().as_secs_f64());
+        handles.ended.inc(end.cause);
+        let line = format!(
+            "websocket closed: {} (route {}, backend {}, open {:.1} s)",
+            end.cause,
+            self.route,
+            self.backend,
+            opened.elapsed().as_secs_f64()
+        );
+        match end.cause {
+            WsEnd::ClientClosed | WsEnd::BackendClosed => log::debug!("{line}"),
+            _ => log::info!("{line}"),
+        }
+        self.request_handles
+            .request_bytes
+            .inc_by(end.to_backend_bytes);
+        self.request_handles
+            .response_bytes
+            .inc_by(end.to_client_bytes);
+        drop(self.in_flight);
+    }
 }
 
 /// The caller's request as the backend gets it for an upgrade: `Connection: Upgrade` and
@@ -229,11 +273,12 @@ async fn relay_refusal(
 }
 
 /// Client bytes Pingora already holds (read with the request head): polled once, never
-/// waited for.
+/// waited for. Copied out: Pingora's `Bytes` is a view of its 64 KiB body buffer, which would
+/// otherwise live as long as the connection.
 fn preread(session: &mut Session) -> Bytes {
     let mut read = std::pin::pin!(session.downstream_session.read_request_body());
     match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(Ok(Some(bytes))) => bytes,
+        Poll::Ready(Ok(Some(bytes))) if !bytes.is_empty() => Bytes::copy_from_slice(&bytes),
         _ => Bytes::new(),
     }
 }

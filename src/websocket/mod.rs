@@ -10,6 +10,7 @@
 
 pub(crate) mod frames;
 pub(crate) mod handshake;
+pub(crate) mod idle_read;
 pub(crate) mod relay;
 pub(crate) mod shadow;
 

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::frames::{close_frame, FrameParser, Seen, GOING_AWAY, INTERNAL_ERROR};
+use super::idle_read::IdleRead;
 use crate::analysis::Recorder;
 use crate::metrics::{Direction, FrameKind, WebSocketHandles, WsEnd};
 
@@ -149,6 +150,7 @@ where
             return ended(WsEnd::Error, &up, &down);
         }
     }
+    drop(preread);
 
     let outside = {
         let mut c2b = Box::pin(pump(&mut cr, &mut bw, &mut up, &shared, counting, tap));
@@ -307,14 +309,13 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; READ_BUF];
+    let mut idle = IdleRead::new(READ_BUF);
     loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) => return PumpEnd::Eof,
-            Ok(n) => n,
+        let bytes = match idle.read(reader).await {
+            Ok([]) => return PumpEnd::Eof,
+            Ok(bytes) => bytes,
             Err(_) => return PumpEnd::ReadError,
         };
-        let bytes = &buf[..n];
         shared.last.store(shared.now(), Ordering::Release);
         count(half, bytes, shared, counting);
         if let Some(t) = tap.as_mut() {

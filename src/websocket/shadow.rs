@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL};
 use pingora::http::RequestHeader;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::handshake::{handshake, Answer, Dial};
+use super::idle_read::IdleRead;
 use super::relay::{count, Half, Shared, Tap};
 use super::{LazySide, WsSide};
 use crate::config::Mirror;
@@ -155,7 +156,11 @@ impl WsMirror {
         overflowed: &AtomicBool,
     ) -> Outcome {
         let started = Instant::now();
-        let h = match handshake(self.dial, &request).await {
+        // Boxed, and the request dropped after: this task lives as long as the connection,
+        // and an inlined handshake future (and request) would stay in it until the end.
+        let h = Box::pin(handshake(self.dial, &request)).await;
+        drop(request);
+        let h = match h {
             Ok(h) => h,
             Err(e) => {
                 self.handles.shadow.error(error_kind(&e));
@@ -249,15 +254,15 @@ async fn pump(
             Ok(())
         };
         let reader = async {
-            let mut buf = vec![0u8; 4096];
+            let mut idle = IdleRead::new(4096);
             loop {
-                match r.read(&mut buf).await {
+                match idle.read(&mut r).await {
                     // After the client's close frame went through, the shadow ending is the
                     // close handshake finishing, not an early close.
-                    Ok(0) if shared.client_closed_first() => return Ok(()),
-                    Ok(0) => return Err(DropReason::ClosedEarly),
-                    Ok(n) => {
-                        count(&mut down, &buf[..n], &shared, counting);
+                    Ok([]) if shared.client_closed_first() => return Ok(()),
+                    Ok([]) => return Err(DropReason::ClosedEarly),
+                    Ok(bytes) => {
+                        count(&mut down, bytes, &shared, counting);
                         // The shadow began closing while the primary is open: it closed early.
                         if shared.backend_closed_first() {
                             return Err(DropReason::ClosedEarly);
