@@ -125,12 +125,13 @@ nginx_worker() { # the single worker process of nginx master $1
     die "no worker process under nginx master $1"
 }
 
-# launch_runoff WHAT CONFIG LOG PORT ADMIN_PORT: `runoff check` CONFIG (dies showing it
-# if rejected), then `runoff run` it with RUST_LOG=warn, output to LOG; sets RUNOFF_PID.
+# launch_runoff WHAT CONFIG LOG PORT ADMIN_PORT [PATH]: `runoff check` CONFIG (dies showing
+# it if rejected), then `runoff run` it with RUST_LOG=warn, output to LOG; sets RUNOFF_PID.
 # Waits for /readyz on ADMIN_PORT (on failure prints LOG and exits), then checks that
-# PORT proxies one request. WHAT names the instance in messages, e.g. "runoff (off)".
+# PORT proxies one request for PATH (default /). WHAT names the instance in messages,
+# e.g. "runoff (off)".
 launch_runoff() {
-    local what=$1 cfg=$2 logf=$3 port=$4 admin=$5
+    local what=$1 cfg=$2 logf=$3 port=$4 admin=$5 path=${6:-/}
     "$RUNOFF_BIN" check --config "$cfg" >&2 || die "runoff rejected its config ($cfg, shown below)
 $(cat "$cfg")"
     RUST_LOG=warn "$RUNOFF_BIN" run --config "$cfg" >"$logf" 2>&1 &
@@ -140,8 +141,8 @@ $(cat "$cfg")"
         cat "$logf" >&2
         exit 1
     fi
-    curl -sf -o /dev/null "http://127.0.0.1:$port/" ||
-        die "$what does not proxy: $(curl -s -i "http://127.0.0.1:$port/" | head -n1)"
+    curl -sf -o /dev/null "http://127.0.0.1:$port$path" ||
+        die "$what does not proxy: $(curl -s -i "http://127.0.0.1:$port$path" | head -n1)"
 }
 
 # ---------------------------------------------------------- measurement -----
