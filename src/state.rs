@@ -380,6 +380,8 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     /// Raised when a graceful stop begins: upgraded connections close (1001) on it.
     drain: tokio::sync::watch::Sender<bool>,
+    /// `server.keepalive_timeout` in whole seconds (restart-only).
+    pub keepalive_secs: u64,
 }
 
 impl Shared {
@@ -411,6 +413,7 @@ impl Shared {
             mirrors,
             in_flight: AtomicUsize::new(0),
             drain: tokio::sync::watch::Sender::new(false),
+            keepalive_secs: server.keepalive_timeout.as_secs().max(1),
         }
     }
 

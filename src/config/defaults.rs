@@ -8,6 +8,8 @@ use std::time::Duration;
 
 pub const THREADS: usize = 2;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller's keep-alive connection may wait for its next request: nginx's 75 s.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const UPSTREAM_KEEPALIVE_POOL_SIZE: usize = 128;
 /// The admin listener: loopback, so the API works without a token only on this host.
 pub const ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9100);

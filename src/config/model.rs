@@ -51,6 +51,10 @@ pub struct ServerSettings {
     pub threads: usize,
     #[serde(serialize_with = "humane")]
     pub drain_timeout: Duration,
+    /// How long a caller's keep-alive connection may wait for its next request (whole
+    /// seconds; Pingora's unit).
+    #[serde(serialize_with = "humane")]
+    pub keepalive_timeout: Duration,
     pub upstream_keepalive_pool_size: usize,
     /// Global budget for request-body bytes buffered for shadow copies.
     pub mirror_memory_bytes: u64,

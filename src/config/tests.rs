@@ -35,6 +35,7 @@ fn minimal_config_gets_documented_defaults() {
     );
     assert_eq!(c.startup.server.threads, 2);
     assert_eq!(c.startup.server.drain_timeout, Duration::from_secs(10));
+    assert_eq!(c.startup.server.keepalive_timeout, Duration::from_secs(75));
     assert_eq!(c.startup.admin.listen.to_string(), "127.0.0.1:9100");
     let node = &c.live.backends[0];
     assert_eq!(node.connect_timeout, Duration::from_secs(1));
@@ -100,7 +101,7 @@ fn listen_may_be_a_list() {
 fn every_problem_is_reported_with_its_path() {
     let yaml = r#"
 listen: nowhere
-server: { threads: 0, drain_timeout: soon }
+server: { threads: 0, drain_timeout: soon, keepalive_timeout: 500ms }
 admin: { listen: 127.0.0.1:99999 }
 backends:
   node: { address: 127.0.0.1:3000, read_timeout: 0s }
@@ -118,6 +119,7 @@ routes:
         "listen: `nowhere` is not an IP address",
         "server.threads: must be greater than 0, got 0",
         "server.drain_timeout: `soon` is not a duration",
+        "server.keepalive_timeout: must be at least 1s, got `500ms`",
         "admin.listen: `127.0.0.1:99999` is not an IP address",
         "backends.node.read_timeout: must be greater than 0",
         "backends.go.address: `127.0.0.1` is not host:port",

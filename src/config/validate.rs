@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use http::header::HeaderName;
 use indexmap::IndexMap;
@@ -89,6 +90,20 @@ fn listen(c: &mut Checker, raw: OneOrMany) -> Vec<SocketAddr> {
     listen
 }
 
+/// `server.keepalive_timeout`: Pingora counts keep-alive in whole seconds, so at least one.
+fn keepalive_timeout(c: &mut Checker, text: Option<&str>) -> Duration {
+    let path = "server.keepalive_timeout";
+    let d = c.duration(path, text, defaults::KEEPALIVE_TIMEOUT);
+    if d < Duration::from_secs(1) {
+        c.report(
+            path,
+            format!("must be at least 1s, got `{}`", text.unwrap_or_default()),
+        );
+        return defaults::KEEPALIVE_TIMEOUT;
+    }
+    d
+}
+
 fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
     ServerSettings {
         threads: c.positive("server.threads", raw.threads, defaults::THREADS),
@@ -97,6 +112,7 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             raw.drain_timeout.as_deref(),
             defaults::DRAIN_TIMEOUT,
         ),
+        keepalive_timeout: keepalive_timeout(c, raw.keepalive_timeout.as_deref()),
         upstream_keepalive_pool_size: c.positive(
             "server.upstream_keepalive_pool_size",
             raw.upstream_keepalive_pool_size,

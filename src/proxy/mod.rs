@@ -89,6 +89,12 @@ impl ProxyHttp for Runoff {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // Pingora waits forever for the next request on an HTTP/1.1 keep-alive connection
+        // (the client's keep-alive makes its timeout infinite): bound it, where keep-alive
+        // is on at all (HTTP/1.0 without keep-alive, `Connection: close`, a draining server).
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.shared.keepalive_secs));
+        }
         let snapshot = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
         let peer = Peer::of(peer_ip(session), &req.headers, &snapshot.live.forwarding);

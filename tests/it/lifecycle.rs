@@ -182,3 +182,61 @@ fn help_and_version() {
         assert!(help.contains(cmd), "{help}");
     }
 }
+
+/// Read one HTTP/1.1 response with a `Content-Length` from `s`; its head.
+async fn read_response(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("a response within 10 s")
+            .expect("read");
+        assert!(n > 0, "closed before a whole response");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().expect("a length"))
+                .expect("content-length");
+            if got.len() >= end + 4 + length {
+                return head;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = fixture("node").start().await;
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nserver: {{ keepalive_timeout: 2s }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+            p.listen, p.admin, node.addr
+        )
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+        .await
+        .expect("connect");
+    let request = b"GET /api/one HTTP/1.1\r\nHost: runoff.test\r\n\r\n";
+    s.write_all(request).await.expect("write");
+    assert!(read_response(&mut s).await.starts_with("http/1.1 200"));
+    // Within the timeout the connection is reused ...
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(request).await.expect("write");
+    assert!(read_response(&mut s).await.starts_with("http/1.1 200"));
+    // ... and once idle that long, runoff closes it (Pingora alone would keep it forever).
+    let mut rest = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut rest))
+        .await
+        .expect("runoff closes the idle connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing but the close");
+    assert_eq!(node.count(), 2);
+}
