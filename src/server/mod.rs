@@ -9,6 +9,7 @@
 
 mod drain;
 mod judge;
+mod limits;
 mod signals;
 mod upgrade;
 mod watch;
@@ -127,6 +128,7 @@ pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result
     if !options.upgrade {
         check_listeners(&config, &extras)?;
     }
+    log::info!("{}", limits::raise_open_files());
     let metrics = Arc::new(Metrics::new(Registry::new())?);
     metrics.control.stamp_good_load();
     let access_log = AccessLogger::start(

@@ -240,3 +240,57 @@ async fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
     assert_eq!(n, 0, "nothing but the close");
     assert_eq!(node.count(), 2);
 }
+
+/// The limit line of `/proc/PID/limits` for open files: (soft, hard).
+fn open_files_limit(pid: u32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    Some((fields.next()?.to_string(), fields.next()?.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_files_soft_limit_is_raised_to_the_hard_one_at_start() {
+    let node = fixture("node").start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (listen, admin) = (free_port(), free_port());
+    let config = dir.path().join("runoff.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{listen}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+            node.addr
+        ),
+    )
+    .expect("write config");
+    let stderr = dir.path().join("stderr");
+    // prlimit execs runoff with the lower soft limit (same process).
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=1024:4096", bin(), "run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("prlimit (util-linux) runs");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logged = "open files: soft limit raised from 1024 to 4096";
+    loop {
+        let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+        if log.contains(logged) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{logged}` in the log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        open_files_limit(pid),
+        Some(("4096".to_string(), "4096".to_string()))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
