@@ -20,6 +20,7 @@ use crate::compare::store::{CompareStore, RouteSamples};
 use crate::compare::Judge;
 use crate::config::{defaults, Config, Force, Live, ProcessSpec};
 use crate::metrics::handles::PerLabel;
+use crate::metrics::ConnectionRefusal;
 use crate::metrics::ForceRefusal;
 use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
 use crate::mirror::{MirrorRuntime, RouteMirror};
@@ -382,6 +383,8 @@ pub(crate) struct Shared {
     drain: tokio::sync::watch::Sender<bool>,
     /// `server.keepalive_timeout` in whole seconds (restart-only).
     pub keepalive_secs: u64,
+    /// Callers' connections open now, bounded by `server.max_connections`.
+    pub connections: Arc<Connections>,
 }
 
 impl Shared {
@@ -394,6 +397,14 @@ impl Shared {
         ));
         let compare_store = Arc::new(CompareStore::default());
         let book = Arc::new(Book::default());
+        let connections = Arc::new(Connections {
+            open: AtomicUsize::new(0),
+            max: server.max_connections,
+            gauge: metrics.downstream_connections.clone(),
+            refused: metrics
+                .connections_refused
+                .series(ConnectionRefusal::TooManyConnections),
+        });
         let snapshot = Snapshot::build(
             Arc::new(config.live.clone()),
             &Parts {
@@ -414,6 +425,7 @@ impl Shared {
             in_flight: AtomicUsize::new(0),
             drain: tokio::sync::watch::Sender::new(false),
             keepalive_secs: server.keepalive_timeout.as_secs().max(1),
+            connections,
         }
     }
 
@@ -459,6 +471,47 @@ impl Shared {
         InFlight {
             shared: Arc::clone(self),
         }
+    }
+}
+
+/// Callers' connections open now, and the bound on them.
+pub(crate) struct Connections {
+    open: AtomicUsize,
+    max: usize,
+    gauge: prometheus::IntGauge,
+    refused: Option<prometheus::IntCounter>,
+}
+
+impl Connections {
+    /// A slot for a newly accepted connection, or `None` (counted) when `max` are open.
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            if let Some(c) = &self.refused {
+                c.inc();
+            }
+            return None;
+        }
+        self.gauge.inc();
+        Some(ConnectionSlot(Arc::clone(self)))
+    }
+
+    /// A slot for a connection already admitted that outlives its first holder (an upgraded
+    /// WebSocket relayed in its own task): never refused.
+    pub(crate) fn hold(self: &Arc<Self>) -> ConnectionSlot {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        self.gauge.inc();
+        ConnectionSlot(Arc::clone(self))
+    }
+}
+
+/// One open connection; released on drop.
+pub(crate) struct ConnectionSlot(Arc<Connections>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.gauge.dec();
     }
 }
 

@@ -55,6 +55,8 @@ pub struct ServerSettings {
     /// seconds; Pingora's unit).
     #[serde(serialize_with = "humane")]
     pub keepalive_timeout: Duration,
+    /// Callers' connections open at once; past it one is closed as soon as it is accepted.
+    pub max_connections: usize,
     pub upstream_keepalive_pool_size: usize,
     /// Global budget for request-body bytes buffered for shadow copies.
     pub mirror_memory_bytes: u64,

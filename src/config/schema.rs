@@ -41,6 +41,7 @@ pub struct RawServer {
     pub threads: Option<i64>,
     pub drain_timeout: Option<String>,
     pub keepalive_timeout: Option<String>,
+    pub max_connections: Option<i64>,
     pub upstream_keepalive_pool_size: Option<i64>,
     pub mirror_memory_bytes: Option<i64>,
     pub watch: Option<bool>,

@@ -113,6 +113,11 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             defaults::DRAIN_TIMEOUT,
         ),
         keepalive_timeout: keepalive_timeout(c, raw.keepalive_timeout.as_deref()),
+        max_connections: c.positive(
+            "server.max_connections",
+            raw.max_connections,
+            defaults::MAX_CONNECTIONS,
+        ),
         upstream_keepalive_pool_size: c.positive(
             "server.upstream_keepalive_pool_size",
             raw.upstream_keepalive_pool_size,

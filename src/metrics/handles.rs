@@ -26,6 +26,11 @@ impl<L: Label> PerLabel<L> {
         }
     }
 
+    /// The series of one value, to keep as a handle.
+    pub(crate) fn series(&self, value: L) -> Option<IntCounter> {
+        self.series.get(value.index()).cloned()
+    }
+
     pub(crate) fn inc(&self, value: L) {
         if let Some(c) = self.series.get(value.index()) {
             c.inc();

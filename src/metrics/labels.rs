@@ -234,6 +234,15 @@ label! {
 }
 
 label! {
+    /// Why a caller's connection was closed as soon as it was accepted
+    /// (`runoff_connections_refused_total`).
+    ConnectionRefusal {
+        /// `server.max_connections` callers' connections were open already.
+        TooManyConnections => "too_many_connections",
+    }
+}
+
+label! {
     /// The `result` label of `runoff_config_reloads_total`.
     ReloadResult {
         Success => "success",

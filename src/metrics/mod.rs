@@ -14,13 +14,13 @@ use std::collections::HashMap;
 
 use prometheus::{
     exponential_buckets, CounterVec, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGaugeVec, Opts, Registry,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, RequestHandles};
 pub(crate) use labels::{
-    AdminRefusal, CompareResult, Direction, DropReason, ErrorKind, ForceRefusal, FrameKind, Label,
-    Part, ReloadResult, Role, StatusClass, UpgradeFailure, WsEnd,
+    AdminRefusal, CompareResult, ConnectionRefusal, Direction, DropReason, ErrorKind, ForceRefusal,
+    FrameKind, Label, Part, ReloadResult, Role, StatusClass, UpgradeFailure, WsEnd,
 };
 pub(crate) use websocket::WebSocketHandles;
 
@@ -169,6 +169,9 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     force_refused: IntCounterVec,
     admin_refused: handles::PerLabel<AdminRefusal>,
+    /// Callers' connections open now (upgraded WebSockets included).
+    pub downstream_connections: IntGauge,
+    pub(crate) connections_refused: handles::PerLabel<ConnectionRefusal>,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
@@ -440,6 +443,18 @@ impl Metrics {
         let admin_refused = handles::PerLabel::new(|r: AdminRefusal| {
             admin_refused_vec.with(&named(&[("reason", r.as_str())]))
         });
+        let downstream_connections = IntGauge::new(
+            "runoff_downstream_connections",
+            "Callers' connections open now (upgraded WebSockets included).",
+        )?;
+        let connections_refused_vec = counter(
+            "runoff_connections_refused_total",
+            "Callers' connections closed as soon as they were accepted, and why.",
+            &["reason"],
+        )?;
+        let connections_refused = handles::PerLabel::new(|r: ConnectionRefusal| {
+            connections_refused_vec.with(&named(&[("reason", r.as_str())]))
+        });
         let build_info = IntGaugeVec::new(
             Opts::new("runoff_build_info", "The running build (always 1)."),
             &["version"],
@@ -458,6 +473,8 @@ impl Metrics {
         registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(force_refused.clone()))?;
         registry.register(Box::new(admin_refused_vec))?;
+        registry.register(Box::new(downstream_connections.clone()))?;
+        registry.register(Box::new(connections_refused_vec))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -472,6 +489,8 @@ impl Metrics {
             access_log_dropped,
             force_refused,
             admin_refused,
+            downstream_connections,
+            connections_refused,
         })
     }
 

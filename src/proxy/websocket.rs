@@ -26,7 +26,7 @@ use crate::forwarding::{self, nominated};
 use crate::metrics::{RequestHandles, Role, UpgradeFailure, WsEnd};
 use crate::outcome::error_kind;
 use crate::routing;
-use crate::state::InFlight;
+use crate::state::{ConnectionSlot, InFlight};
 use crate::websocket::handshake::{handshake, Answer, Dial};
 use crate::websocket::relay::{relay, Drain, Tap};
 use crate::websocket::shadow::{Accepted, Feed};
@@ -142,6 +142,7 @@ pub(super) async fn serve(
     // for it: it counts as in flight until it ends.
     let relayed = Relayed {
         in_flight: shared.track(),
+        _connection: shared.connections.hold(),
         open: side.open(),
         side,
         request_handles,
@@ -158,6 +159,8 @@ pub(super) async fn serve(
 /// One upgraded connection's relay and what it needs after the request has ended.
 struct Relayed {
     in_flight: InFlight,
+    /// The caller's connection counts against `server.max_connections` until it closes.
+    _connection: ConnectionSlot,
     open: OpenGuard,
     side: Arc<WsSide>,
     request_handles: Arc<RequestHandles>,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownWatch};
 
-use crate::state::Shared;
+use crate::state::{Connections, Shared};
 
 /// How long, after the listeners stop accepting, connections accepted in the last instant still
 /// get their first request read and served before idle keep-alive connections are closed.
@@ -25,6 +25,10 @@ const LAST_ACCEPT_GRACE: Duration = Duration::from_millis(1500);
 /// keep-alive off since the shutdown flag is up).
 pub(super) struct LastAcceptGrace<A> {
     pub(super) inner: Arc<A>,
+    /// Every caller's connection takes a slot for its life; past `server.max_connections` one
+    /// is closed as soon as it is accepted (counted), so accepting never runs runoff out of
+    /// descriptors or memory.
+    pub(super) connections: Arc<Connections>,
 }
 
 #[async_trait]
@@ -37,6 +41,7 @@ where
         session: pingora::protocols::Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<pingora::protocols::Stream> {
+        let _slot = self.connections.admit()?;
         self.inner.process_new(session, shutdown).await
     }
 

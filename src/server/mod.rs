@@ -260,6 +260,7 @@ fn assemble(
         "runoff proxy".to_string(),
         LastAcceptGrace {
             inner: Arc::new(proxy_app),
+            connections: Arc::clone(&shared.connections),
         },
     );
     for addr in &startup.listen {

@@ -294,3 +294,62 @@ async fn the_open_files_soft_limit_is_raised_to_the_hard_one_at_start() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_connections_a_connection_is_closed_at_once_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = fixture("node").start().await;
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nserver: {{ max_connections: 3 }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+            p.listen, p.admin, node.addr
+        )
+    })
+    .await;
+    let request = b"GET /api/x HTTP/1.1\r\nHost: runoff.test\r\n\r\n";
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen));
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect().await.expect("connect");
+        s.write_all(request).await.expect("write");
+        assert!(read_response(&mut s).await.starts_with("http/1.1 200"));
+        open.push(s);
+    }
+    // The fourth is accepted by the kernel, then closed by runoff without an answer.
+    let mut fourth = connect().await.expect("connect");
+    let _ = fourth.write_all(request).await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), fourth.read(&mut buf))
+        .await
+        .expect("closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "no answer past the limit");
+    let m = runoff.scrape().await;
+    assert_eq!(
+        m.sum(
+            "runoff_connections_refused_total",
+            &[("reason", "too_many_connections")]
+        ),
+        1.0
+    );
+    assert_eq!(m.sum("runoff_downstream_connections", &[]), 3.0);
+    // A slot freed is a connection served again.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runoff
+        .scrape()
+        .await
+        .sum("runoff_downstream_connections", &[])
+        > 2.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection kept its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut again = connect().await.expect("connect");
+    again.write_all(request).await.expect("write");
+    assert!(read_response(&mut again).await.starts_with("http/1.1 200"));
+    assert_eq!(node.count(), 4);
+}
