@@ -95,6 +95,9 @@ impl ProxyHttp for Runoff {
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(self.shared.keepalive_secs));
         }
+        // Pipelined requests (RFC 9112 §9.3.2) are answered in order, each routed, mirrored
+        // and counted like any other; Pingora's default answers the first and closes.
+        session.set_pipelining_enabled(true);
         let snapshot = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
         let peer = Peer::of(peer_ip(session), &req.headers, &snapshot.live.forwarding);

@@ -353,3 +353,37 @@ async fn past_max_connections_a_connection_is_closed_at_once_and_counted() {
     assert!(read_response(&mut again).await.starts_with("http/1.1 200"));
     assert_eq!(node.count(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_each_answered_in_order_mirrored_and_counted() {
+    use tokio::io::AsyncWriteExt;
+    let node = fixture("node").start().await;
+    let go = fixture("go").start().await;
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\n  go: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n    mirror: {{ to: go }}\n",
+            p.listen, p.admin, node.addr, go.addr
+        )
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+        .await
+        .expect("connect");
+    let pipelined: String = (1..=3)
+        .map(|i| format!("GET /api/p{i} HTTP/1.1\r\nHost: runoff.test\r\n\r\n"))
+        .collect();
+    s.write_all(pipelined.as_bytes()).await.expect("write");
+    for _ in 1..=3 {
+        assert!(read_response(&mut s).await.starts_with("http/1.1 200"));
+    }
+    go.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(node.count(), 3);
+    let m = runoff.scrape().await;
+    assert_eq!(
+        m.sum(
+            "runoff_requests_total",
+            &[("route", "api"), ("role", "primary")]
+        ),
+        3.0
+    );
+}
