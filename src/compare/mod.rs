@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{Compare, HeaderRule};
-use crate::metrics::{CompareResult, Part};
+use crate::metrics::{CompareResult, Part, SkipReason};
 
 /// A response as captured for comparison: status, headers, and the body up to a limit.
 #[derive(Debug, Clone)]
@@ -113,7 +113,7 @@ impl Diff {
 pub(crate) enum Verdict {
     Match,
     Mismatch(Diff),
-    Skipped(&'static str),
+    Skipped(SkipReason),
 }
 
 impl Verdict {
@@ -150,13 +150,11 @@ const FRAMING: [&str; 5] = [
 /// Compare a primary answer with its shadow's.
 pub(crate) fn compare(p: &Captured, s: &Captured, cfg: &Compare) -> Verdict {
     if p.truncated || s.truncated {
-        return Verdict::Skipped("body over max_bytes");
+        return Verdict::Skipped(SkipReason::TooLarge);
     }
     let (Some(pb), Some(sb)) = (decode(p, cfg.body_max_bytes), decode(s, cfg.body_max_bytes))
     else {
-        return Verdict::Skipped(
-            "content-encoding that cannot be undone, or over max_bytes decoded",
-        );
+        return Verdict::Skipped(SkipReason::Undecodable);
     };
     let mut diff = Diff::default();
     if cfg.status && p.status != s.status {

@@ -7,7 +7,9 @@
 
 use prometheus::{Histogram, IntCounter, IntGauge};
 
-use super::labels::{CompareResult, DropReason, ErrorKind, Label, Part, Role, StatusClass};
+use super::labels::{
+    CompareResult, DropReason, ErrorKind, Label, Part, Role, SkipReason, StatusClass,
+};
 use super::{named, Metrics};
 
 /// One counter per value of a closed label set, addressed by value.
@@ -138,6 +140,7 @@ impl MirrorHandles {
 pub struct CompareHandles {
     pub(super) results: PerLabel<CompareResult>,
     pub(super) parts: PerLabel<Part>,
+    pub(super) skipped: PerLabel<SkipReason>,
 }
 
 impl CompareHandles {
@@ -148,6 +151,12 @@ impl CompareHandles {
         }
         // Last: a reader that sees the pair counted also sees its parts.
         self.results.inc(result);
+    }
+
+    /// Count one pair not compared, and why.
+    pub fn skipped(&self, why: SkipReason) {
+        self.skipped.inc(why);
+        self.results.inc(CompareResult::Skipped);
     }
 
     /// Pairs counted with this result so far.
@@ -246,6 +255,10 @@ impl Metrics {
             parts: PerLabel::new(|part: Part| {
                 f.compare_parts
                     .with(&named(&[("route", route), ("part", part.as_str())]))
+            }),
+            skipped: PerLabel::new(|why: SkipReason| {
+                f.compare_skipped
+                    .with(&named(&[("route", route), ("reason", why.as_str())]))
             }),
         }
     }

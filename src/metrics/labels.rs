@@ -190,6 +190,19 @@ label! {
 }
 
 label! {
+    /// Why a pair was not compared (`runoff_compare_skipped_total`).
+    SkipReason {
+        /// `MAX_COMPARE_JOBS` comparisons were running already.
+        Busy => "busy",
+        /// A body over `compare.body.max_bytes` (captured or decoded).
+        TooLarge => "too_large",
+        /// A body that cannot be decoded within `compare.body.max_bytes` (a content-encoding
+        /// runoff cannot undo, or too large once decoded).
+        Undecodable => "undecodable",
+    }
+}
+
+label! {
     /// Which part of a response differed (the `part` label).
     Part {
         Status => "status",

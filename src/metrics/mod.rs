@@ -20,7 +20,7 @@ use prometheus::{
 pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, RequestHandles};
 pub(crate) use labels::{
     AdminRefusal, CompareResult, ConnectionRefusal, Direction, DropReason, ErrorKind, ForceRefusal,
-    FrameKind, Label, Part, ReloadResult, Role, StatusClass, UpgradeFailure, WsEnd,
+    FrameKind, Label, Part, ReloadResult, Role, SkipReason, StatusClass, UpgradeFailure, WsEnd,
 };
 pub(crate) use websocket::WebSocketHandles;
 
@@ -63,6 +63,7 @@ pub(crate) struct MirrorFamilies {
     pub(crate) ratio: HistogramVec,
     pub(crate) compare_results: IntCounterVec,
     pub(crate) compare_parts: IntCounterVec,
+    pub(crate) compare_skipped: IntCounterVec,
 }
 
 /// Live control: weights in force and config reloads.
@@ -302,6 +303,11 @@ impl MirrorFamilies {
                 "Mismatching pairs by the part that differed.",
                 &["route", "part"],
             )?,
+            compare_skipped: counter(
+                "runoff_compare_skipped_total",
+                "Pairs not compared (counted skipped in runoff_compare_total), and why.",
+                &["route", "reason"],
+            )?,
         })
     }
 
@@ -311,7 +317,8 @@ impl MirrorFamilies {
         r.register(Box::new(self.biased.clone()))?;
         r.register(Box::new(self.ratio.clone()))?;
         r.register(Box::new(self.compare_results.clone()))?;
-        r.register(Box::new(self.compare_parts.clone()))
+        r.register(Box::new(self.compare_parts.clone()))?;
+        r.register(Box::new(self.compare_skipped.clone()))
     }
 }
 

@@ -131,10 +131,16 @@ impl Pair {
         if let (Some(judge), Some(meta), Some(pa), Some(sa)) =
             (&self.judge, meta, p.answer, sh.answer)
         {
+            let Some(slot) = judge.slot() else {
+                return;
+            };
             let judge = Arc::clone(judge);
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
-                    rt.spawn_blocking(move || judge.judge(&meta, &pa, &sa));
+                    rt.spawn_blocking(move || {
+                        judge.judge(&meta, &pa, &sa);
+                        drop(slot);
+                    });
                 }
                 Err(_) => judge.judge(&meta, &pa, &sa),
             }
