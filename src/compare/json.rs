@@ -121,18 +121,134 @@ pub(super) fn equal(a: &Value, b: &Value, rules: &JsonRules) -> bool {
     }
 }
 
+/// Elements left unpaired by their canonical form that are still paired one by one (each
+/// against each); past this many the arrays count as different.
+pub(super) const MAX_UNPAIRED: usize = 2_000;
+
 /// Arrays as multisets: every element of `x` pairs with a distinct equal element of `y`.
+///
+/// O(n log n): elements pair by a canonical form (sorted), which equal values share except
+/// numbers that are equal only within `float_tolerance` or across representations an exact
+/// form cannot tell apart (an integer past 2^53 against a float). What is left pairs one by
+/// one, exactly as `equal` says, when at most `MAX_UNPAIRED` elements are left on each side.
 fn multiset_equal(x: &[Value], y: &[Value], rules: &JsonRules) -> bool {
-    let mut used = vec![false; y.len()];
-    x.iter().all(
-        |v| match (0..y.len()).find(|&j| !used[j] && equal(v, &y[j], rules)) {
-            Some(j) => {
-                used[j] = true;
+    if x.len() != y.len() {
+        return false;
+    }
+    let keyed = |v: &[Value]| {
+        let mut k: Vec<(String, usize)> = v
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut s = String::new();
+                canonical(e, rules, &mut s);
+                (s, i)
+            })
+            .collect();
+        k.sort_unstable();
+        k
+    };
+    let (kx, ky) = (keyed(x), keyed(y));
+    let (mut i, mut j) = (0, 0);
+    let (mut left_x, mut left_y) = (Vec::new(), Vec::new());
+    while i < kx.len() && j < ky.len() {
+        match kx[i].0.cmp(&ky[j].0) {
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+            std::cmp::Ordering::Less => {
+                left_x.push(kx[i].1);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                left_y.push(ky[j].1);
+                j += 1;
+            }
+        }
+    }
+    left_x.extend(kx[i..].iter().map(|k| k.1));
+    left_y.extend(ky[j..].iter().map(|k| k.1));
+    if left_x.is_empty() {
+        return true;
+    }
+    if left_x.len() > MAX_UNPAIRED {
+        return false;
+    }
+    let mut used = vec![false; left_y.len()];
+    left_x.iter().all(|&a| {
+        match (0..left_y.len()).find(|&b| !used[b] && equal(&x[a], &y[left_y[b]], rules)) {
+            Some(b) => {
+                used[b] = true;
                 true
             }
             None => false,
-        },
-    )
+        }
+    })
+}
+
+/// A text that exactly-equal values share (objects by sorted key; arrays in order, or sorted
+/// when they compare as multisets; numbers by their `f64` value when it is exact).
+fn canonical(v: &Value, rules: &JsonRules, out: &mut String) {
+    use std::fmt::Write;
+    match v {
+        Value::Null => out.push('n'),
+        Value::Bool(b) => out.push(if *b { 't' } else { 'f' }),
+        Value::String(s) => {
+            out.push('s');
+            out.push_str(&Value::String(s.clone()).to_string());
+        }
+        Value::Number(n) => {
+            const EXACT: u64 = 1 << 53;
+            let _ = match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) if i.unsigned_abs() <= EXACT => write!(out, "d{:?}", i as f64),
+                (Some(i), _, _) => write!(out, "i{i}"),
+                (_, Some(u), _) if u <= EXACT => write!(out, "d{:?}", u as f64),
+                (_, Some(u), _) => write!(out, "i{u}"),
+                (_, _, Some(f)) => write!(out, "d{f:?}"),
+                _ => write!(out, "x{n}"),
+            };
+        }
+        Value::Array(items) => {
+            out.push('[');
+            if rules.array_order_ignore {
+                let mut keys: Vec<String> = items
+                    .iter()
+                    .map(|e| {
+                        let mut s = String::new();
+                        canonical(e, rules, &mut s);
+                        s
+                    })
+                    .collect();
+                keys.sort_unstable();
+                out.push_str(&keys.join(","));
+            } else {
+                for (i, e) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(e, rules, out);
+                }
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_unstable();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(e) = map.get(k) {
+                    canonical(e, rules, out);
+                }
+            }
+            out.push('}');
+        }
+    }
 }
 
 /// Record every path where `a` and `b` differ.

@@ -277,3 +277,60 @@ fn the_store_redacts_counts_paths_and_keeps_a_bounded_ring() {
     assert_eq!(ts["count"], 5);
     assert!((ts["share"].as_f64().expect("share") - 5.0 / 6.0).abs() < 1e-9);
 }
+
+#[test]
+fn large_arrays_compare_as_multisets_in_n_log_n() {
+    let mut cfg = rules();
+    cfg.json.array_order_ignore = true;
+    // 128k elements (under 1 MiB), reversed: the pairwise search took seconds per pair.
+    let n = 128_000;
+    let forward: Vec<String> = (0..n).map(|i| (i % 1000).to_string()).collect();
+    let mut backward: Vec<String> = forward.iter().rev().cloned().collect();
+    let (a, b) = (
+        json_resp(&format!("[{}]", forward.join(","))),
+        json_resp(&format!("[{}]", backward.join(","))),
+    );
+    assert_eq!(compare(&a, &b, &cfg), Verdict::Match);
+    backward[7] = "1000".to_string();
+    let c = json_resp(&format!("[{}]", backward.join(",")));
+    assert_eq!(body_paths(&compare(&a, &c, &cfg)), vec![""]);
+}
+
+#[test]
+fn multisets_pair_numbers_across_representations_and_within_tolerance() {
+    let mut cfg = rules();
+    cfg.json.array_order_ignore = true;
+    assert_eq!(
+        compare(
+            &json_resp("[1, 2.5, [3, 4]]"),
+            &json_resp("[[4.0, 3], 2.5, 1.0]"),
+            &cfg
+        ),
+        Verdict::Match
+    );
+    assert_eq!(
+        compare(
+            &json_resp("[9007199254740993, 1]"),
+            &json_resp("[1, 9007199254740993]"),
+            &cfg
+        ),
+        Verdict::Match
+    );
+    cfg.json.float_tolerance = 0.01;
+    assert_eq!(
+        compare(
+            &json_resp("[1.0, 2.0, 3]"),
+            &json_resp("[2.001, 3, 0.999]"),
+            &cfg
+        ),
+        Verdict::Match
+    );
+    assert_eq!(
+        body_paths(&compare(
+            &json_resp("[1.0, 2.0]"),
+            &json_resp("[2.5, 1.0]"),
+            &cfg
+        )),
+        vec![""]
+    );
+}
