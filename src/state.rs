@@ -383,6 +383,8 @@ pub(crate) struct Shared {
     drain: tokio::sync::watch::Sender<bool>,
     /// `server.keepalive_timeout` in whole seconds (restart-only).
     pub keepalive_secs: u64,
+    /// `server.client_body_timeout` (restart-only).
+    pub client_body_timeout: std::time::Duration,
     /// Callers' connections open now, bounded by `server.max_connections`.
     pub connections: Arc<Connections>,
 }
@@ -425,6 +427,7 @@ impl Shared {
             in_flight: AtomicUsize::new(0),
             drain: tokio::sync::watch::Sender::new(false),
             keepalive_secs: server.keepalive_timeout.as_secs().max(1),
+            client_body_timeout: server.client_body_timeout,
             connections,
         }
     }

@@ -55,6 +55,10 @@ pub struct ServerSettings {
     /// seconds; Pingora's unit).
     #[serde(serialize_with = "humane")]
     pub keepalive_timeout: Duration,
+    /// How long a caller may pause while sending a request body (between two reads); past it
+    /// the request is answered 408, the caller's fault.
+    #[serde(serialize_with = "humane")]
+    pub client_body_timeout: Duration,
     /// Callers' connections open at once; past it one is closed as soon as it is accepted.
     pub max_connections: usize,
     pub upstream_keepalive_pool_size: usize,

@@ -113,6 +113,11 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             defaults::DRAIN_TIMEOUT,
         ),
         keepalive_timeout: keepalive_timeout(c, raw.keepalive_timeout.as_deref()),
+        client_body_timeout: c.duration(
+            "server.client_body_timeout",
+            raw.client_body_timeout.as_deref(),
+            defaults::CLIENT_BODY_TIMEOUT,
+        ),
         max_connections: c.positive(
             "server.max_connections",
             raw.max_connections,

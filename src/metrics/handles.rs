@@ -70,6 +70,8 @@ pub struct RequestHandles {
     pub in_flight: IntGauge,
     /// Answered 503 by runoff: the backend's `max_in_flight` was reached (primary only).
     pub rejected: IntCounter,
+    /// The caller stopped sending the request body: answered 408, the caller's fault.
+    pub body_timeouts: IntCounter,
     pub request_bytes: IntCounter,
     pub response_bytes: IntCounter,
 }
@@ -198,6 +200,9 @@ impl Metrics {
             in_flight: f.in_flight.with(&rbr),
             rejected: f
                 .rejected
+                .with(&named(&[("route", route), ("backend", backend)])),
+            body_timeouts: f
+                .body_timeouts
                 .with(&named(&[("route", route), ("backend", backend)])),
             request_bytes: f.request_bytes.with(&rbr),
             response_bytes: f.response_bytes.with(&rbr),

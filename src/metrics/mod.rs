@@ -51,6 +51,7 @@ pub(crate) struct RequestFamilies {
     pub(crate) request_bytes: IntCounterVec,
     pub(crate) response_bytes: IntCounterVec,
     pub(crate) rejected: IntCounterVec,
+    pub(crate) body_timeouts: IntCounterVec,
     pub(crate) connect: HistogramVec,
     pub(crate) connections: IntCounterVec,
 }
@@ -240,6 +241,11 @@ impl RequestFamilies {
                 "Requests answered 503 by runoff because the backend's max_in_flight was reached.",
                 &["route", "backend"],
             )?,
+            body_timeouts: counter(
+                "runoff_request_body_timeouts_total",
+                "Requests whose caller stopped sending the body (answered 408); not counted against the backend.",
+                &["route", "backend"],
+            )?,
             connect: histogram(
                 "runoff_upstream_connect_duration_seconds",
                 "Time to establish new upstream connections.",
@@ -265,7 +271,8 @@ impl RequestFamilies {
         r.register(Box::new(self.in_flight.clone()))?;
         r.register(Box::new(self.request_bytes.clone()))?;
         r.register(Box::new(self.response_bytes.clone()))?;
-        r.register(Box::new(self.rejected.clone()))
+        r.register(Box::new(self.rejected.clone()))?;
+        r.register(Box::new(self.body_timeouts.clone()))
     }
 }
 

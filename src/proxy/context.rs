@@ -93,6 +93,9 @@ pub(crate) struct RequestCtx {
     pub(super) answer: Option<Captured>,
     /// Recorded already (a WebSocket is recorded at its 101, `logging` runs at its end).
     pub(super) recorded: bool,
+    /// The caller stopped sending the request body: its fault, answered 408, not counted
+    /// against the backend.
+    pub(super) body_timed_out: bool,
 }
 
 impl RequestCtx {
@@ -123,6 +126,7 @@ impl RequestCtx {
             mirror: None,
             slot: None,
             answer: None,
+            body_timed_out: false,
             recorded: false,
         }
     }
@@ -197,6 +201,13 @@ impl RequestCtx {
             );
         }
         let Some(target) = &self.target else { return };
+        if self.body_timed_out {
+            // The caller's fault: its own counter, nothing against the backend.
+            target.handles.body_timeouts.inc();
+            self.gauge = None;
+            self.slot = None;
+            return;
+        }
         if let (Some((tally, side)), Some(_)) = (&target.tally, self.upstream_started) {
             // Only what went upstream counts: runoff's own 503s say nothing of the backend.
             tally.request(*side, upstream.filter(|_| completed), class.is_error());

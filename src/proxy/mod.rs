@@ -58,6 +58,26 @@ impl Runoff {
     }
 }
 
+/// The caller stopped sending its request body: either runoff's own wait for it ran out
+/// (`server.client_body_timeout`, Pingora's downstream read timeout), or the backend's
+/// `read_timeout` did while the body was still unfinished (the backend was waiting for it).
+/// Then a 408 for the caller, the caller's fault (nginx answers 408 too).
+fn body_stalled(session: &mut Session, e: &Error) -> Option<Box<Error>> {
+    let timed_out = *e.etype() == pingora::ErrorType::ReadTimedout;
+    let caller_side = *e.esource() == pingora::ErrorSource::Downstream;
+    let stalled = timed_out && (caller_side || !session.is_body_done());
+    if !stalled {
+        return None;
+    }
+    let mut stalled = Error::explain(
+        pingora::ErrorType::HTTPStatus(408),
+        "the caller stopped sending its request body",
+    );
+    stalled.esource = pingora::ErrorSource::Downstream;
+    stalled.set_retry(false);
+    Some(stalled)
+}
+
 fn peer_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
@@ -98,6 +118,8 @@ impl ProxyHttp for Runoff {
         // Pipelined requests (RFC 9112 §9.3.2) are answered in order, each routed, mirrored
         // and counted like any other; Pingora's default answers the first and closes.
         session.set_pipelining_enabled(true);
+        // A caller that pauses this long while sending its body gets a 408 (see `body_stalled`).
+        session.set_read_timeout(Some(self.shared.client_body_timeout));
         let snapshot = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
         let peer = Peer::of(peer_ip(session), &req.headers, &snapshot.live.forwarding);
@@ -303,6 +325,10 @@ impl ProxyHttp for Runoff {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        if let Some(stalled) = body_stalled(session, &e) {
+            ctx.body_timed_out = true;
+            return stalled;
+        }
         if is_upstream(&e) {
             if let Some(target) = &ctx.target {
                 target.handles.error(error_kind(&e));

@@ -387,3 +387,52 @@ async fn pipelined_requests_are_each_answered_in_order_mirrored_and_counted() {
         3.0
     );
 }
+
+/// A caller that sends part of a body and stalls: answered 408, counted as its own fault.
+async fn stalled_body(server: &str, backend: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = fixture("node").start().await;
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nserver: {{ {server} }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\"{backend} }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+            p.listen, p.admin, node.addr
+        )
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+        .await
+        .expect("connect");
+    s.write_all(
+        b"POST /api/upload HTTP/1.1\r\nHost: runoff.test\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await
+    .expect("write");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "got: {text}");
+    let m = runoff.scrape().await;
+    assert_eq!(
+        m.sum(
+            "runoff_request_body_timeouts_total",
+            &[("route", "api"), ("backend", "node")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.sum("runoff_upstream_errors_total", &[]),
+        0.0,
+        "not the backend's"
+    );
+    assert_eq!(m.sum("runoff_requests_total", &[("route", "api")]), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_past_client_body_timeout_is_the_callers_408() {
+    stalled_body("client_body_timeout: 1s", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_past_the_backends_read_timeout_is_still_the_callers_408() {
+    stalled_body("client_body_timeout: 60s", ", read_timeout: 1s").await;
+}
