@@ -18,7 +18,11 @@ pub(crate) fn error_kind(e: &Error) -> ErrorKind {
         ErrorType::ConnectTimedout => ErrorKind::ConnectTimeout,
         ErrorType::ReadTimedout => ErrorKind::ReadTimeout,
         ErrorType::WriteTimedout => ErrorKind::WriteTimeout,
-        ErrorType::ConnectionClosed => ErrorKind::Reset,
+        // A reset (RST) is `reset`; a clean close (FIN) before the answer was whole — no
+        // response, a body short of its Content-Length or final chunk — breaks HTTP: `protocol`.
+        ErrorType::ConnectionClosed if is_reset(e) => ErrorKind::Reset,
+        ErrorType::ConnectionClosed => ErrorKind::Protocol,
+        ErrorType::Custom(name) if *name == "PrematureBodyEnd" => ErrorKind::Protocol,
         ErrorType::TLSWantX509Lookup
         | ErrorType::TLSHandshakeFailure
         | ErrorType::TLSHandshakeTimedout
@@ -50,7 +54,6 @@ fn is_reset(e: &Error) -> bool {
                 io::ErrorKind::ConnectionReset
                     | io::ErrorKind::ConnectionAborted
                     | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
             );
         }
         cause = c.source();
@@ -125,7 +128,9 @@ mod tests {
             (ErrorType::ConnectTimedout, ErrorKind::ConnectTimeout),
             (ErrorType::ReadTimedout, ErrorKind::ReadTimeout),
             (ErrorType::WriteTimedout, ErrorKind::WriteTimeout),
-            (ErrorType::ConnectionClosed, ErrorKind::Reset),
+            // A clean close (no reset underneath) before the answer was whole.
+            (ErrorType::ConnectionClosed, ErrorKind::Protocol),
+            (ErrorType::new("PrematureBodyEnd"), ErrorKind::Protocol),
             (ErrorType::TLSHandshakeFailure, ErrorKind::Tls),
             (ErrorType::InvalidHTTPHeader, ErrorKind::Protocol),
             (ErrorType::H1Error, ErrorKind::Protocol),
@@ -135,6 +140,13 @@ mod tests {
         for (t, want) in cases {
             assert_eq!(error_kind(&up(t.clone())), want, "{t:?}");
         }
+    }
+
+    #[test]
+    fn a_close_caused_by_a_reset_is_a_reset() {
+        let cause = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = Error::because(ErrorType::ConnectionClosed, "reading response", cause);
+        assert_eq!(error_kind(&e), ErrorKind::Reset);
     }
 
     #[test]

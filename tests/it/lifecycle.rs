@@ -436,3 +436,50 @@ async fn a_stalled_body_past_client_body_timeout_is_the_callers_408() {
 async fn a_stalled_body_past_the_backends_read_timeout_is_still_the_callers_408() {
     stalled_body("client_body_timeout: 60s", ", read_timeout: 1s").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_cut_short_by_a_clean_close_is_a_protocol_error_not_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let backend = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "request head");
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+            .await
+            .expect("write");
+        // A clean close (FIN), 91 bytes short.
+        s.shutdown().await.expect("shutdown");
+    });
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{addr}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
+            p.listen, p.admin
+        )
+    })
+    .await;
+    // The body cannot complete; whatever reqwest makes of it is fine.
+    let _ = reqwest::get(runoff.url("/api/short")).await;
+    backend.await.expect("backend");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut m = runoff.scrape().await;
+    while m.sum("runoff_upstream_errors_total", &[]) < 1.0 {
+        assert!(Instant::now() < deadline, "no upstream error counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        m = runoff.scrape().await;
+    }
+    assert_eq!(
+        m.sum("runoff_upstream_errors_total", &[("kind", "protocol")]),
+        1.0,
+        "{}",
+        m.dump("runoff_upstream_errors_total")
+    );
+}
