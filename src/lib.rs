@@ -32,6 +32,7 @@ mod report;
 pub mod routing;
 mod server;
 mod state;
+mod strict;
 mod upstream;
 mod websocket;
 

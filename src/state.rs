@@ -383,6 +383,8 @@ pub(crate) struct Shared {
     drain: tokio::sync::watch::Sender<bool>,
     /// `server.keepalive_timeout` in whole seconds (restart-only).
     pub keepalive_secs: u64,
+    /// `server.underscores_in_headers` (restart-only).
+    pub underscores_in_headers: bool,
     /// `server.client_body_timeout` (restart-only).
     pub client_body_timeout: std::time::Duration,
     /// Callers' connections open now, bounded by `server.max_connections`.
@@ -428,6 +430,7 @@ impl Shared {
             drain: tokio::sync::watch::Sender::new(false),
             keepalive_secs: server.keepalive_timeout.as_secs().max(1),
             client_body_timeout: server.client_body_timeout,
+            underscores_in_headers: server.underscores_in_headers,
             connections,
         }
     }

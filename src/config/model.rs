@@ -59,6 +59,8 @@ pub struct ServerSettings {
     /// the request is answered 408, the caller's fault.
     #[serde(serialize_with = "humane")]
     pub client_body_timeout: Duration,
+    /// Keep header names with underscores (dropped by default, as nginx does).
+    pub underscores_in_headers: bool,
     /// Callers' connections open at once; past it one is closed as soon as it is accepted.
     pub max_connections: usize,
     pub upstream_keepalive_pool_size: usize,

@@ -118,6 +118,7 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             raw.client_body_timeout.as_deref(),
             defaults::CLIENT_BODY_TIMEOUT,
         ),
+        underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
         max_connections: c.positive(
             "server.max_connections",
             raw.max_connections,

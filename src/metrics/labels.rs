@@ -247,6 +247,19 @@ label! {
 }
 
 label! {
+    /// Why a request was refused before routing (`runoff_rejected_requests_total`).
+    Rejection {
+        /// HTTP/1.1 without exactly one Host, or a Host that is not `host[:port]` (400).
+        BadHost => "bad_host",
+        /// Content-Length not one plain number, both Content-Length and Transfer-Encoding, or
+        /// `chunked` more than once (400).
+        BadFraming => "bad_framing",
+        /// A transfer coding other than `chunked` (501).
+        UnsupportedCoding => "unsupported_coding",
+    }
+}
+
+label! {
     /// Why a caller's connection was closed as soon as it was accepted
     /// (`runoff_connections_refused_total`).
     ConnectionRefusal {

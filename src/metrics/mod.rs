@@ -20,7 +20,8 @@ use prometheus::{
 pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, RequestHandles};
 pub(crate) use labels::{
     AdminRefusal, CompareResult, ConnectionRefusal, Direction, DropReason, ErrorKind, ForceRefusal,
-    FrameKind, Label, Part, ReloadResult, Role, SkipReason, StatusClass, UpgradeFailure, WsEnd,
+    FrameKind, Label, Part, Rejection, ReloadResult, Role, SkipReason, StatusClass, UpgradeFailure,
+    WsEnd,
 };
 pub(crate) use websocket::WebSocketHandles;
 
@@ -174,6 +175,7 @@ pub struct Metrics {
     /// Callers' connections open now (upgraded WebSockets included).
     pub downstream_connections: IntGauge,
     pub(crate) connections_refused: handles::PerLabel<ConnectionRefusal>,
+    pub(crate) rejected_requests: handles::PerLabel<Rejection>,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
@@ -469,6 +471,14 @@ impl Metrics {
         let connections_refused = handles::PerLabel::new(|r: ConnectionRefusal| {
             connections_refused_vec.with(&named(&[("reason", r.as_str())]))
         });
+        let rejected_vec = counter(
+            "runoff_rejected_requests_total",
+            "Requests refused before routing (RFC 9112 rules Pingora does not enforce), and why.",
+            &["reason"],
+        )?;
+        let rejected_requests = handles::PerLabel::new(|r: Rejection| {
+            rejected_vec.with(&named(&[("reason", r.as_str())]))
+        });
         let build_info = IntGaugeVec::new(
             Opts::new("runoff_build_info", "The running build (always 1)."),
             &["version"],
@@ -489,6 +499,7 @@ impl Metrics {
         registry.register(Box::new(admin_refused_vec))?;
         registry.register(Box::new(downstream_connections.clone()))?;
         registry.register(Box::new(connections_refused_vec))?;
+        registry.register(Box::new(rejected_vec))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -505,6 +516,7 @@ impl Metrics {
             admin_refused,
             downstream_connections,
             connections_refused,
+            rejected_requests,
         })
     }
 

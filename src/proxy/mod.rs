@@ -10,6 +10,8 @@ mod decide;
 mod websocket;
 
 use std::net::IpAddr;
+
+use crate::strict;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,6 +122,24 @@ impl ProxyHttp for Runoff {
         session.set_pipelining_enabled(true);
         // A caller that pauses this long while sending its body gets a 408 (see `body_stalled`).
         session.set_read_timeout(Some(self.shared.client_body_timeout));
+        if let Err((why, status)) = strict::check(session.req_header()) {
+            self.shared.metrics.rejected_requests.inc(why);
+            ctx.answered = status;
+            let body: &'static [u8] = if status == 501 {
+                b"runoff: this transfer coding is not supported\n"
+            } else {
+                b"runoff: malformed request\n"
+            };
+            // A refused request's connection is not reused (its framing may be in doubt).
+            session.set_keepalive(None);
+            answer_plain(session, status, body).await?;
+            return Ok(true);
+        }
+        if !self.shared.underscores_in_headers {
+            for name in strict::underscore_names(session.req_header()) {
+                session.req_header_mut().remove_header(&name);
+            }
+        }
         let snapshot = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
         let peer = Peer::of(peer_ip(session), &req.headers, &snapshot.live.forwarding);

@@ -483,3 +483,61 @@ async fn a_body_cut_short_by_a_clean_close_is_a_protocol_error_not_a_reset() {
         m.dump("runoff_upstream_errors_total")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_refused_before_routing_counted_and_never_mirrored() {
+    use crate::harness::RawConn;
+    let node = fixture("node").echo().start().await;
+    let go = fixture("go").start().await;
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\n  go: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n    mirror: {{ to: go, methods: [GET, POST] }}\n",
+            p.listen, p.admin, node.addr, go.addr
+        )
+    })
+    .await;
+    let cases: [(&[u8], &str); 4] = [
+        (b"GET /api/a HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+        (b"GET /api/a HTTP/1.1\r\nHost: a/b?c\r\n\r\n", "HTTP/1.1 400"),
+        (
+            b"POST /api/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 400",
+        ),
+        (
+            b"POST /api/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 501",
+        ),
+    ];
+    for (request, want) in cases {
+        let mut c = RawConn::connect(runoff.ports.listen).await;
+        c.send(request).await;
+        let got = c.read_to_close(Duration::from_secs(10)).await;
+        assert!(
+            got.starts_with(want),
+            "{want} for {:?}, got {got}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    // Accepted: the underscore name is dropped before either leg sees it.
+    let mut c = RawConn::connect(runoff.ports.listen).await;
+    c.send(
+        b"GET /api/ok HTTP/1.1\r\nHost: x\r\nX_Secret: 1\r\nX-Fine: 2\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let got = c.read_to_close(Duration::from_secs(10)).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.contains("x-fine"), "the echo shows the headers: {got}");
+    assert!(!got.to_ascii_lowercase().contains("x_secret"), "{got}");
+    go.wait_for(1, Duration::from_secs(10)).await;
+    let m = runoff.scrape().await;
+    let rejected = |reason: &str| m.sum("runoff_rejected_requests_total", &[("reason", reason)]);
+    assert_eq!(rejected("bad_host"), 2.0);
+    assert_eq!(rejected("bad_framing"), 1.0);
+    assert_eq!(rejected("unsupported_coding"), 1.0);
+    assert_eq!(
+        node.count(),
+        1,
+        "only the accepted request reached the primary"
+    );
+    assert_eq!(go.count(), 1, "and the shadow");
+}
