@@ -9,7 +9,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::free_ports;
 
 /// The example apps the demo started, killed when the demo ends (or runoff drains).
 pub(super) static CHILDREN: std::sync::Mutex<Vec<std::process::Child>> =
@@ -83,11 +83,14 @@ pub(super) fn start_examples() -> Result<[(SocketAddr, u32); 2], String> {
         c
     };
     let mut out = Vec::new();
-    for (name, mut cmd) in [
+    let ports = free_ports().map_err(|e| e.to_string())?;
+    for ((name, mut cmd), port) in [
         ("node", node_cmd),
         ("go", std::process::Command::new(&go_bin)),
-    ] {
-        let port = free_port().map_err(|e| e.to_string())?;
+    ]
+    .into_iter()
+    .zip(ports)
+    {
         let child = cmd
             .env("PORT", port.to_string())
             .env("HOST", "127.0.0.1")

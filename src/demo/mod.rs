@@ -81,8 +81,7 @@ fn run_trial(opts: DemoOptions) -> Result<(), DemoError> {
             configs::examples_config(opts.listen, opts.admin, node, go)
         }
         Backends::Builtin => {
-            let node = free_port().map_err(DemoError::Ports)?;
-            let go = free_port().map_err(DemoError::Ports)?;
+            let [node, go] = free_ports().map_err(DemoError::Ports)?;
             configs::demo_config(
                 opts.listen,
                 opts.admin,
@@ -150,9 +149,11 @@ fn wait_listening(addr: SocketAddr, limit: Duration) -> bool {
     false
 }
 
-/// A free loopback port (bound, then released).
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Two free loopback ports, distinct (both bound at once, then released).
+fn free_ports() -> std::io::Result<[u16; 2]> {
+    let a = TcpListener::bind("127.0.0.1:0")?;
+    let b = TcpListener::bind("127.0.0.1:0")?;
+    Ok([a.local_addr()?.port(), b.local_addr()?.port()])
 }
 
 /// Drive the demo once the server is up: load with a live view, then the report; then stop

@@ -3,13 +3,13 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{bin, free_port, require_example_apps};
+use crate::harness::{bin, free_port_pair, require_example_apps};
 
 #[test]
 fn the_demo_report_shows_what_was_planted() {
     let mut last = String::new();
     for _attempt in 0..3 {
-        let (listen, admin) = (free_port(), free_port());
+        let (listen, admin) = free_port_pair();
         let mut child = Command::new(bin())
             .args(["demo", "--duration", "5s", "--rps", "120"])
             .args(["--listen", &format!("127.0.0.1:{listen}")])
@@ -136,7 +136,7 @@ fn check(report: &str) {
 #[test]
 fn the_demo_runs_the_real_example_apps() {
     require_example_apps("`runoff demo --backends examples`");
-    let (listen, admin) = (free_port(), free_port());
+    let (listen, admin) = free_port_pair();
     let out = Command::new(bin())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([

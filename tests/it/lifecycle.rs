@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{self, bin, fixture, free_port, Runoff};
+use crate::harness::{self, bin, fixture, free_port, free_port_pair, Runoff};
 
 fn slow_config(p: &harness::Ports, addr: std::net::SocketAddr) -> String {
     format!(
@@ -253,7 +253,7 @@ fn open_files_limit(pid: u32) -> Option<(String, String)> {
 async fn the_open_files_soft_limit_is_raised_to_the_hard_one_at_start() {
     let node = fixture("node").start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (listen, admin) = (free_port(), free_port());
+    let (listen, admin) = free_port_pair();
     let config = dir.path().join("runoff.yaml");
     std::fs::write(
         &config,

@@ -515,12 +515,13 @@ fn run_refuses_an_upgrade_socket_in_a_directory_others_can_write() {
     )
     .unwrap();
     let config = dir.path().join("runoff.yaml");
+    let (listen, admin) = harness::free_port_pair();
     std::fs::write(
         &config,
         format!(
             "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nserver: {{ upgrade_sock: \"{}/upgrade.sock\" }}\nbackends:\n  node: {{ address: 127.0.0.1:1 }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            harness::free_port(),
-            harness::free_port(),
+            listen,
+            admin,
             dir.path().display()
         ),
     )

@@ -77,7 +77,7 @@ async fn the_admin_api_needs_the_token_and_metrics_stay_open() {
 fn an_open_admin_listener_needs_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("open.yaml");
-    let (listen, admin) = (harness::free_port(), harness::free_port());
+    let (listen, admin) = harness::free_port_pair();
     let base = format!("listen: 127.0.0.1:{listen}\nbackends:\n  node: {{ address: 127.0.0.1:9 }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n");
     std::fs::write(
         &path,

@@ -23,7 +23,7 @@ pub use client::{get_status, json_lines, load, status};
 pub use fixture::{fixture, Fixture, FixtureBuilder, Received};
 pub use metrics::Metrics;
 pub use poll::wait_until;
-pub use ports::{free_port, refused_port};
+pub use ports::{free_port, free_port_pair, refused_port};
 pub use prerequisites::{require_example_apps, INSTALL_ALL};
 pub use raw::{raw_chunked_post, RawConn};
 pub use runoff_process::{bin, one_backend, Ports, Runoff};

@@ -15,6 +15,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Two free loopback ports, distinct: both are bound at once before either is released (two
+/// `free_port()` calls in a row can return the same port).
+pub fn free_port_pair() -> (u16, u16) {
+    let a = StdListener::bind("127.0.0.1:0").unwrap();
+    let b = StdListener::bind("127.0.0.1:0").unwrap();
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
 /// A loopback address that refuses connections for as long as this guard lives: a socket
 /// bound to `127.0.0.1:0` that never listens. Connecting to it gets a reset (refused), and
 /// while it stays bound no other socket can take the port (it is bound without

@@ -5,7 +5,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
-use super::ports::free_port;
+use super::ports::free_port_pair;
 
 pub struct Ports {
     pub listen: u16,
@@ -46,9 +46,10 @@ impl Runoff {
                 std::os::unix::fs::PermissionsExt::from_mode(0o700),
             )
             .unwrap();
+            let (listen, admin) = free_port_pair();
             let ports = Ports {
-                listen: free_port(),
-                admin: free_port(),
+                listen,
+                admin,
                 dir: dir.path().to_path_buf(),
             };
             let config_path = dir.path().join("runoff.yaml");
