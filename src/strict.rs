@@ -78,6 +78,15 @@ fn check_framing(req: &RequestHeader) -> Result<(), (Rejection, u16)> {
     Ok(())
 }
 
+/// What a refused request's body says.
+pub(crate) fn refusal_body(status: u16) -> &'static [u8] {
+    if status == 501 {
+        b"runoff: this transfer coding is not supported\n"
+    } else {
+        b"runoff: malformed request\n"
+    }
+}
+
 /// Header names holding an underscore (dropped unless allowed): a proxy that maps them to
 /// CGI-style variables cannot tell `X_Forwarded_For` from `X-Forwarded-For`.
 pub(crate) fn underscore_names(req: &RequestHeader) -> Vec<HeaderName> {

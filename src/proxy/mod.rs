@@ -10,8 +10,6 @@ mod decide;
 mod websocket;
 
 use std::net::IpAddr;
-
-use crate::strict;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +26,7 @@ use crate::forwarding::{self, Peer, RequestId};
 use crate::mirror::CopyHandle;
 use crate::outcome::{self, error_kind, is_upstream, status_for_failure};
 use crate::state::Shared;
+use crate::strict;
 use crate::upstream::connect_time;
 use context::RequestCtx;
 use decide::{decide, start_copy, CopyRequest};
@@ -80,6 +79,20 @@ fn body_stalled(session: &mut Session, e: &Error) -> Option<Box<Error>> {
     Some(stalled)
 }
 
+/// The caller's connection, per request: Pingora waits forever for the next request on an
+/// HTTP/1.1 keep-alive connection (the client's keep-alive makes its timeout infinite), so
+/// bound it where keep-alive is on at all (not HTTP/1.0 without it, `Connection: close` or a
+/// draining server); answer pipelined requests in order (RFC 9112 §9.3.2; Pingora's default
+/// answers the first and closes); and give a caller that pauses mid-body a 408
+/// (`body_stalled`).
+fn caller_limits(session: &mut Session, shared: &Shared) {
+    if session.get_keepalive().is_some() {
+        session.set_keepalive(Some(shared.keepalive_secs));
+    }
+    session.set_pipelining_enabled(true);
+    session.set_read_timeout(Some(shared.client_body_timeout));
+}
+
 fn peer_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
@@ -111,28 +124,13 @@ impl ProxyHttp for Runoff {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        // Pingora waits forever for the next request on an HTTP/1.1 keep-alive connection
-        // (the client's keep-alive makes its timeout infinite): bound it, where keep-alive
-        // is on at all (HTTP/1.0 without keep-alive, `Connection: close`, a draining server).
-        if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(self.shared.keepalive_secs));
-        }
-        // Pipelined requests (RFC 9112 §9.3.2) are answered in order, each routed, mirrored
-        // and counted like any other; Pingora's default answers the first and closes.
-        session.set_pipelining_enabled(true);
-        // A caller that pauses this long while sending its body gets a 408 (see `body_stalled`).
-        session.set_read_timeout(Some(self.shared.client_body_timeout));
+        caller_limits(session, &self.shared);
         if let Err((why, status)) = strict::check(session.req_header()) {
             self.shared.metrics.rejected_requests.inc(why);
             ctx.answered = status;
-            let body: &'static [u8] = if status == 501 {
-                b"runoff: this transfer coding is not supported\n"
-            } else {
-                b"runoff: malformed request\n"
-            };
             // A refused request's connection is not reused (its framing may be in doubt).
             session.set_keepalive(None);
-            answer_plain(session, status, body).await?;
+            answer_plain(session, status, strict::refusal_body(status)).await?;
             return Ok(true);
         }
         if !self.shared.underscores_in_headers {
