@@ -185,29 +185,46 @@ fn help_and_version() {
 
 /// Read one HTTP/1.1 response with a `Content-Length` from `s`; its head.
 async fn read_response(s: &mut tokio::net::TcpStream) -> String {
+    read_responses(s, 1).await.remove(0)
+}
+
+/// Read `n` HTTP/1.1 responses with a `Content-Length` from `s`, in order (several may come
+/// in one read, as pipelined answers do); their heads, lowercased.
+async fn read_responses(s: &mut tokio::net::TcpStream, n: usize) -> Vec<String> {
     use tokio::io::AsyncReadExt;
-    let mut got = Vec::new();
+    let mut got: Vec<u8> = Vec::new();
+    let mut heads = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-            .await
-            .expect("a response within 10 s")
-            .expect("read");
-        assert!(n > 0, "closed before a whole response");
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).to_string();
-        if let Some(end) = text.find("\r\n\r\n") {
+    while heads.len() < n {
+        // Take every whole response already buffered.
+        loop {
+            let text = String::from_utf8_lossy(&got).to_string();
+            let Some(end) = text.find("\r\n\r\n") else {
+                break;
+            };
             let head = text[..end].to_ascii_lowercase();
             let length: usize = head
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
                 .map(|v| v.trim().parse().expect("a length"))
                 .expect("content-length");
-            if got.len() >= end + 4 + length {
-                return head;
+            if got.len() < end + 4 + length {
+                break;
+            }
+            got.drain(..end + 4 + length);
+            heads.push(head);
+            if heads.len() == n {
+                return heads;
             }
         }
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("a response within 10 s")
+            .expect("read");
+        assert!(read > 0, "closed before a whole response");
+        got.extend_from_slice(&buf[..read]);
     }
+    heads
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,8 +390,8 @@ async fn pipelined_requests_are_each_answered_in_order_mirrored_and_counted() {
         .map(|i| format!("GET /api/p{i} HTTP/1.1\r\nHost: runoff.test\r\n\r\n"))
         .collect();
     s.write_all(pipelined.as_bytes()).await.expect("write");
-    for _ in 1..=3 {
-        assert!(read_response(&mut s).await.starts_with("http/1.1 200"));
+    for head in read_responses(&mut s, 3).await {
+        assert!(head.starts_with("http/1.1 200"), "{head}");
     }
     go.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(node.count(), 3);
