@@ -33,6 +33,7 @@ pub mod routing;
 mod server;
 mod state;
 mod strict;
+mod thousands;
 mod upstream;
 mod websocket;
 

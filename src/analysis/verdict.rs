@@ -16,6 +16,7 @@ use super::model::{CriterionResult, RouteAnalysis, Verdict};
 use super::stats::{self, Interval};
 use super::tally::{SideTally, TallySnapshot, RATIO_SCALE};
 use crate::config::{Analysis, Criterion};
+use crate::thousands::group;
 
 /// Judge a route: `mirrored` says whether the candidate is the route's shadow (then latency
 /// p50 and errors are paired per request).
@@ -180,19 +181,6 @@ fn show(c: Criterion, v: f64) -> String {
         Criterion::ErrorRate { .. } => format!("{v:+.2} pp"),
         Criterion::MatchRate { .. } => format!("{:.2}%", v * 100.0),
     }
-}
-
-/// Thousands separators: 4210 → "4,210".
-fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn successes(s: &SideTally) -> u64 {

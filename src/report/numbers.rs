@@ -105,15 +105,4 @@ pub(super) fn group_f64(value: f64) -> String {
     group(value.round().max(0.0) as u64)
 }
 
-/// Thousands separators: 480000 → "480,000".
-pub(super) fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
+pub(super) use crate::thousands::group;
