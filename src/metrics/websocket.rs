@@ -1,4 +1,4 @@
-//! The WebSocket families (`runoff_websocket_*`) and their pre-resolved handles, one set per
+//! The WebSocket metric families and their pre-resolved handles, one set per
 //! (route, backend, role).
 //!
 //! Must not: be resolved per connection or per message (handles are built with a config), or
