@@ -18,7 +18,7 @@ use crate::analysis::tally::{Side, Tally};
 use crate::analysis::{verdict, Book, MirrorInput, Recorder, Resources, RouteInput, Series};
 use crate::compare::store::{CompareStore, RouteSamples};
 use crate::compare::Judge;
-use crate::config::{defaults, Config, Force, Live, ProcessSpec};
+use crate::config::{defaults, Config, Force, Live, ProcessSpec, ServerSettings};
 use crate::metrics::handles::PerLabel;
 use crate::metrics::ConnectionRefusal;
 use crate::metrics::ForceRefusal;
@@ -381,12 +381,8 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     /// Raised when a graceful stop begins: upgraded connections close (1001) on it.
     drain: tokio::sync::watch::Sender<bool>,
-    /// `server.keepalive_timeout` in whole seconds (restart-only).
-    pub keepalive_secs: u64,
-    /// `server.underscores_in_headers` (restart-only).
-    pub underscores_in_headers: bool,
-    /// `server.client_body_timeout` (restart-only).
-    pub client_body_timeout: std::time::Duration,
+    /// The `server` settings in force (restart-only: a reload never changes them).
+    pub server: ServerSettings,
     /// Callers' connections open now, bounded by `server.max_connections`.
     pub connections: Arc<Connections>,
 }
@@ -402,8 +398,7 @@ impl Shared {
         let compare_store = Arc::new(CompareStore::default());
         let book = Arc::new(Book::default());
         let connections = Arc::new(Connections {
-            open: AtomicUsize::new(0),
-            max: server.max_connections,
+            max: i64::try_from(server.max_connections).unwrap_or(i64::MAX),
             gauge: metrics.downstream_connections.clone(),
             refused: metrics
                 .connections_refused
@@ -428,9 +423,7 @@ impl Shared {
             mirrors,
             in_flight: AtomicUsize::new(0),
             drain: tokio::sync::watch::Sender::new(false),
-            keepalive_secs: server.keepalive_timeout.as_secs().max(1),
-            client_body_timeout: server.client_body_timeout,
-            underscores_in_headers: server.underscores_in_headers,
+            server: server.clone(),
             connections,
         }
     }
@@ -480,10 +473,10 @@ impl Shared {
     }
 }
 
-/// Callers' connections open now, and the bound on them.
+/// Callers' connections open now (the `runoff_downstream_connections` gauge is the count),
+/// and the bound on them.
 pub(crate) struct Connections {
-    open: AtomicUsize,
-    max: usize,
+    max: i64,
     gauge: prometheus::IntGauge,
     refused: Option<prometheus::IntCounter>,
 }
@@ -491,21 +484,20 @@ pub(crate) struct Connections {
 impl Connections {
     /// A slot for a newly accepted connection, or `None` (counted) when `max` are open.
     pub(crate) fn admit(self: &Arc<Self>) -> Option<ConnectionSlot> {
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+        let slot = self.hold();
+        if self.gauge.get() > self.max {
+            drop(slot);
             if let Some(c) = &self.refused {
                 c.inc();
             }
             return None;
         }
-        self.gauge.inc();
-        Some(ConnectionSlot(Arc::clone(self)))
+        Some(slot)
     }
 
     /// A slot for a connection already admitted that outlives its first holder (an upgraded
     /// WebSocket relayed in its own task): never refused.
     pub(crate) fn hold(self: &Arc<Self>) -> ConnectionSlot {
-        self.open.fetch_add(1, Ordering::AcqRel);
         self.gauge.inc();
         ConnectionSlot(Arc::clone(self))
     }
@@ -516,7 +508,6 @@ pub(crate) struct ConnectionSlot(Arc<Connections>);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
         self.0.gauge.dec();
     }
 }

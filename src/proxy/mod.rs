@@ -87,10 +87,11 @@ fn body_stalled(session: &mut Session, e: &Error) -> Option<Box<Error>> {
 /// (`body_stalled`).
 fn caller_limits(session: &mut Session, shared: &Shared) {
     if session.get_keepalive().is_some() {
-        session.set_keepalive(Some(shared.keepalive_secs));
+        // Whole seconds, at least one (the config checks).
+        session.set_keepalive(Some(shared.server.keepalive_timeout.as_secs()));
     }
     session.set_pipelining_enabled(true);
-    session.set_read_timeout(Some(shared.client_body_timeout));
+    session.set_read_timeout(Some(shared.server.client_body_timeout));
 }
 
 fn peer_ip(session: &Session) -> Option<IpAddr> {
@@ -133,7 +134,7 @@ impl ProxyHttp for Runoff {
             answer_plain(session, status, strict::refusal_body(status)).await?;
             return Ok(true);
         }
-        if !self.shared.underscores_in_headers {
+        if !self.shared.server.underscores_in_headers {
             for name in strict::underscore_names(session.req_header()) {
                 session.req_header_mut().remove_header(&name);
             }
