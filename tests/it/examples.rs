@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::harness::{free_port, require_example_apps};
+use crate::harness::{client_frame, free_port, require_example_apps};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -518,27 +518,6 @@ const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
-
-/// One frame as a client must send it (RFC 6455, 5.2): masked, the payload length in 7 bits,
-/// or 126 and 16 bits up to 65,535, or 127 and 64 bits.
-fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d]; // the RFC's example masking key
-    let mut frame = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&MASK);
-    frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
-    frame
-}
 
 /// A close frame's payload: the code, big-endian, then the reason.
 fn close_payload(code: u16, reason: &str) -> Vec<u8> {

@@ -251,7 +251,8 @@ pub async fn ws_connect(url: &str, headers: &[(&str, &str)]) -> (WsClient, http:
     (ws, resp.headers().clone())
 }
 
-/// A client frame (masked with a fixed key), for hand-made streams.
+/// A client frame as RFC 6455 (5.2) has a client send it: masked (with a fixed key), the
+/// payload length in 7 bits, or 126 and 16 bits up to 65,535, or 127 and 64 bits.
 pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let key = [0x11u8, 0x22, 0x33, 0x44];
     let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
