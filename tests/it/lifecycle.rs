@@ -232,10 +232,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let node = fixture("node").start().await;
     let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nserver: {{ keepalive_timeout: 2s }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            p.listen, p.admin, node.addr
-        )
+        harness::one_backend_with(p, "keepalive_timeout: 2s", "node", node.addr, "")
     })
     .await;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
@@ -317,10 +314,7 @@ async fn past_max_connections_a_connection_is_closed_at_once_and_counted() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let node = fixture("node").start().await;
     let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nserver: {{ max_connections: 3 }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            p.listen, p.admin, node.addr
-        )
+        harness::one_backend_with(p, "max_connections: 3", "node", node.addr, "")
     })
     .await;
     let request = b"GET /api/x HTTP/1.1\r\nHost: runoff.test\r\n\r\n";
@@ -376,11 +370,9 @@ async fn pipelined_requests_are_each_answered_in_order_mirrored_and_counted() {
     use tokio::io::AsyncWriteExt;
     let node = fixture("node").start().await;
     let go = fixture("go").start().await;
+    // Route `orders`: node serves, go gets the copies.
     let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\n  go: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n    mirror: {{ to: go }}\n",
-            p.listen, p.admin, node.addr, go.addr
-        )
+        crate::mirror::config(p, &node.addr.to_string(), &go.addr.to_string(), "")
     })
     .await;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
@@ -399,7 +391,7 @@ async fn pipelined_requests_are_each_answered_in_order_mirrored_and_counted() {
     assert_eq!(
         m.sum(
             "runoff_requests_total",
-            &[("route", "api"), ("role", "primary")]
+            &[("route", "orders"), ("role", "primary")]
         ),
         3.0
     );
@@ -409,13 +401,8 @@ async fn pipelined_requests_are_each_answered_in_order_mirrored_and_counted() {
 async fn stalled_body(server: &str, backend: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let node = fixture("node").start().await;
-    let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nserver: {{ {server} }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\"{backend} }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            p.listen, p.admin, node.addr
-        )
-    })
-    .await;
+    let runoff =
+        Runoff::start(|p| harness::one_backend_with(p, server, "node", node.addr, backend)).await;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
         .await
         .expect("connect");
@@ -476,13 +463,7 @@ async fn a_body_cut_short_by_a_clean_close_is_a_protocol_error_not_a_reset() {
         // A clean close (FIN), 91 bytes short.
         s.shutdown().await.expect("shutdown");
     });
-    let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{addr}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n",
-            p.listen, p.admin
-        )
-    })
-    .await;
+    let runoff = Runoff::start(|p| harness::one_backend(p, "node", addr, "")).await;
     // The body cannot complete; whatever reqwest makes of it is fine.
     let _ = reqwest::get(runoff.url("/api/short")).await;
     backend.await.expect("backend");
@@ -507,9 +488,11 @@ async fn malformed_requests_are_refused_before_routing_counted_and_never_mirrore
     let node = fixture("node").echo().start().await;
     let go = fixture("go").start().await;
     let runoff = Runoff::start(|p| {
-        format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{}\" }}\n  go: {{ address: \"{}\" }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n    mirror: {{ to: go, methods: [GET, POST] }}\n",
-            p.listen, p.admin, node.addr, go.addr
+        crate::mirror::config(
+            p,
+            &node.addr.to_string(),
+            &go.addr.to_string(),
+            ", methods: [GET, POST]",
         )
     })
     .await;

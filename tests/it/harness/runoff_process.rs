@@ -249,8 +249,19 @@ pub fn one_backend(
     address: impl std::fmt::Display,
     options: &str,
 ) -> String {
+    one_backend_with(p, "", name, address, options)
+}
+
+/// `one_backend` with `server` fields (e.g. `keepalive_timeout: 2s`).
+pub fn one_backend_with(
+    p: &Ports,
+    server: &str,
+    name: &str,
+    address: impl std::fmt::Display,
+    options: &str,
+) -> String {
     format!(
-        "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  {name}: {{ address: \"{address}\"{options} }}\nroutes:\n  - name: api\n    split: {{ {name}: 1 }}\n",
+        "listen: 127.0.0.1:{}\nserver: {{ {server} }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  {name}: {{ address: \"{address}\"{options} }}\nroutes:\n  - name: api\n    split: {{ {name}: 1 }}\n",
         p.listen, p.admin
     )
 }

@@ -10,7 +10,7 @@ mod sampling;
 use crate::harness::{Metrics, Ports};
 
 /// node serves the caller; go gets the copies.
-pub(super) fn config(p: &Ports, node: &str, go: &str, mirror: &str) -> String {
+pub(crate) fn config(p: &Ports, node: &str, go: &str, mirror: &str) -> String {
     format!(
         "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{node}\" }}\n  go: {{ address: \"{go}\", read_timeout: 60s }}\nroutes:\n  - name: orders\n    split: {{ node: 100 }}\n    mirror: {{ to: go{mirror} }}\n",
         p.listen, p.admin
