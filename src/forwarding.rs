@@ -100,18 +100,6 @@ pub(crate) fn apply_forwarding(
     Ok(())
 }
 
-/// Hop-by-hop fields (RFC 9110 section 7.6.1) a copy must not carry; body framing
-/// (`Transfer-Encoding`, `Content-Length`) stays, since the copy's body is the same.
-pub(crate) const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
 /// The header names a `Connection` field nominates as hop-by-hop (lower case), minus `keep`
 /// (connection options such as `close`, and fields handled elsewhere).
 pub(crate) fn nominated(headers: &http::HeaderMap, keep: &[&str]) -> Vec<String> {
@@ -171,8 +159,13 @@ pub(crate) struct RequestId {
 
 impl RequestId {
     pub(crate) fn of(req: &RequestHeader, header: &HeaderName) -> RequestId {
+        // A request id the caller nominated in `Connection` is hop-by-hop: Pingora removes it
+        // before the request goes upstream, so runoff generates one for both legs instead.
+        let hop = nominated(&req.headers, &[])
+            .iter()
+            .any(|n| n == header.as_str());
         match req.headers.get(header) {
-            Some(v) if usable_request_id(v.as_bytes()) => RequestId {
+            Some(v) if !hop && usable_request_id(v.as_bytes()) => RequestId {
                 value: v.clone(),
                 generated: false,
             },
@@ -255,6 +248,14 @@ mod tests {
             &header,
         );
         assert!(none.generated);
+        let mut hop = RequestHeader::build("GET", b"/", None).expect("header");
+        hop.insert_header("x-request-id", "abc").expect("id");
+        hop.insert_header("connection", "keep-alive, X-Request-Id")
+            .expect("connection");
+        assert!(
+            RequestId::of(&hop, &header).generated,
+            "a nominated id never goes upstream"
+        );
     }
 
     fn fwd(trusted: &[&str]) -> Forwarding {

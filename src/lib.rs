@@ -13,6 +13,7 @@
 mod access_log;
 mod admin;
 pub mod analysis;
+mod caller_io;
 pub mod cli;
 mod client;
 pub mod commands;

@@ -1,21 +1,92 @@
 //! RFC 9112 rules runoff enforces on a caller's request before routing it, where Pingora's
 //! parser is lenient: the Host field (§3.2), message framing (§6: one plain Content-Length,
-//! `chunked` once and last in Transfer-Encoding) and header names with underscores (dropped,
-//! as nginx does, unless `server.underscores_in_headers`).
+//! `chunked` once and last in Transfer-Encoding), lines ended by a bare LF (§2.2), and header
+//! names with underscores (dropped, as nginx does, unless `server.underscores_in_headers`).
+//! Also refused here, before routing, what Pingora would refuse only once the primary is
+//! connected: a `Connection` field nominating a protected or malformed name.
 //!
 //! Must not: touch a request it accepts beyond dropping underscore names, or decide anything
 //! but accept or refuse (the proxy answers and counts).
 
-use http::header::{HeaderName, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::Version;
 use pingora::http::RequestHeader;
 
 use crate::metrics::Rejection;
 
-/// Why a request is refused, and the status it gets.
-pub(crate) fn check(req: &RequestHeader) -> Result<(), (Rejection, u16)> {
+/// Why a request is refused, and the status it gets. `raw`: its header block as received
+/// (HTTP/1), when there is one.
+pub(crate) fn check(req: &RequestHeader, raw: Option<&[u8]>) -> Result<(), (Rejection, u16)> {
+    if raw.is_some_and(has_bare_lf) {
+        return Err((Rejection::BadHeader, 400));
+    }
     check_host(req)?;
-    check_framing(req)
+    check_framing(req)?;
+    if req.headers.contains_key(TRANSFER_ENCODING) && raw.is_some_and(has_content_length) {
+        // Both framings at once, the classic request-smuggling shape: Pingora's parser drops
+        // the Content-Length and goes on (RFC 9112 §6.3 allows it); nginx refuses, as §6.3
+        // says it "ought to be handled as an error".
+        return Err((Rejection::BadFraming, 400));
+    }
+    check_nominations(req)
+}
+
+/// The raw header block has a Content-Length field line.
+fn has_content_length(raw: &[u8]) -> bool {
+    raw.split(|b| *b == b'\n').skip(1).any(|line| {
+        line.split(|b| *b == b':')
+            .next()
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"content-length"))
+    })
+}
+
+/// A line of the header block ended by LF alone: Pingora's parser takes `\r\n\n` for the end
+/// of the block, forwarding the request without the fields after it (nginx refuses it too).
+fn has_bare_lf(raw: &[u8]) -> bool {
+    raw.iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
+}
+
+/// Pingora's bound on `Connection` nominations (`MAX_CONNECTION_NOMINATIONS` in
+/// `pingora-proxy`): this many or more are refused.
+const MAX_NOMINATIONS: usize = 10;
+
+/// The `Connection` field's nominations, as Pingora judges them before it writes the primary's
+/// request (where its refusal would come too late: after routing, with no copy to stop): at
+/// most 9 tokens, each an RFC 9110 token, never a pseudo-header or a field the proxy sets.
+fn check_nominations(req: &RequestHeader) -> Result<(), (Rejection, u16)> {
+    let bad = (Rejection::BadHeader, 400);
+    let tokens = req
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty());
+    for (n, token) in tokens.enumerate() {
+        if n + 1 >= MAX_NOMINATIONS || !token.iter().all(|b| is_tchar(*b)) {
+            return Err(bad);
+        }
+        let protected = [
+            "host",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+        ];
+        if protected
+            .iter()
+            .any(|p| token.eq_ignore_ascii_case(p.as_bytes()))
+        {
+            return Err(bad);
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9110 §5.6.2 `tchar` (a token's characters; a pseudo-header's `:` is not one).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn check_host(req: &RequestHeader) -> Result<(), (Rejection, u16)> {
@@ -114,7 +185,64 @@ mod tests {
     }
 
     fn verdict(version: Version, headers: &[(&str, &str)]) -> Option<(Rejection, u16)> {
-        check(&req(version, headers)).err()
+        check(&req(version, headers), None).err()
+    }
+
+    #[test]
+    fn both_framings_in_the_raw_header_are_refused() {
+        // Pingora's parser has dropped Content-Length from the parsed header already.
+        let r = req(
+            Version::HTTP_11,
+            &[("host", "a"), ("transfer-encoding", "chunked")],
+        );
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            check(&r, Some(raw)).err(),
+            Some((Rejection::BadFraming, 400))
+        );
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(check(&r, Some(raw)).err(), None);
+    }
+
+    #[test]
+    fn bare_line_feeds_are_refused() {
+        let r = req(Version::HTTP_11, &[("host", "a")]);
+        let refused = Some((Rejection::BadHeader, 400));
+        assert_eq!(
+            check(&r, Some(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")).err(),
+            None
+        );
+        assert_eq!(check(&r, Some(b"GET / HTTP/1.1\r\n\n")).err(), refused);
+        assert_eq!(
+            check(&r, Some(b"GET / HTTP/1.1\nHost: a\n\n")).err(),
+            refused
+        );
+        assert_eq!(check(&r, Some(b"\nGET / HTTP/1.1\r\n\r\n")).err(), refused);
+    }
+
+    #[test]
+    fn connection_nominations_as_pingora_judges_them() {
+        let h = |connection: &'static str| {
+            verdict(
+                Version::HTTP_11,
+                &[("host", "a"), ("connection", connection)],
+            )
+        };
+        assert_eq!(h("keep-alive"), None);
+        assert_eq!(h("close, X-Private-Hop"), None);
+        assert_eq!(h("a, b, c, d, e, f, g, h, i"), None);
+        let refused = Some((Rejection::BadHeader, 400));
+        for bad in [
+            "Host",
+            "keep-alive, X-Forwarded-For",
+            "x-forwarded-proto",
+            "X-Forwarded-Host",
+            ":authority",
+            "\"X-Forwarded-For\"",
+            "a, b, c, d, e, f, g, h, i, j",
+        ] {
+            assert_eq!(h(bad), refused, "{bad}");
+        }
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub struct ServerSettings {
     /// the request is answered 408, the caller's fault.
     #[serde(serialize_with = "humane")]
     pub client_body_timeout: Duration,
+    /// How long a caller may take to send a request's whole header block (from its
+    /// connection's start, or from the first byte of a later request on it); past it the
+    /// connection is closed and counted.
+    #[serde(serialize_with = "humane")]
+    pub client_header_timeout: Duration,
     /// Keep header names with underscores (dropped by default, as nginx does).
     pub underscores_in_headers: bool,
     /// Callers' connections open at once; past it one is closed as soon as it is accepted.

@@ -118,6 +118,11 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             raw.client_body_timeout.as_deref(),
             defaults::CLIENT_BODY_TIMEOUT,
         ),
+        client_header_timeout: c.duration(
+            "server.client_header_timeout",
+            raw.client_header_timeout.as_deref(),
+            defaults::CLIENT_HEADER_TIMEOUT,
+        ),
         underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
         max_connections: c.positive(
             "server.max_connections",

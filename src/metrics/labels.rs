@@ -124,7 +124,8 @@ label! {
         Timeout => "timeout",
         UpstreamError => "upstream_error",
         ClientAborted => "client_aborted",
-        /// No body reached runoff because the primary never connected.
+        /// The primary's request never went upstream (its backend could not be reached, or
+        /// Pingora refused the request), so its copy was not sent either.
         PrimaryFailed => "primary_failed",
         /// `pacing: matched`: the copy would have outnumbered the primary's requests under way.
         Paced => "paced",
@@ -256,6 +257,17 @@ label! {
         BadFraming => "bad_framing",
         /// A transfer coding other than `chunked` (501).
         UnsupportedCoding => "unsupported_coding",
+        /// Pingora's parser could not read the request line (method, target, version): 400.
+        BadRequestLine => "bad_request_line",
+        /// A header line Pingora's parser could not read, a header block with a line ended by
+        /// a bare LF, or a `Connection` field nominating a protected field (Host,
+        /// `X-Forwarded-*`) or a malformed name: 400.
+        BadHeader => "bad_header",
+        /// A header block over Pingora's bounds (1 MiB, 256 fields): 400.
+        TooLarge => "too_large",
+        /// The header block was not complete within `server.client_header_timeout`: the
+        /// connection is closed without an answer.
+        Timeout => "timeout",
     }
 }
 

@@ -17,7 +17,7 @@ use prometheus::{
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, RequestHandles};
+pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, PerLabel, RequestHandles};
 pub(crate) use labels::{
     AdminRefusal, CompareResult, ConnectionRefusal, Direction, DropReason, ErrorKind, ForceRefusal,
     FrameKind, Label, Part, Rejection, ReloadResult, Role, SkipReason, StatusClass, UpgradeFailure,
@@ -473,7 +473,7 @@ impl Metrics {
         });
         let rejected_vec = counter(
             "runoff_rejected_requests_total",
-            "Requests refused before routing (RFC 9112 rules Pingora does not enforce), and why.",
+            "Requests refused before routing (by Pingora's parser or runoff's RFC 9112 checks), and why.",
             &["reason"],
         )?;
         let rejected_requests = handles::PerLabel::new(|r: Rejection| {

@@ -1,10 +1,10 @@
 //! Shadow traffic: copies of live requests sent to a candidate backend on their own tasks,
 //! measured, and thrown away.
 //!
-//! Lives here: a route's mirror as the snapshot holds it and dispatching a copy (accounting,
-//! in-flight and memory bounds: this file), the copy's request (`request`), the body tee that
-//! feeds it as the primary's body flows (`tee`), the pairing of both legs (`pair`), and the
-//! shadow exchange itself (`shadow`). Must not: block, slow or fail the primary. Nothing here
+//! Lives here: a route's mirror as the snapshot holds it and admitting a copy (accounting,
+//! in-flight and memory bounds: this file), the copy's request (`request`), the handle that
+//! sends it once the primary's request is final and feeds its body as the primary's flows
+//! (`tee`), the pairing of both legs (`pair`), and the shadow exchange itself (`shadow`). Must not: block, slow or fail the primary. Nothing here
 //! awaits on the primary's path; every copy ends exactly once, as completed
 //! (`runoff_requests_total{role="shadow"}`) or dropped (`runoff_mirror_dropped_total{reason}`).
 
@@ -20,7 +20,6 @@ use std::time::Instant;
 use http::header::HeaderName;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
-use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use prometheus::IntGauge;
 use tokio::sync::mpsc::unbounded_channel;
@@ -35,7 +34,7 @@ use crate::redact::Redactor;
 use pair::Pair;
 use tee::Budget;
 
-pub(crate) use request::{body_plan, shadow_request, BodyPlan};
+pub(crate) use request::{body_plan, BodyPlan};
 pub(crate) use tee::CopyHandle;
 
 /// Process-wide mirroring resources: the shadow connection pool and the memory budget.
@@ -171,26 +170,28 @@ impl RouteMirror {
     }
 }
 
-/// Send a copy of a request. Counts it as dispatched; returns the handle that feeds its body,
-/// or `None` when it was dropped on the spot (and counted so).
-pub(crate) fn dispatch(
+/// Admit a copy of a request, before the primary goes upstream: counts it as dispatched and
+/// takes its place under the route's limits. Returns the handle that sends it (once the
+/// primary's request is final, `CopyHandle::send`) and feeds its body, or `None` when it was
+/// dropped on the spot (and counted so). `declared_length`: the request's `Content-Length`;
+/// `has_body`: whether a body follows its header.
+pub(crate) fn admit(
     rt: &Arc<MirrorRuntime>,
     rm: &Arc<RouteMirror>,
-    header: RequestHeader,
-    body: BodyPlan,
+    declared_length: Option<u64>,
+    has_body: bool,
     start: Instant,
 ) -> Option<CopyHandle> {
     let h = &rm.handles;
     h.requests.inc();
-    if let BodyPlan::Length(n) = body {
-        if n > rm.config.max_body_bytes {
-            h.dropped(DropReason::BodyTooLarge);
-            return None;
-        }
+    if declared_length.is_some_and(|n| n > rm.config.max_body_bytes) {
+        h.dropped(DropReason::BodyTooLarge);
+        return None;
     }
     // The request being copied is one of the primary's under way.
     let primary = rm.primary_in_flight().max(1);
     let before = rm.in_flight.fetch_add(1, Ordering::AcqRel);
+    let reserved = shadow::Reserved::new(Arc::clone(rm));
     let refused = if before >= rm.config.max_in_flight {
         Some(DropReason::Overloaded)
     } else if rm.config.pacing == Pacing::Matched && before as i64 >= primary {
@@ -199,7 +200,7 @@ pub(crate) fn dispatch(
         None
     };
     if let Some(reason) = refused {
-        rm.in_flight.fetch_sub(1, Ordering::AcqRel);
+        drop(reserved);
         h.dropped(reason);
         return None;
     }
@@ -209,39 +210,32 @@ pub(crate) fn dispatch(
         h.biased.inc();
     }
     rm.copies.record(under_way as u64, ahead);
-    // What the request is, taken once: for the comparison's samples and the access log.
-    let facts = (rm.judge.is_some() || rt.access_log.enabled())
-        .then(|| request::facts(&header, &rm.request_id_header));
-    let judge = rm.judge.clone().zip(facts.clone());
-    let facts = facts.filter(|_| rt.access_log.enabled());
     let pair = Arc::new(Pair::new(
         pair::Sinks {
             ratio: h.ratio.clone(),
             exact_ratio: Some(Arc::clone(&rm.ratio)),
             tally: rm.tally.clone(),
         },
-        judge,
+        rm.judge.clone(),
     ));
-    let (tx, rx) = if body == BodyPlan::None {
-        (None, None)
-    } else {
+    let (tx, rx) = if has_body {
         let (tx, rx) = unbounded_channel();
         (Some(tx), Some(rx))
+    } else {
+        (None, None)
     };
-    tokio::spawn(shadow::run(shadow::Job {
-        rt: Arc::clone(rt),
-        rm: Arc::clone(rm),
-        header,
-        facts,
-        body: rx,
-        pair: Arc::clone(&pair),
-        start,
-    }));
     Some(CopyHandle {
         tx,
         teed: 0,
         max_body: rm.config.max_body_bytes,
         budget: Arc::clone(&rt.budget),
-        pair,
+        pair: Arc::clone(&pair),
+        pending: Some(shadow::Pending {
+            rt: Arc::clone(rt),
+            body: rx,
+            pair,
+            start,
+            reserved,
+        }),
     })
 }

@@ -63,16 +63,28 @@ pub(super) struct Pair {
 }
 
 impl Pair {
-    pub(super) fn new(sinks: Sinks, judge: Option<(Arc<Judge>, PairMeta)>) -> Pair {
-        let (judge, meta) = judge.unzip();
+    /// A pair whose answers `judge` compares, once the request is named (`name`).
+    pub(super) fn new(sinks: Sinks, judge: Option<Arc<Judge>>) -> Pair {
         Pair {
             sinks,
             judge,
             state: Mutex::new(PairState {
                 primary: Leg::Pending,
                 shadow: Leg::Pending,
-                meta,
+                meta: None,
             }),
+        }
+    }
+
+    /// Whether the pair's answers will be compared (then the request must be named).
+    pub(super) fn judged(&self) -> bool {
+        self.judge.is_some()
+    }
+
+    /// Name the request for the comparison's samples (once the copy's header is final).
+    pub(super) fn name(&self, meta: PairMeta) {
+        if let Ok(mut s) = self.state.lock() {
+            s.meta = Some(meta);
         }
     }
 

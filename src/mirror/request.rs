@@ -1,15 +1,15 @@
-//! The shadow copy of a request: its header (the caller's request as the primary gets it, minus
-//! hop-by-hop fields and the mirror's `strip_headers`, plus the marker), how its body will
-//! arrive, and the facts about it that logs and samples name.
+//! The shadow copy of a request: its header (the primary's request exactly as Pingora will
+//! write it to the primary's backend, minus the mirror's `strip_headers`, plus the marker),
+//! how its body will arrive, and the facts about it that logs and samples name.
 //!
 //! Must not: change anything else in the request: both legs must see the same request.
 
-use http::header::{HeaderName, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{HeaderName, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use pingora::http::authority::raw_target_authority;
 use pingora::http::RequestHeader;
 
 use crate::compare::PairMeta;
-use crate::config::{Forwarding, Mirror};
-use crate::forwarding::{apply_forwarding, nominated, Peer, RequestId, HOP_BY_HOP};
+use crate::config::Mirror;
 
 /// How the copy's body will arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,29 +40,45 @@ pub(super) fn facts(header: &RequestHeader, request_id: &HeaderName) -> PairMeta
     }
 }
 
-/// The header of a shadow copy: the caller's request as the primary gets it (same request id
-/// and forwarding headers), minus hop-by-hop fields and the mirror's `strip_headers`, plus the
-/// marker header.
+/// The header of a shadow copy, from `as_sent`: the primary's request as
+/// `upstream_request_filter` sees it, that is after Pingora's own normalisation (HTTP/1.1,
+/// hop-by-hop and `Connection`-nominated fields removed, `Transfer-Encoding` dropped) and
+/// runoff's forwarding headers. Two steps Pingora takes after that filter are taken here too,
+/// so the copy is what the primary's backend receives: a body with no framing left (its
+/// `Content-Length` was nominated by `Connection`) is sent chunked, and an absolute-form
+/// target's authority is the Host. Then the mirror's `strip_headers` go and the marker comes.
 pub(crate) fn shadow_request(
-    original: &RequestHeader,
-    fwd: &Forwarding,
+    as_sent: &RequestHeader,
     mirror: &Mirror,
-    peer: &Peer,
-    request_id: &RequestId,
-    strip: &[HeaderName],
+    has_body: bool,
 ) -> pingora::Result<RequestHeader> {
-    let mut req = original.clone();
-    req.set_version(http::Version::HTTP_11);
-    for name in nominated(&req.headers, &["close", "keep-alive"]) {
-        req.remove_header(name.as_str());
+    let mut req = as_sent.clone();
+    if has_body
+        && !req.headers.contains_key(CONTENT_LENGTH)
+        && !req.headers.contains_key(TRANSFER_ENCODING)
+    {
+        req.insert_header(TRANSFER_ENCODING, "chunked")?;
     }
-    for name in HOP_BY_HOP {
-        req.remove_header(name);
+    let authority = req
+        .uri
+        .authority()
+        .map(|a| a.as_str().as_bytes().to_vec())
+        .or_else(|| {
+            raw_target_authority(req.raw_path())
+                .authority()
+                .map(<[u8]>::to_vec)
+        });
+    if let Some(authority) = authority {
+        let mut hosts = req.headers.get_all(HOST).iter();
+        let same =
+            hosts.next().is_some_and(|h| h.as_bytes() == authority) && hosts.next().is_none();
+        if !same {
+            req.insert_header(HOST, authority)?;
+        }
     }
     for name in &mirror.strip_headers {
         req.remove_header(name);
     }
-    apply_forwarding(&mut req, fwd, peer, request_id.to_add(), strip)?;
     req.insert_header(mirror.marker_header.clone(), "1")?;
     Ok(req)
 }
@@ -92,9 +108,7 @@ pub(crate) fn body_plan(req: &RequestHeader) -> BodyPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::HeaderValue;
     use http::Method;
-    use std::net::IpAddr;
 
     fn mirror() -> Mirror {
         Mirror {
@@ -110,54 +124,61 @@ mod tests {
         }
     }
 
-    fn forwarding() -> Forwarding {
-        Forwarding {
-            x_forwarded_for: true,
-            x_forwarded_proto: true,
-            x_forwarded_host: true,
-            request_id_header: HeaderName::from_static("x-request-id"),
-            trusted_proxies: Vec::new(),
-        }
-    }
-
     #[test]
-    fn a_copy_keeps_the_request_but_not_its_hops_or_stripped_headers() {
+    fn a_copy_is_the_request_as_sent_minus_stripped_headers_plus_the_marker() {
         let mut req = RequestHeader::build("POST", b"/orders?id=1", None).expect("header");
         for (k, v) in [
             ("host", "shop.example.com"),
-            ("connection", "keep-alive, x-secret-hop"),
-            ("x-secret-hop", "1"),
-            ("keep-alive", "timeout=5"),
             ("cookie", "session=abc"),
-            ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
             ("x-custom", "v"),
+            ("x-request-id", "0123"),
         ] {
             req.append_header(k, v).expect("append");
         }
-        let id = RequestId {
-            value: HeaderValue::from_static("0123"),
-            generated: true,
-        };
-        let ip: IpAddr = "10.1.2.3".parse().expect("ip");
-        let peer = Peer {
-            addr: Some(ip),
-            trusted: false,
-            client: Some(ip),
-        };
-        let copy = shadow_request(&req, &forwarding(), &mirror(), &peer, &id, &[]).expect("copy");
+        let copy = shadow_request(&req, &mirror(), true).expect("copy");
         let get = |k: &str| copy.headers.get(k).and_then(|v| v.to_str().ok());
         assert_eq!(copy.method, Method::POST);
         assert_eq!(copy.uri.to_string(), "/orders?id=1");
-        assert_eq!(get("host"), Some("shop.example.com"));
-        assert_eq!(get("x-custom"), Some("v"));
-        assert_eq!(get("transfer-encoding"), Some("chunked"));
-        assert_eq!(get("x-runoff-shadow"), Some("1"));
-        assert_eq!(get("x-request-id"), Some("0123"));
-        assert_eq!(get("x-forwarded-for"), Some("10.1.2.3"));
-        for gone in ["connection", "keep-alive", "x-secret-hop", "cookie"] {
-            assert_eq!(get(gone), None, "{gone}");
+        for (k, v) in [
+            ("host", "shop.example.com"),
+            ("x-custom", "v"),
+            ("content-length", "5"),
+            ("x-runoff-shadow", "1"),
+            ("x-request-id", "0123"),
+        ] {
+            assert_eq!(get(k), Some(v), "{k}");
         }
+        assert_eq!(get("cookie"), None);
+        assert_eq!(get("transfer-encoding"), None);
+        assert_eq!(body_plan(&copy), BodyPlan::Length(5));
+        assert_eq!(copy.headers.len(), 5);
+    }
+
+    #[test]
+    fn a_body_whose_framing_was_nominated_away_goes_chunked_as_pingora_sends_it() {
+        let mut req = RequestHeader::build("POST", b"/", None).expect("header");
+        req.append_header("host", "a").expect("host");
+        let copy = shadow_request(&req, &mirror(), true).expect("copy");
+        assert_eq!(
+            copy.headers.get("transfer-encoding").map(|v| v.as_bytes()),
+            Some(&b"chunked"[..])
+        );
         assert_eq!(body_plan(&copy), BodyPlan::Streamed);
+        let copy = shadow_request(&req, &mirror(), false).expect("copy");
+        assert_eq!(body_plan(&copy), BodyPlan::None);
+    }
+
+    #[test]
+    fn an_absolute_form_target_names_the_host() {
+        let mut req =
+            RequestHeader::build("GET", b"http://api.example:8080/x", None).expect("header");
+        req.append_header("host", "other").expect("host");
+        let copy = shadow_request(&req, &mirror(), false).expect("copy");
+        assert_eq!(
+            copy.headers.get("host").map(|v| v.as_bytes()),
+            Some(&b"api.example:8080"[..])
+        );
     }
 
     #[test]

@@ -14,23 +14,76 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::pair::{Completed, Outcome, Pair};
 use super::tee::BodyEvent;
-use super::{MirrorRuntime, RouteMirror};
+use super::{request, MirrorRuntime, RouteMirror};
 use crate::access_log::{now_rfc3339, rfc3339_at, Entry};
 use crate::analysis::tally::Side;
 use crate::compare::{Captured, PairMeta};
 use crate::metrics::{DropReason, Role, StatusClass};
 use crate::outcome::error_kind;
 
-pub(super) struct Job {
+/// One unit of a route's copies-under-way count, held from the copy's admission to its end.
+pub(super) struct Reserved(Arc<RouteMirror>);
+
+impl Reserved {
+    /// Hold the unit `admit` has just counted.
+    pub(super) fn new(rm: Arc<RouteMirror>) -> Reserved {
+        Reserved(rm)
+    }
+
+    pub(super) fn rm(&self) -> &Arc<RouteMirror> {
+        &self.0
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An admitted copy waiting for the primary's request to be final (`send`), or for the
+/// primary to fail before it was (`cancel`).
+pub(super) struct Pending {
     pub rt: Arc<MirrorRuntime>,
-    pub rm: Arc<RouteMirror>,
-    pub header: RequestHeader,
-    /// What the access log says about the request (when it is on).
-    pub facts: Option<PairMeta>,
     pub body: Option<UnboundedReceiver<BodyEvent>>,
     pub pair: Arc<Pair>,
     /// When runoff saw the original request start (the primary's start too).
     pub start: Instant,
+    pub reserved: Reserved,
+}
+
+impl Pending {
+    fn rm(&self) -> &Arc<RouteMirror> {
+        self.reserved.rm()
+    }
+
+    /// Send the copy with this header, on a task of its own.
+    pub(super) fn send(self, header: RequestHeader) {
+        let rm = self.rm();
+        let log = self.rt.access_log.enabled();
+        let facts =
+            (self.pair.judged() || log).then(|| request::facts(&header, &rm.request_id_header));
+        if let Some(f) = facts.as_ref().filter(|_| self.pair.judged()) {
+            self.pair.name(f.clone());
+        }
+        tokio::spawn(run(Job {
+            facts: facts.filter(|_| log),
+            header,
+            pending: self,
+        }));
+    }
+
+    /// The copy will not be sent: the primary's request never went upstream.
+    pub(super) fn cancel(self, reason: DropReason) {
+        dropped(self.rm(), &self.pair, reason);
+    }
+}
+
+struct Job {
+    pending: Pending,
+    header: RequestHeader,
+    /// What the access log says about the request (when it is on).
+    facts: Option<PairMeta>,
 }
 
 /// What a completed exchange measured.
@@ -45,28 +98,33 @@ struct Exchanged {
 
 /// Lowers the route's in-flight count and the shadow gauge when the copy ends, however.
 struct Settle {
+    _reserved: Reserved,
     rm: Arc<RouteMirror>,
 }
 
 impl Drop for Settle {
     fn drop(&mut self) {
-        self.rm.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.rm.handles.shadow.in_flight.dec();
     }
 }
 
-pub(super) async fn run(job: Job) {
+async fn run(job: Job) {
     let Job {
-        rt,
-        rm,
+        pending:
+            Pending {
+                rt,
+                body,
+                pair,
+                start,
+                reserved,
+            },
         header,
         facts,
-        body,
-        pair,
-        start,
     } = job;
+    let rm = Arc::clone(&reserved.0);
     rm.handles.shadow.in_flight.inc();
     let settle = Settle {
+        _reserved: reserved,
         rm: Arc::clone(&rm),
     };
     // The copy's own upstream clock: from here, where it starts going upstream (its

@@ -1,17 +1,22 @@
-//! The request-body tee: as the primary's body flows, each new piece is passed to the copy's
-//! task through an unbounded channel whose bytes are charged to a global memory budget.
+//! The primary's side of a copy (`CopyHandle`): it sends the copy once the primary's request is
+//! final, and, as the primary's body flows, passes each new piece to the copy's task through an
+//! unbounded channel whose bytes are charged to a global memory budget.
 //!
-//! Must not: block or slow the primary (nothing here awaits), tee a retry's replay twice, or
-//! let a copy complete with a truncated body (a copy over its limits is abandoned instead).
+//! Must not: block or slow the primary (nothing here awaits), send a copy of a request that
+//! never went upstream, tee a retry's replay twice, or let a copy complete with a truncated
+//! body (a copy over its limits is abandoned instead).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use pingora::http::RequestHeader;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::pair::{Completed, Outcome, Pair};
+use super::request;
+use super::shadow::Pending;
 use crate::compare::Captured;
 use crate::metrics::DropReason;
 
@@ -70,9 +75,33 @@ pub(crate) struct CopyHandle {
     pub(super) max_body: u64,
     pub(super) budget: Arc<Budget>,
     pub(super) pair: Arc<Pair>,
+    /// The copy until it is sent (`send`).
+    pub(super) pending: Option<Pending>,
 }
 
 impl CopyHandle {
+    /// Send the copy, once: `as_sent` is the primary's request as `upstream_request_filter`
+    /// sees it (`request::shadow_request` says what the copy adds to it), `has_body` whether
+    /// a body follows. `true` when it was sent by this call (the first attempt's).
+    pub(crate) fn send(&mut self, as_sent: &RequestHeader, has_body: bool) -> bool {
+        let Some(pending) = self.pending.take() else {
+            return false;
+        };
+        match request::shadow_request(as_sent, &pending.reserved.rm().config, has_body) {
+            Ok(header) => {
+                pending.send(header);
+                true
+            }
+            Err(e) => {
+                // Not seen: the copy only adds valid fields to a request Pingora accepted.
+                log::warn!("cannot build a shadow copy: {e}");
+                self.abandon(DropReason::PrimaryFailed);
+                pending.cancel(DropReason::PrimaryFailed);
+                false
+            }
+        }
+    }
+
     /// Pass on a piece of the request body as it flows to the primary.
     ///
     /// `attempt_end` is the offset, within the body, just past `chunk` in the current upstream
@@ -130,11 +159,16 @@ impl CopyHandle {
         caller_gone: bool,
         error: bool,
     ) {
-        self.abandon(if caller_gone {
+        let reason = if caller_gone {
             DropReason::ClientAborted
         } else {
             DropReason::PrimaryFailed
-        });
+        };
+        self.abandon(reason);
+        if let Some(pending) = self.pending.take() {
+            // The primary's request never went upstream: neither does its copy.
+            pending.cancel(reason);
+        }
         self.pair.primary(match duration {
             Some(duration) => Outcome::Completed(Completed {
                 duration,
@@ -155,6 +189,9 @@ impl CopyHandle {
 impl Drop for CopyHandle {
     fn drop(&mut self) {
         self.abandon(DropReason::ClientAborted);
+        if let Some(pending) = self.pending.take() {
+            pending.cancel(DropReason::ClientAborted);
+        }
     }
 }
 
@@ -205,6 +242,7 @@ mod tests {
                 },
                 None,
             )),
+            pending: None,
         };
         (h, rx, budget)
     }

@@ -16,7 +16,6 @@ use rand::Rng;
 use crate::analysis::tally::{Side, Tally};
 use crate::analysis::Recorder;
 use crate::config::{defaults, Route};
-use crate::forwarding::{Peer, RequestId};
 use crate::metrics::ForceRefusal;
 use crate::metrics::RequestHandles;
 use crate::mirror::{self, CopyHandle, MirrorRuntime};
@@ -94,10 +93,10 @@ pub(super) fn decide<'r>(
 pub(super) struct CopyRequest<'a> {
     pub header: &'a RequestHeader,
     pub is_upgrade: bool,
-    pub peer: Peer,
+    /// A body follows the header.
+    pub has_body: bool,
     /// The route's sticky key in the request, as `decide` found it.
     pub sticky_key: Option<&'a [u8]>,
-    pub request_id: &'a RequestId,
     /// When runoff saw the request start.
     pub start: Instant,
 }
@@ -140,7 +139,8 @@ fn forced<'r>(
     Some(wanted)
 }
 
-/// Dispatch a shadow copy of the request when its route mirrors and the request qualifies.
+/// Admit a shadow copy of the request when its route mirrors and the request qualifies; it is
+/// sent from `upstream_request_filter`, once the primary's request is final.
 pub(super) fn start_copy(
     mirrors: &Arc<MirrorRuntime>,
     snapshot: &Snapshot,
@@ -160,18 +160,9 @@ pub(super) fn start_copy(
     if !sampled {
         return None;
     }
-    let fwd = &snapshot.live.forwarding;
-    let strip = &snapshot.routes[target.route].strip;
-    match mirror::shadow_request(req, fwd, config, &copy.peer, copy.request_id, strip) {
-        Ok(header) => mirror::dispatch(mirrors, rm, header, mirror::body_plan(req), copy.start),
-        Err(e) => {
-            let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-            log::warn!(
-                "cannot build a shadow copy of {} {}: {e}",
-                req.method,
-                snapshot.routes[target.route].redact.path(path)
-            );
-            None
-        }
-    }
+    let declared = match mirror::body_plan(req) {
+        mirror::BodyPlan::Length(n) => Some(n),
+        _ => None,
+    };
+    mirror::admit(mirrors, rm, declared, copy.has_body, copy.start)
 }

@@ -21,6 +21,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
+use crate::caller_io::Watched;
 use crate::compare::Captured;
 use crate::forwarding::{self, Peer, RequestId};
 use crate::mirror::CopyHandle;
@@ -125,8 +126,15 @@ impl ProxyHttp for Runoff {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(conn) = Watched::of(session.downstream_session.stream()) {
+            conn.request_began();
+        }
         caller_limits(session, &self.shared);
-        if let Err((why, status)) = strict::check(session.req_header()) {
+        let raw = session
+            .downstream_session
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        if let Err((why, status)) = strict::check(session.req_header(), raw.as_deref()) {
             self.shared.metrics.rejected_requests.inc(why);
             ctx.answered = status;
             // A refused request's connection is not reused (its framing may be in doubt).
@@ -139,6 +147,15 @@ impl ProxyHttp for Runoff {
                 session.req_header_mut().remove_header(&name);
             }
         }
+        let has_body = !session.is_body_empty();
+        // Pingora forwards only WebSocket upgrades (its default request policy): any other
+        // `Upgrade` (h2c, …) is stripped and the request goes on as a plain one, as its copy does.
+        let is_upgrade = session.is_upgrade_req()
+            && session
+                .req_header()
+                .headers
+                .get(http::header::UPGRADE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
         let snapshot = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
         let peer = Peer::of(peer_ip(session), &req.headers, &snapshot.live.forwarding);
@@ -160,6 +177,7 @@ impl ProxyHttp for Runoff {
             ctx.request_id = Some(request_id);
             return websocket::serve(self, session, ctx, key).await;
         }
+        let sticky = sticky_key.as_ref().map(|k| k.as_bytes());
         if let Some(target) = &ctx.target {
             ctx.mirror = start_copy(
                 &self.shared.mirrors,
@@ -167,22 +185,14 @@ impl ProxyHttp for Runoff {
                 target,
                 CopyRequest {
                     header: req,
-                    is_upgrade: session.is_upgrade_req(),
-                    peer,
-                    sticky_key: sticky_key.as_ref().map(|k| k.as_bytes()),
-                    request_id: &request_id,
+                    is_upgrade,
+                    has_body,
+                    sticky_key: sticky,
                     start: ctx.start,
                 },
             );
         }
         ctx.request_id = Some(request_id);
-        if ctx.mirror.is_some() && rand::random::<bool>() {
-            // Which leg's request is written first is a coin toss: the copy's task runs once
-            // this one yields. Left alone, the primary would always go first, and whichever
-            // backend is the shadow would be measured under a systematically different
-            // order (bench/fidelity.sh: role bias up to 20-45% at 500 req/s either way).
-            tokio::task::yield_now().await;
-        }
         Ok(false)
     }
 
@@ -223,7 +233,7 @@ impl ProxyHttp for Runoff {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -234,6 +244,23 @@ impl ProxyHttp for Runoff {
             ctx.generated_id(),
             &ctx.strip(),
         )?;
+        // The copy is sent now, from the request exactly as the primary's backend gets it
+        // (after Pingora's normalisation), by the first attempt only.
+        let sent = ctx
+            .mirror
+            .as_mut()
+            .is_some_and(|copy| copy.send(upstream_request, !session.is_body_empty()));
+        if sent && rand::random::<bool>() {
+            // Which leg's request is written first is a coin toss: the copy's task runs once
+            // this one yields. Left alone, the primary would always go first, and whichever
+            // backend is the shadow would be measured under a systematically different
+            // order (bench/fidelity.sh: role bias up to 20-45% at 500 req/s either way).
+            // The primary's clock does not count the time it let the copy go first.
+            let yielded = Instant::now();
+            tokio::task::yield_now().await;
+            let waited = yielded.elapsed();
+            ctx.upstream_started = ctx.upstream_started.map(|t| t + waited);
+        }
         ctx.sent_upstream_at = Some(Instant::now());
         Ok(())
     }
@@ -402,6 +429,11 @@ impl ProxyHttp for Runoff {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if !ctx.recorded {
             self.record(session.req_header(), ctx, e, ctx.start.elapsed());
+        }
+        if session.is_body_done() {
+            if let Some(conn) = Watched::of(session.downstream_session.stream()) {
+                conn.request_ended();
+            }
         }
     }
 }

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownWatch};
 
+use crate::caller_io::Watched;
+use crate::metrics::{PerLabel, Rejection};
 use crate::state::{Connections, Shared};
 
 /// How long, after the listeners stop accepting, connections accepted in the last instant still
@@ -29,6 +31,10 @@ pub(super) struct LastAcceptGrace<A> {
     /// is closed as soon as it is accepted (counted), so accepting never runs runoff out of
     /// descriptors or memory.
     pub(super) connections: Arc<Connections>,
+    /// Each accepted connection is watched beneath Pingora's parser (`caller_io`): its header
+    /// blocks' deadline, and refusals counted here.
+    pub(super) header_timeout: Duration,
+    pub(super) rejections: PerLabel<Rejection>,
 }
 
 #[async_trait]
@@ -42,6 +48,15 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<pingora::protocols::Stream> {
         let _slot = self.connections.admit()?;
+        let session: pingora::protocols::Stream = if Watched::of(Some(&session)).is_some() {
+            session
+        } else {
+            Box::new(Watched::new(
+                session,
+                self.header_timeout,
+                self.rejections.clone(),
+            ))
+        };
         self.inner.process_new(session, shutdown).await
     }
 

@@ -261,6 +261,8 @@ fn assemble(
         LastAcceptGrace {
             inner: Arc::new(proxy_app),
             connections: Arc::clone(&shared.connections),
+            header_timeout: startup.server.client_header_timeout,
+            rejections: shared.metrics.rejected_requests.clone(),
         },
     );
     for addr in &startup.listen {

@@ -13,6 +13,7 @@ mod examples;
 mod forwarding;
 mod lifecycle;
 mod mirror;
+mod odd_requests;
 mod process;
 mod proxy;
 mod resources;

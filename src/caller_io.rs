@@ -1,0 +1,353 @@
+//! A caller's connection beneath Pingora's HTTP/1 parser (`Watched`, wrapping each accepted
+//! stream): a deadline for every request's header block (`server.client_header_timeout`;
+//! Pingora waits forever for a new connection's first request, and applies its timeouts per
+//! read), and the requests Pingora's parser refuses by itself (it answers 400 before any hook
+//! runs) counted in `runoff_rejected_requests_total` with a reason. Pingora offers no hook
+//! around its parser; wrapping the stream it reads from is the least invasive way in. The
+//! proxy's hooks say when a request is under way (`request_began`, `request_ended`).
+//!
+//! Must not: change a byte read or written, keep more than the first bytes of a header block,
+//! or act while a request is under way (its body, an upgraded stream).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use crate::metrics::{PerLabel, Rejection};
+
+/// Bytes of a header block kept to say why the parser refused it.
+const KEEP_HEAD_BYTES: usize = 8 * 1024;
+/// Pingora's own bounds on a request header block (`pingora-core`'s `MAX_HEADER_SIZE` and
+/// `MAX_HEADERS`): past them its parser refuses the request.
+const PINGORA_MAX_HEADER_BYTES: usize = 1_048_575;
+const PINGORA_MAX_HEADERS: usize = 256;
+
+/// A caller's connection as Pingora reads and writes it.
+pub(crate) struct Watched {
+    inner: Stream,
+    /// A request's header was accepted and the request has not ended: nothing to watch.
+    busy: AtomicBool,
+    /// When the header block being awaited must be complete: from the connection's start for
+    /// its first request, from the first byte of a later one (the idle wait between requests
+    /// is Pingora's keep-alive timeout's).
+    deadline: Option<Pin<Box<Sleep>>>,
+    header_timeout: Duration,
+    /// The header block being awaited, as read so far (its first bytes), and its size.
+    head: Vec<u8>,
+    head_bytes: usize,
+    /// This gap's refusal was counted already.
+    counted: bool,
+    rejections: PerLabel<Rejection>,
+}
+
+impl Watched {
+    /// Watch a newly accepted connection: its first header block is due within
+    /// `header_timeout` from now.
+    pub(crate) fn new(
+        inner: Stream,
+        header_timeout: Duration,
+        rejections: PerLabel<Rejection>,
+    ) -> Watched {
+        Watched {
+            inner,
+            busy: AtomicBool::new(false),
+            deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
+            header_timeout,
+            head: Vec::new(),
+            head_bytes: 0,
+            counted: false,
+            rejections,
+        }
+    }
+
+    /// The connection under a Pingora session, when runoff watches it.
+    pub(crate) fn of(stream: Option<&Stream>) -> Option<&Watched> {
+        stream.and_then(|s| s.as_any().downcast_ref::<Watched>())
+    }
+
+    /// Pingora accepted a request's header: what is read and written now is the request's.
+    pub(crate) fn request_began(&self) {
+        self.busy.store(true, Ordering::Release);
+    }
+
+    /// The request ended and its body was read whole: the next bytes are a new header block.
+    /// (A request whose body was left unread stays "under way" until the next one begins,
+    /// since Pingora reads the rest of that body after the last hook.)
+    pub(crate) fn request_ended(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+
+    fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Keep what a read brought of the header block being awaited.
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.head_bytes == 0 && self.deadline.is_none() {
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.header_timeout)));
+        }
+        self.head_bytes += bytes.len();
+        let room = KEEP_HEAD_BYTES.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// A request is under way: forget the last header block and its deadline.
+    fn settle(&mut self) {
+        if self.deadline.is_some() || self.head_bytes > 0 || self.counted {
+            self.deadline = None;
+            self.head.clear();
+            self.head_bytes = 0;
+            self.counted = false;
+        }
+    }
+}
+
+/// Why Pingora's parser refused a header block, from its first bytes and its size.
+pub(crate) fn classify(head: &[u8], head_bytes: usize) -> Rejection {
+    if head_bytes > PINGORA_MAX_HEADER_BYTES {
+        return Rejection::TooLarge;
+    }
+    // The request line alone, as a header block with no fields.
+    let line_end = head
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(head.len(), |i| i + 1);
+    let mut line = head[..line_end].to_vec();
+    if !line.ends_with(b"\n") {
+        line.extend_from_slice(b"\r\n");
+    }
+    line.extend_from_slice(b"\r\n");
+    if httparse::Request::new(&mut []).parse(&line).is_err() {
+        return Rejection::BadRequestLine;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; PINGORA_MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Err(httparse::Error::TooManyHeaders) => Rejection::TooLarge,
+        Err(_) => Rejection::BadHeader,
+        // Parsed, or cut short: refused on what the header says (Content-Length values that
+        // differ, Transfer-Encoding on HTTP/1.0, an ambiguous authority).
+        Ok(_) => {
+            let framing = req.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("content-length")
+                    || h.name.eq_ignore_ascii_case("transfer-encoding")
+            });
+            if framing {
+                Rejection::BadFraming
+            } else if req.path.is_some() {
+                Rejection::BadHost
+            } else {
+                Rejection::BadRequestLine
+            }
+        }
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.busy() {
+            this.settle();
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.saw(buf.filled().get(before..).unwrap_or_default());
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                if !expired {
+                    return Poll::Pending;
+                }
+                this.deadline = None;
+                if !this.counted {
+                    this.counted = true;
+                    this.rejections.inc(Rejection::Timeout);
+                }
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "runoff: the request's header block took longer than client_header_timeout",
+                )))
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if !this.busy() && !this.counted && !data.is_empty() {
+            // Nothing is written between requests but the answer of Pingora's parser to a
+            // header block it refused.
+            this.counted = true;
+            this.deadline = None;
+            this.rejections.inc(classify(&this.head, this.head_bytes));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if !this.busy() && !this.counted && bufs.iter().any(|b| !b.is_empty()) {
+            this.counted = true;
+            this.deadline = None;
+            this.rejections.inc(classify(&this.head, this.head_bytes));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Watched {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await;
+    }
+}
+
+impl UniqueID for Watched {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Watched {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<std::sync::Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Watched {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Watched {
+    fn get_proxy_digest(
+        &self,
+    ) -> Option<std::sync::Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for Watched {
+    fn get_socket_digest(&self) -> Option<std::sync::Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+}
+
+#[async_trait]
+impl Peek for Watched {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+impl fmt::Debug for Watched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watched")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_classified() {
+        let c = |head: &[u8]| classify(head, head.len());
+        assert_eq!(c(b"GET /x HTTP/9.9\r\n\r\n"), Rejection::BadRequestLine);
+        assert_eq!(c(b"G(T / HTTP/1.1\r\n\r\n"), Rejection::BadRequestLine);
+        assert_eq!(
+            c(b"GET /x HTTP/1.1 extra\r\nHost: a\r\n\r\n"),
+            Rejection::BadRequestLine
+        );
+        assert_eq!(c(b"GARBAGE\r\n\r\n"), Rejection::BadRequestLine);
+        assert_eq!(
+            c(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"),
+            Rejection::BadHeader
+        );
+        assert_eq!(
+            c(b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n"),
+            Rejection::BadHeader
+        );
+        assert_eq!(
+            c(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Rejection::BadFraming
+        );
+        assert_eq!(
+            c(b"GET http:/\\a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Rejection::BadHost
+        );
+        assert_eq!(
+            classify(b"GET / HTTP/1.1\r\n", 2_000_000),
+            Rejection::TooLarge
+        );
+        let many: Vec<u8> = std::iter::once(&b"GET / HTTP/1.1\r\n"[..])
+            .chain(std::iter::repeat_n(&b"X: y\r\n"[..], 300))
+            .chain(std::iter::once(&b"\r\n"[..]))
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(c(&many), Rejection::TooLarge);
+    }
+}
