@@ -541,3 +541,74 @@ async fn malformed_requests_are_refused_before_routing_counted_and_never_mirrore
     );
     assert_eq!(go.count(), 1, "and the shadow");
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_accepting_waits_and_resumes() {
+    use tokio::io::AsyncWriteExt;
+    let node = fixture("node").start().await;
+    let runoff = Runoff::start(|p| harness::one_backend(p, "node", node.addr, "")).await;
+    let pid = runoff.pid();
+    // Leave runoff 16 descriptors to spare, then open more idle connections than that.
+    let limit = open_fds(pid) + 16;
+    let status = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(status.success());
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        // The kernel completes the handshake (backlog) even when runoff cannot accept.
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+                .await
+                .expect("connect"),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while open_fds(pid) < limit {
+        assert!(
+            Instant::now() < deadline,
+            "runoff never ran out: {} of {limit} descriptors open",
+            open_fds(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Out of descriptors (accept fails with EMFILE): runoff lives on, and once callers leave,
+    // it accepts and serves again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "runoff died"
+    );
+    for mut s in idle.drain(..) {
+        let _ = s.shutdown().await;
+    }
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get(runoff.url("/api/after")).send(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .is_some_and(|r| r.status() == 200);
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "runoff did not serve again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(runoff.scrape().await.has("runoff_requests_total"));
+    assert!(
+        runoff.stderr().contains("Too many open files"),
+        "accept() never hit EMFILE:\n{}",
+        runoff.stderr()
+    );
+}
