@@ -66,13 +66,16 @@ pub(crate) fn is_upstream(e: &Error) -> bool {
     *e.esource() == ErrorSource::Upstream
 }
 
-/// Whether an error only means the caller's connection went away (closed, reset, or a failed
-/// read or write on it).
+/// Whether an error only means the caller's connection went away (closed, reset, a failed
+/// read or write on it, or a caller that stopped reading past `server.send_timeout`).
 pub(crate) fn caller_went_away(e: &Error) -> bool {
     *e.esource() == ErrorSource::Downstream
         && matches!(
             e.etype(),
-            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            ErrorType::ConnectionClosed
+                | ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::WriteTimedout
         )
 }
 

@@ -16,6 +16,8 @@ pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a caller may take to send a request's header block: nginx's
 /// `client_header_timeout`.
 pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one write of a response to a caller may wait: nginx's `send_timeout`.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Callers' connections open at once (above the 10,000 the benches hold).
 pub const MAX_CONNECTIONS: usize = 16_384;
 /// The admin listener: loopback, so the API works without a token only on this host.

@@ -64,6 +64,10 @@ pub struct ServerSettings {
     /// connection is closed and counted.
     #[serde(serialize_with = "humane")]
     pub client_header_timeout: Duration,
+    /// How long a write of the response to a caller may wait (a caller that stops reading);
+    /// past it the connection is closed.
+    #[serde(serialize_with = "humane")]
+    pub send_timeout: Duration,
     /// Keep header names with underscores (dropped by default, as nginx does).
     pub underscores_in_headers: bool,
     /// Callers' connections open at once; past it one is closed as soon as it is accepted.

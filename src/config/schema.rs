@@ -44,6 +44,7 @@ pub struct RawServer {
     pub max_connections: Option<i64>,
     pub client_body_timeout: Option<String>,
     pub client_header_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub underscores_in_headers: Option<bool>,
     pub upstream_keepalive_pool_size: Option<i64>,
     pub mirror_memory_bytes: Option<i64>,

@@ -45,6 +45,7 @@ fn minimal_config_gets_documented_defaults() {
         c.startup.server.client_header_timeout,
         Duration::from_secs(60)
     );
+    assert_eq!(c.startup.server.send_timeout, Duration::from_secs(60));
     assert_eq!(c.startup.admin.listen.to_string(), "127.0.0.1:9100");
     let node = &c.live.backends[0];
     assert_eq!(node.connect_timeout, Duration::from_secs(1));

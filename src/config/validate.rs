@@ -123,6 +123,11 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             raw.client_header_timeout.as_deref(),
             defaults::CLIENT_HEADER_TIMEOUT,
         ),
+        send_timeout: c.duration(
+            "server.send_timeout",
+            raw.send_timeout.as_deref(),
+            defaults::SEND_TIMEOUT,
+        ),
         underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
         max_connections: c.positive(
             "server.max_connections",

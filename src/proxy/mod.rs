@@ -84,8 +84,8 @@ fn body_stalled(session: &mut Session, e: &Error) -> Option<Box<Error>> {
 /// HTTP/1.1 keep-alive connection (the client's keep-alive makes its timeout infinite), so
 /// bound it where keep-alive is on at all (not HTTP/1.0 without it, `Connection: close` or a
 /// draining server); answer pipelined requests in order (RFC 9112 §9.3.2; Pingora's default
-/// answers the first and closes); and give a caller that pauses mid-body a 408
-/// (`body_stalled`).
+/// answers the first and closes); give a caller that pauses mid-body a 408 (`body_stalled`);
+/// and disconnect one that stops reading its response (`server.send_timeout`).
 fn caller_limits(session: &mut Session, shared: &Shared) {
     if session.get_keepalive().is_some() {
         // Whole seconds, at least one (the config checks).
@@ -93,6 +93,7 @@ fn caller_limits(session: &mut Session, shared: &Shared) {
     }
     session.set_pipelining_enabled(true);
     session.set_read_timeout(Some(shared.server.client_body_timeout));
+    session.set_write_timeout(Some(shared.server.send_timeout));
 }
 
 fn peer_ip(session: &Session) -> Option<IpAddr> {

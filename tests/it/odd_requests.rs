@@ -445,3 +445,44 @@ async fn a_header_block_slower_than_client_header_timeout_is_cut_and_counted() {
         .await;
     assert_eq!(node.count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_stops_reading_is_disconnected_after_send_timeout() {
+    // Far more than loopback socket buffers hold, so runoff's writes to the caller block.
+    let big = vec![b'x'; 48 << 20];
+    let node = fixture("node")
+        .when_path("/big", |b| b.body(big))
+        .start()
+        .await;
+    let runoff =
+        Runoff::start(|p| one_backend_with(p, "send_timeout: 1s", "node", node.addr, "")).await;
+    let mut reader = TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+        .await
+        .unwrap();
+    reader
+        .write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 1024];
+    let n = reader.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    // Then it reads nothing more. Meanwhile others are served.
+    let client = reqwest::Client::new();
+    let r = client.get(runoff.url("/small")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // runoff gives up on the caller: the request ends, counted as the backend's 2xx (the
+    // backend answered in full), no upstream error.
+    let m = runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &[("status_class", "2xx"), ("role", "primary")],
+            2.0,
+        )
+        .await;
+    assert_eq!(m.sum("runoff_upstream_errors_total", &[]), 0.0);
+    // And the connection is closed: what is left to read ends before the whole body.
+    let mut rest = Vec::new();
+    let read = timeout(Duration::from_secs(20), reader.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the slow reader's connection is still open");
+    assert!(n + rest.len() < 48 << 20, "the whole body was sent");
+}
