@@ -23,6 +23,8 @@ mod control;
 mod demo;
 pub mod error;
 mod forwarding;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metrics;
 mod mirror;
 mod outcome;

@@ -34,7 +34,7 @@ use crate::redact::Redactor;
 use pair::Pair;
 use tee::Budget;
 
-pub(crate) use request::{body_plan, BodyPlan};
+pub(crate) use request::{body_plan, shadow_request, BodyPlan};
 pub(crate) use tee::CopyHandle;
 
 /// Process-wide mirroring resources: the shadow connection pool and the memory budget.
