@@ -14,6 +14,7 @@ pub(crate) mod store;
 pub(crate) use judge::{Judge, PairMeta};
 
 use std::io::Read;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, CONTENT_ENCODING};
@@ -23,8 +24,15 @@ use serde_json::Value;
 use crate::config::{Compare, HeaderRule};
 use crate::metrics::{CompareResult, Part, SkipReason};
 
+/// Memory a capture's body is charged against (the mirror's memory budget), given back when
+/// the capture is dropped.
+pub(crate) trait Charge: Send + Sync {
+    /// Take `bytes`, or `false` when that would go over the budget.
+    fn take(&self, bytes: u64) -> bool;
+    fn give(&self, bytes: u64);
+}
+
 /// A response as captured for comparison: status, headers, and the body up to a limit.
-#[derive(Debug, Clone)]
 pub(crate) struct Captured {
     pub status: u16,
     pub headers: HeaderMap,
@@ -32,7 +40,11 @@ pub(crate) struct Captured {
     pub body_len: usize,
     /// More body arrived than the limit: the pair will be skipped.
     pub truncated: bool,
+    /// The memory budget was full: the pair will be skipped.
+    pub over_budget: bool,
     limit: usize,
+    /// What the kept body is charged against, and how much it holds.
+    charge: Option<Arc<dyn Charge>>,
 }
 
 impl Captured {
@@ -43,22 +55,44 @@ impl Captured {
             body: Vec::new(),
             body_len: 0,
             truncated: false,
+            over_budget: false,
             limit,
+            charge: None,
         }
     }
 
-    /// Keep a piece of body (a cheap reference-counted clone) while under the limit.
+    /// Charge the kept body against `budget` while the capture lives.
+    pub(crate) fn charged(mut self, budget: Arc<dyn Charge>) -> Captured {
+        self.charge = Some(budget);
+        self
+    }
+
+    /// Keep a piece of body (a cheap reference-counted clone) while under the limit and the
+    /// budget.
     pub(crate) fn push(&mut self, chunk: &Bytes) {
         if self.truncated {
             return;
         }
-        if self.body_len + chunk.len() > self.limit {
+        let len = chunk.len();
+        let refused = self.body_len + len > self.limit;
+        let over = !refused && self.charge.as_ref().is_some_and(|c| !c.take(len as u64));
+        if refused || over {
             self.truncated = true;
-            self.body.clear();
+            self.over_budget = over;
+            self.release();
             return;
         }
-        self.body_len += chunk.len();
+        self.body_len += len;
         self.body.push(chunk.clone());
+    }
+
+    /// Drop the kept body and give its memory back.
+    fn release(&mut self) {
+        if let Some(c) = &self.charge {
+            c.give(self.body_len as u64);
+        }
+        self.body.clear();
+        self.body_len = 0;
     }
 
     fn joined(&self) -> Vec<u8> {
@@ -67,6 +101,23 @@ impl Captured {
             v.extend_from_slice(b);
         }
         v
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl std::fmt::Debug for Captured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Captured")
+            .field("status", &self.status)
+            .field("body_len", &self.body_len)
+            .field("truncated", &self.truncated)
+            .field("over_budget", &self.over_budget)
+            .finish()
     }
 }
 
@@ -149,6 +200,9 @@ const FRAMING: [&str; 5] = [
 
 /// Compare a primary answer with its shadow's.
 pub(crate) fn compare(p: &Captured, s: &Captured, cfg: &Compare) -> Verdict {
+    if p.over_budget || s.over_budget {
+        return Verdict::Skipped(SkipReason::Overloaded);
+    }
     if p.truncated || s.truncated {
         return Verdict::Skipped(SkipReason::TooLarge);
     }

@@ -221,6 +221,50 @@ fn bodies_over_the_limit_are_skipped_and_not_kept() {
     ));
 }
 
+/// A memory budget that counts what it holds.
+struct TestBudget {
+    used: std::sync::atomic::AtomicU64,
+    limit: u64,
+}
+
+impl Charge for TestBudget {
+    fn take(&self, bytes: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u + bytes <= self.limit).then_some(u + bytes)
+            })
+            .is_ok()
+    }
+    fn give(&self, bytes: u64) {
+        self.used
+            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+#[test]
+fn captures_are_charged_to_the_budget_skipped_past_it_and_give_it_back() {
+    use std::sync::atomic::Ordering;
+    let budget = Arc::new(TestBudget {
+        used: std::sync::atomic::AtomicU64::new(0),
+        limit: 8,
+    });
+    let charged = || Captured::new(200, HeaderMap::new(), 1 << 20).charged(budget.clone());
+    let mut a = charged();
+    a.push(&Bytes::from_static(b"12345"));
+    assert_eq!(budget.used.load(Ordering::Acquire), 5);
+    let mut b = charged();
+    b.push(&Bytes::from_static(b"6789"));
+    assert!(b.over_budget && b.truncated && b.body.is_empty());
+    assert_eq!(budget.used.load(Ordering::Acquire), 5);
+    assert!(matches!(
+        compare(&a, &b, &rules()),
+        Verdict::Skipped(SkipReason::Overloaded)
+    ));
+    drop(a);
+    assert_eq!(budget.used.load(Ordering::Acquire), 0);
+}
+
 #[test]
 fn the_store_redacts_counts_paths_and_keeps_a_bounded_ring() {
     let store = store::CompareStore::default();

@@ -197,6 +197,9 @@ label! {
         Busy => "busy",
         /// A body over `compare.body.max_bytes` (captured or decoded).
         TooLarge => "too_large",
+        /// The mirror's memory budget (`server.mirror_memory_bytes`, shared with copies'
+        /// request bodies) could not hold a captured answer.
+        Overloaded => "overloaded",
         /// A body that cannot be decoded within `compare.body.max_bytes` (a content-encoding
         /// runoff cannot undo, or too large once decoded).
         Undecodable => "undecodable",

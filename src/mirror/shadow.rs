@@ -338,9 +338,10 @@ async fn attempt(
     };
     let ttfb = sent_at.elapsed();
     let mut answer = rm.judge.as_ref().and_then(|j| {
-        session
-            .response_header()
-            .map(|h| Captured::new(status, h.headers.clone(), j.body_limit()))
+        session.response_header().map(|h| {
+            let budget: Arc<dyn crate::compare::Charge> = rt.budget.clone();
+            Captured::new(status, h.headers.clone(), j.body_limit()).charged(budget)
+        })
     });
 
     let mut response_bytes = 0u64;

@@ -47,6 +47,17 @@ impl Budget {
     }
 }
 
+/// Captured answers are charged to the same budget as copies' request bodies.
+impl crate::compare::Charge for Budget {
+    fn take(&self, bytes: u64) -> bool {
+        self.try_take(bytes)
+    }
+
+    fn give(&self, bytes: u64) {
+        Budget::give(self, bytes);
+    }
+}
+
 /// Body bytes charged to the budget until dropped.
 pub(super) struct Budgeted {
     pub(super) bytes: Bytes,
@@ -180,9 +191,12 @@ impl CopyHandle {
         });
     }
 
-    /// When this copy's answers will be compared: how much of the primary's body to capture.
-    pub(crate) fn compares(&self) -> Option<usize> {
-        self.pair.body_limit()
+    /// When this copy's answers will be compared: a capture of the primary's answer, its body
+    /// charged to the mirror's memory budget.
+    pub(crate) fn capture(&self, status: u16, headers: http::HeaderMap) -> Option<Captured> {
+        let limit = self.pair.body_limit()?;
+        let budget: Arc<dyn crate::compare::Charge> = self.budget.clone();
+        Some(Captured::new(status, headers, limit).charged(budget))
     }
 }
 

@@ -22,9 +22,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::caller_io::Watched;
-use crate::compare::Captured;
 use crate::forwarding::{self, Peer, RequestId};
-use crate::mirror::CopyHandle;
 use crate::outcome::{self, error_kind, is_upstream, status_for_failure};
 use crate::state::Shared;
 use crate::strict;
@@ -295,12 +293,8 @@ impl ProxyHttp for Runoff {
         forwarding::strip_response_hops(upstream_response);
         let status = upstream_response.status;
         if !status.is_informational() || status.as_u16() == 101 {
-            if let Some(limit) = ctx.mirror.as_ref().and_then(CopyHandle::compares) {
-                ctx.answer = Some(Captured::new(
-                    status.as_u16(),
-                    upstream_response.headers.clone(),
-                    limit,
-                ));
+            if let Some(copy) = ctx.mirror.as_ref() {
+                ctx.answer = copy.capture(status.as_u16(), upstream_response.headers.clone());
             }
             if ctx.ttfb.is_none() {
                 ctx.ttfb = ctx.sent_upstream_at.map(|t| t.elapsed());
