@@ -2,11 +2,11 @@
 //! per-request shadow/primary ratios, over a sliding window and since start.
 //!
 //! Lives here: HDR histograms (microsecond resolution, 3 significant digits) in 10-second
-//! slots, and the [`Book`] that keeps every recorder across reloads. A slot's histogram grows
-//! only as far as the values it holds (32-bit counts, sized to its largest value: 8 KiB for
-//! values under 2 ms, 32 KiB under 130 ms) rather than being laid out for an hour up front
-//! (188 KiB), so a route's 60 slots per series cost a few MiB, not the ~80 MiB that showed as
-//! steady RSS growth in bench/soak.sh's first 10 minutes. Must not: allocate per
+//! slots, and the [`Book`] that keeps every recorder across reloads. Only the slot being
+//! filled is a histogram (32-bit counts, grown as far as its largest value: 8 KiB under 2 ms,
+//! 32 KiB under 130 ms); a closed slot keeps just its recorded buckets, packed (a few KiB).
+//! Laid out for an hour, each slot cost 188 KiB: ~80 MiB of RSS growth over bench/soak.sh's
+//! first 10 minutes for one route. Must not: allocate per
 //! request (recorders are resolved when a config loads), hold a lock for longer than one
 //! histogram update, or know who records (the proxy and the mirror are handed recorders; this
 //! module imports neither).
@@ -41,8 +41,74 @@ fn slot_histogram() -> Option<Histogram<u32>> {
 
 struct Slot {
     index: u64,
-    hist: Histogram<u32>,
+    counts: Counts,
     errors: u64,
+}
+
+/// A slot's values.
+enum Counts {
+    /// The slot being filled.
+    Open(Histogram<u32>),
+    /// A closed slot: each recorded bucket as LEB128 varints (its value's increase over the
+    /// previous bucket's, then its count), in increasing order.
+    Packed(Vec<u8>),
+}
+
+impl Counts {
+    fn close(&mut self) {
+        if let Counts::Open(h) = self {
+            let mut out = Vec::new();
+            let mut last = 0;
+            for v in h.iter_recorded() {
+                let value = v.value_iterated_to();
+                put_varint(&mut out, value - last);
+                put_varint(&mut out, u64::from(v.count_at_value()));
+                last = value;
+            }
+            out.shrink_to_fit();
+            *self = Counts::Packed(out);
+        }
+    }
+
+    /// Add these values into `into` (the same precision: each lands in its own bucket).
+    fn add_to(&self, into: &mut Histogram<u64>) {
+        match self {
+            Counts::Open(h) => {
+                for v in h.iter_recorded() {
+                    let _ = into.record_n(v.value_iterated_to(), u64::from(v.count_at_value()));
+                }
+            }
+            Counts::Packed(bytes) => {
+                let mut rest = bytes.as_slice();
+                let mut value = 0u64;
+                while let (Some(step), Some(n)) = (take_varint(&mut rest), take_varint(&mut rest)) {
+                    value += step;
+                    let _ = into.record_n(value, n);
+                }
+            }
+        }
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 struct Inner {
@@ -96,19 +162,26 @@ impl Recorder {
         inner.total_errors += u64::from(error);
         if inner.slots.back().map(|s| s.index) != Some(index) {
             let Some(hist) = slot_histogram() else { return };
+            if let Some(last) = inner.slots.back_mut() {
+                last.counts.close();
+            }
             if inner.slots.len() >= SLOTS {
                 inner.slots.pop_front();
             }
             inner.slots.push_back(Slot {
                 index,
-                hist,
+                counts: Counts::Open(hist),
                 errors: 0,
             });
         }
-        if let Some(slot) = inner.slots.back_mut() {
-            let n = u32::try_from(n).unwrap_or(u32::MAX);
-            let _ = slot.hist.record_n(v, n);
-            slot.errors += u64::from(error);
+        if let Some(Slot {
+            counts: Counts::Open(hist),
+            errors,
+            ..
+        }) = inner.slots.back_mut()
+        {
+            let _ = hist.record_n(v, u32::try_from(n).unwrap_or(u32::MAX));
+            *errors += u64::from(error);
         }
     }
 
@@ -130,10 +203,7 @@ impl Recorder {
         let mut hist = histogram()?;
         let mut errors = 0;
         for s in inner.slots.iter().filter(|s| s.index + slots > now) {
-            // Each recorded bucket once, at its value: the same precision, so the same bucket.
-            for v in s.hist.iter_recorded() {
-                let _ = hist.record_n(v.value_iterated_to(), u64::from(v.count_at_value()));
-            }
+            s.counts.add_to(&mut hist);
             errors += s.errors;
         }
         Some((hist, errors, inner.total.clone(), inner.total_errors))
@@ -380,6 +450,27 @@ mod tests {
             small.zip(full).is_some_and(|(s, f)| s * 10 < f),
             "{small:?} {full:?}"
         );
+    }
+
+    #[test]
+    fn a_closed_slot_packs_its_buckets_and_reads_back_the_same() {
+        let mut open = slot_histogram().expect("histogram");
+        for v in [1u64, 2, 2, 999, 1_000, 1_001, 65_432, 3_600_000_000] {
+            let _ = open.record(v);
+        }
+        let _ = open.record_n(70_000, 5_000_000);
+        let mut counts = Counts::Open(open.clone());
+        let mut direct = histogram().expect("histogram");
+        counts.add_to(&mut direct);
+        counts.close();
+        let Counts::Packed(bytes) = &counts else {
+            panic!("not packed")
+        };
+        assert!(bytes.len() < 64, "{} bytes", bytes.len());
+        let mut unpacked = histogram().expect("histogram");
+        counts.add_to(&mut unpacked);
+        assert_eq!(unpacked, direct);
+        assert_eq!(unpacked.len(), open.len());
     }
 
     #[test]
