@@ -23,7 +23,7 @@ use crate::control::{Control, ControlError};
 const MAX_BODY: usize = 64 * 1024;
 
 /// Every call, for the 404's hint.
-const CALLS: &str = "try GET /api/summary?window=60s, GET /api/analysis, GET /api/config, GET /api/routes, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/routes/NAME/ramp/resume, POST /api/analysis/NAME/reset, POST /api/reload";
+const CALLS: &str = "try GET /api/summary?window=60s, GET /api/history?window=10m, GET /api/analysis, GET /api/config, GET /api/routes, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/routes/NAME/ramp/resume, POST /api/analysis/NAME/reset, POST /api/reload";
 
 pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Response<Vec<u8>> {
     let method = session.req_header().method.clone();
@@ -41,6 +41,7 @@ pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Resp
             json_reply(StatusCode::OK, &RoutesView::new(&snapshot, &overrides))
         }
         (&Method::GET, ["summary"]) => summary(admin, &query(session)),
+        (&Method::GET, ["history"]) => history(admin, &query(session)),
         (&Method::GET, ["analysis"]) => {
             let snapshot = admin.shared.snapshot.load_full();
             let routes = snapshot
@@ -119,6 +120,7 @@ pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Resp
             | ["mismatches"]
             | ["mismatches", "paths"]
             | ["summary"]
+            | ["history"]
             | ["analysis"]
             | ["analysis", _, "reset"]
             | ["routes", _, "ramp", "resume"]
@@ -131,17 +133,38 @@ pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Resp
     }
 }
 
+/// The `window` query parameter (`default` when absent); `None` when it is not a duration.
+fn window(q: &HashMap<String, String>, default: Duration) -> Option<Duration> {
+    match q.get("window").map(|w| humantime::parse_duration(w)) {
+        None => Some(default),
+        Some(Ok(w)) if !w.is_zero() => Some(w),
+        Some(_) => None,
+    }
+}
+
+fn bad_window() -> Response<Vec<u8>> {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "window must be a duration like 60s or 5m",
+    )
+}
+
+/// `GET /api/history?window=10m`: per-slot figures for the live page (at most 10 minutes).
+fn history(admin: &Admin, q: &HashMap<String, String>) -> Response<Vec<u8>> {
+    let Some(window) = window(q, Duration::from_secs(600)) else {
+        return bad_window();
+    };
+    let window = window.min(Duration::from_secs(600));
+    let snapshot = admin.shared.snapshot.load_full();
+    let history =
+        crate::analysis::history::history(&admin.shared.book, &snapshot.route_inputs(), window);
+    json_reply(StatusCode::OK, &history)
+}
+
 /// `GET /api/summary?window=60s`.
 fn summary(admin: &Admin, q: &HashMap<String, String>) -> Response<Vec<u8>> {
-    let window = match q.get("window").map(|w| humantime::parse_duration(w)) {
-        None => Duration::from_secs(60),
-        Some(Ok(w)) if !w.is_zero() => w,
-        Some(_) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "window must be a duration like 60s or 5m",
-            )
-        }
+    let Some(window) = window(q, Duration::from_secs(60)) else {
+        return bad_window();
     };
     let snapshot = admin.shared.snapshot.load_full();
     let mut summary = crate::analysis::summarize(

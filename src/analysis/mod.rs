@@ -8,6 +8,7 @@
 //! recorder update.
 
 pub mod figures;
+pub mod history;
 pub mod model;
 pub mod process;
 pub mod recorder;

@@ -209,6 +209,57 @@ impl Recorder {
         Some((hist, errors, inner.total.clone(), inner.total_errors))
     }
 
+    /// Each slot of the last `window` that holds values, oldest first: its start (seconds
+    /// before now), how many values and errors, and its median and p99 divided by `scale`
+    /// (1000 for µs in ms, [`RATIO_SCALE`] for ratios).
+    pub fn history(&self, window: Duration, scale: f64) -> Vec<SlotFigures> {
+        let now = Instant::now();
+        let current = self.slot_index(now);
+        let slots = window.as_secs().div_ceil(SLOT.as_secs()).max(1);
+        let since = now.duration_since(self.started).as_secs();
+        let Ok(guard) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let Some(inner) = guard.as_ref() else {
+            return Vec::new();
+        };
+        inner
+            .slots
+            .iter()
+            .filter(|s| s.index + slots > current)
+            .filter_map(|s| {
+                let mut h = Histogram::<u64>::new(3).ok()?;
+                s.counts.add_to(&mut h);
+                let q = |p: f64| (!h.is_empty()).then(|| h.value_at_quantile(p) as f64 / scale);
+                Some(SlotFigures {
+                    ago_secs: since.saturating_sub(s.index * SLOT.as_secs()),
+                    values: h.len(),
+                    errors: s.errors,
+                    p50: q(0.5),
+                    p99: q(0.99),
+                })
+            })
+            .collect()
+    }
+
+    /// How many ratios of the last `window` fall at or under each of `edges` (and above the
+    /// previous one); the last count is those above the last edge.
+    pub fn ratio_bins(&self, window: Duration, edges: &[f64]) -> Vec<u64> {
+        let Some((h, _, _, _)) = self.collect(window) else {
+            return vec![0; edges.len() + 1];
+        };
+        let mut counts = Vec::with_capacity(edges.len() + 1);
+        let mut below = 0;
+        for edge in edges {
+            let upto = (edge * RATIO_SCALE) as u64;
+            let n = h.count_between(0, upto);
+            counts.push(n.saturating_sub(below));
+            below = n;
+        }
+        counts.push(h.len().saturating_sub(below));
+        counts
+    }
+
     /// Latency stats (values in µs) for the window and since start.
     pub fn stats(&self, window: Duration, window_secs: f64, uptime_secs: f64) -> (Stats, Stats) {
         let Some((w, we, t, te)) = self.collect(window) else {
@@ -243,6 +294,17 @@ impl Recorder {
         };
         (q(&w), q(&t))
     }
+}
+
+/// One slot of a recorder's history (see [`Recorder::history`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SlotFigures {
+    /// The slot's start, in seconds before now.
+    pub ago_secs: u64,
+    pub values: u64,
+    pub errors: u64,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
 }
 
 /// Pairs counted, median and p90 of a ratio recorder over a period.
@@ -471,6 +533,24 @@ mod tests {
         counts.add_to(&mut unpacked);
         assert_eq!(unpacked, direct);
         assert_eq!(unpacked.len(), open.len());
+    }
+
+    #[test]
+    fn history_has_one_entry_per_slot_and_ratio_bins_add_up() {
+        let r = Recorder::new(Instant::now());
+        for v in [500u64, 1_000, 2_000, 4_000] {
+            r.record(v, v == 4_000);
+        }
+        let h = r.history(Duration::from_secs(600), 1000.0);
+        assert_eq!(h.len(), 1);
+        assert_eq!((h[0].values, h[0].errors), (4, 1));
+        assert!(h[0].p50.is_some_and(|p| (p - 1.0).abs() < 0.01), "{h:?}");
+        let ratios = Recorder::new(Instant::now());
+        for v in [0.5, 0.9, 1.0, 1.1, 3.0] {
+            ratios.record_ratio(v);
+        }
+        let bins = ratios.ratio_bins(Duration::from_secs(60), &[0.8, 1.0, 1.25]);
+        assert_eq!(bins, vec![1, 2, 1, 1]);
     }
 
     #[test]
