@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite (unit and integration; every network test stays on 127.0.0.1).
 # Installs what the tests need and is missing: cmake (build), Prometheus and promtool (the
-# dashboard test), Go and the Node example's packages (the example backends' test).
+# dashboard test), Go and the Node example's packages (the example backends' test), Chromium
+# and playwright-core (the live page's browser test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -13,4 +14,5 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 bash examples/setup.sh
+bash scripts/browser-deps.sh
 cargo test --all-targets "$@"

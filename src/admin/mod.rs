@@ -1,6 +1,6 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/healthz`, `/readyz`, and the JSON
-//! API under `/api/` (`api`: summary, config, routes, mismatches, weights, mirror, reload),
-//! whose answers are typed views (`views`).
+//! API under `/api/` (`api`: summary, history, config, routes, mismatches, weights, mirror,
+//! reload), whose answers are typed views (`views`), and the live page at `/` (`page`).
 //!
 //! Lives here: dispatch for the admin listener; who it obeys is `guard`. Must not: sit on the
 //! proxy's data path, make readiness depend on backend health (a dead backend is something to
@@ -9,6 +9,7 @@
 
 mod api;
 mod guard;
+mod page;
 mod views;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -155,13 +156,25 @@ impl ServeHttp for Admin {
         if method != Method::GET && method != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".into());
         }
+        if let Some(resp) = page::file(&path) {
+            return resp;
+        }
+        if path == "/page-config.json" {
+            // Whether the page must ask for the token before its first API call (a 401 says
+            // as much; asking first keeps the browser's console clean).
+            return json_reply(
+                StatusCode::OK,
+                &serde_json::json!({ "token_required": self.guard.token.is_some() }),
+            );
+        }
         match path.as_str() {
             "/metrics" => self.metrics(),
             "/healthz" => text(StatusCode::OK, "ok\n".into()),
             "/readyz" => self.ready().await,
             _ => text(
                 StatusCode::NOT_FOUND,
-                "runoff admin: try /metrics, /healthz, /readyz or /api/routes\n".into(),
+                "runoff admin: try / (the live page), /metrics, /healthz, /readyz or /api/routes\n"
+                    .into(),
             ),
         }
     }

@@ -226,7 +226,7 @@ fn drive(stop: Stop, opts: DemoOptions) {
     }
     if opts.keep_running {
         println!(
-            "\nStill serving: proxy http://{}, admin {admin} (metrics, /api/summary). Ctrl-C to stop.",
+            "\nStill serving: proxy http://{}, admin {admin} (metrics, /api/summary).\nLive page: {admin}/ (open it in a browser). Ctrl-C to stop.",
             opts.listen
         );
         let _ = std::io::stdout().flush();

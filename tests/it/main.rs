@@ -12,6 +12,7 @@ mod demo;
 mod examples;
 mod forwarding;
 mod lifecycle;
+mod live_page;
 mod mirror;
 mod odd_requests;
 mod process;

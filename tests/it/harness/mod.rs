@@ -24,7 +24,7 @@ pub use fixture::{fixture, Fixture, FixtureBuilder, Received};
 pub use metrics::Metrics;
 pub use poll::wait_until;
 pub use ports::{free_port, free_port_pair, refused_port};
-pub use prerequisites::{require_example_apps, INSTALL_ALL};
+pub use prerequisites::{require_browser, require_example_apps, INSTALL_ALL};
 pub use raw::{raw_chunked_post, RawConn};
 pub use runoff_process::{bin, one_backend, one_backend_with, Ports, Runoff};
 pub use ws::{client_frame, raw_upgrade, ws_connect, ws_fixture, WsBehaviour, WsClient, WsFixture};

@@ -49,3 +49,32 @@ pub fn require_example_apps(what: &str) {
         missing.join(", ")
     );
 }
+
+/// Installs what the live page's browser test needs (Debian's Chromium, playwright-core).
+pub const INSTALL_BROWSER: &str = "bash scripts/browser-deps.sh";
+
+/// Fails the calling test, naming what is missing and the command that installs it, unless
+/// the live page can be driven in a browser: `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and
+/// tests/browser/node_modules/playwright-core.
+pub fn require_browser(what: &str) {
+    let mut missing = Vec::new();
+    if !runs("node", "--version") {
+        missing.push("`node` (Node.js)");
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        missing.push("Chromium (Debian: chromium)");
+    }
+    let pw =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/playwright-core");
+    if !pw.is_dir() {
+        missing.push("tests/browser/node_modules (playwright-core)");
+    }
+    assert!(
+        missing.is_empty(),
+        "{what} needs a browser, and this machine lacks {}. Install them with \
+         `{INSTALL_BROWSER}` (or `{INSTALL_ALL}`, which installs everything the tests need and \
+         runs them).",
+        missing.join(", ")
+    );
+}
