@@ -5,6 +5,8 @@
 #   direct  wrk -> backend nginx                    (ceiling: no proxy at all)
 #   runoff  wrk -> runoff (1 thread)  -> backend    (the thing under test)
 #   nginx   wrk -> nginx (1 worker, upstream keepalive 64) -> backend (reference proxy)
+#   pingora wrk -> bare Pingora pass-through (1 thread) -> backend (the floor: the same
+#           Pingora release with default settings and nothing added, bench/pingora_passthrough.rs)
 # The backend is an nginx answering `200 ok\n` from memory. Each target gets a
 # 2 s warm-up (wrk -c16), then a measured run (wrk -t1 -c64 -d$DURATION --latency).
 # Reported per target: req/s, p50 and p99 latency, errors (non-2xx, socket), and the
@@ -17,7 +19,9 @@
 # running. Even so, the numbers are noisy; compare the ratios within one run, not
 # absolute numbers across runs or machines.
 #
-# Usage: bash bench/run.sh          env: DURATION (s, default 10), RUNOFF_BIN, KEEP_TMP=1
+# Usage: bash bench/run.sh
+# env: DURATION (s, default 10), RUNOFF_BIN, PINGORA_BIN (the pass-through; built with
+#      `cargo build --release --example pingora-passthrough` unless set), KEEP_TMP=1
 set -euo pipefail
 
 DURATION="${DURATION:-10}"
@@ -73,6 +77,18 @@ routes:
 EOF
 launch_runoff runoff "$TMP/runoff.yaml" "$TMP/runoff.log" "$RUNOFF_PORT" "$ADMIN_PORT"
 
+# 4) the bare Pingora pass-through
+if [[ -z "${PINGORA_BIN:-}" ]]; then
+    log "building the Pingora pass-through (cargo build --release --example pingora-passthrough)"
+    (cd "$REPO_ROOT" && cargo build --release --example pingora-passthrough)
+    PINGORA_BIN="$REPO_ROOT/target/release/examples/pingora-passthrough"
+fi
+PINGORA_PORT="$(free_port)"
+"$PINGORA_BIN" "127.0.0.1:$PINGORA_PORT" "127.0.0.1:$BACKEND_PORT" 1 >"$TMP/pingora.log" 2>&1 &
+PINGORA_PID=$!
+PIDS+=("$PINGORA_PID")
+wait_http "http://127.0.0.1:$PINGORA_PORT/" "$PINGORA_PID" "pingora pass-through"
+
 # ---------------------------------------------------------- measurement -----
 to_ms() { # wrk latency like 812.00us / 1.20ms / 2.00s / 1.00m -> milliseconds
     awk -v v="$1" 'BEGIN {
@@ -116,6 +132,7 @@ PROXY_WORKER="$(nginx_worker "$PROXY_MASTER")"
 bench direct "$BACKEND_PORT" ""
 bench runoff "$RUNOFF_PORT" "$RUNOFF_PID"
 bench nginx "$NGINX_PORT" "$PROXY_WORKER"
+bench pingora "$PINGORA_PORT" "$PINGORA_PID"
 
 # ------------------------------------------------------------- report -------
 echo
@@ -128,6 +145,7 @@ printf '%-8s %12s %9s %9s %16s %9s %9s %10s\n' target req/s p50_ms p99_ms proxy_
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "runoff/nginx:  req/s $(ratio "${RPS[runoff]}" "${RPS[nginx]}")  p99 $(ratio "${P99[runoff]}" "${P99[nginx]}")  cpu/req $(ratio "${CPU[runoff]}" "${CPU[nginx]}")"
+echo "runoff/pingora: req/s $(ratio "${RPS[runoff]}" "${RPS[pingora]}")  p99 $(ratio "${P99[runoff]}" "${P99[pingora]}")  cpu/req $(ratio "${CPU[runoff]}" "${CPU[pingora]}")"
 echo "runoff/direct: req/s $(ratio "${RPS[runoff]}" "${RPS[direct]}")  p99 $(ratio "${P99[runoff]}" "${P99[direct]}")"
 
 # runoff's log: wrk stopping (warm-up and measured run) closes connections with requests
