@@ -25,6 +25,6 @@ pub use metrics::Metrics;
 pub use poll::wait_until;
 pub use ports::{free_port, free_port_pair, refused_port};
 pub use prerequisites::{require_browser, require_example_apps, INSTALL_ALL};
-pub use raw::{raw_chunked_post, RawConn};
+pub use raw::{next_response, raw_chunked_post, status_of, RawConn};
 pub use runoff_process::{bin, one_backend, one_backend_with, Ports, Runoff};
 pub use ws::{client_frame, raw_upgrade, ws_connect, ws_fixture, WsBehaviour, WsClient, WsFixture};

@@ -82,3 +82,42 @@ pub async fn raw_chunked_post(
     conn.send(b"0\r\n\r\n").await;
     conn.read_until(expect_tail, Duration::from_secs(20)).await
 }
+
+/// Read the next whole response from `stream` (1xx interim responses skipped), where `pending`
+/// holds what was read past the previous one (several may come in one read, as pipelined
+/// answers do). Its head, lowercased; `None` when the peer closed or 10 s passed first. A
+/// response without `Content-Length` counts as bodiless.
+pub async fn next_response(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    pending: &mut Vec<u8>,
+) -> Option<String> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+            let interim = head.get(9..10) == Some("1");
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|_| !interim)
+                .unwrap_or(0);
+            if pending.len() >= end + 4 + length {
+                pending.drain(..end + 4 + length);
+                if interim {
+                    continue;
+                }
+                return Some(head);
+            }
+        }
+        match timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => pending.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+}
+
+/// The status code of a response head (`HTTP/1.1 200 OK` → 200).
+pub fn status_of(head: &str) -> Option<u16> {
+    head.get(9..12)?.parse().ok()
+}
