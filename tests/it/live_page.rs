@@ -26,6 +26,14 @@ fn count(cell: &Value) -> u64 {
         .unwrap_or(0)
 }
 
+/// The route named `name` in an admin API answer's `routes`.
+fn route<'a>(answer: &'a Value, name: &str) -> &'a Value {
+    answer["routes"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("no route {name} in {answer}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_shows_runoffs_figures_in_a_real_browser() {
     require_browser("the live page test");
@@ -130,24 +138,13 @@ async fn the_live_page_shows_runoffs_figures_in_a_real_browser() {
     }
 
     // The tables agree with runoff's own summary (same window, no traffic since).
-    let summary: Value = runoff
-        .api(reqwest::Method::GET, "/api/summary?window=60s")
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    for name in ["canary", "orders"] {
-        // (chat has one backend: no candidate to face.)
-        let route = summary["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap();
-        let c = &route["comparison"];
+    let summary = runoff
+        .get_json_with_token("/api/summary?window=60s", TOKEN)
+        .await;
+    // (chat has one backend: no candidate to face.) Charts: latency, errors, and on the
+    // mirrored route the paired ratios.
+    for (name, charts) in [("canary", 2), ("orders", 3)] {
+        let c = &route(&summary, name)["comparison"];
         let want = [
             c["baseline"]["stats"]["requests"].as_u64().unwrap(),
             c["candidate"]["stats"]["requests"].as_u64().unwrap(),
@@ -156,10 +153,7 @@ async fn the_live_page_shows_runoffs_figures_in_a_real_browser() {
         let shown = [count(&cells[1]), count(&cells[2])];
         assert_eq!(shown, want, "{name}: {got}");
         assert!(want.iter().all(|n| *n > 0), "{name}: {want:?}");
-        assert!(
-            got["routes"][name]["charts"].as_u64().unwrap() >= 2,
-            "{got}"
-        );
+        assert_eq!(got["routes"][name]["charts"], charts, "{got}");
     }
     assert_eq!(got["routes"]["chat"]["wsRows"], 1, "{got}");
     assert_eq!(
@@ -191,22 +185,8 @@ async fn the_live_page_shows_runoffs_figures_in_a_real_browser() {
         got["status"].as_str().unwrap_or("").contains("changed"),
         "{got}"
     );
-    let routes: Value = runoff
-        .api(reqwest::Method::GET, "/api/routes")
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let canary = routes["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "canary")
-        .unwrap();
-    let weights: Vec<(String, u64)> = canary["split"]
+    let routes = runoff.get_json_with_token("/api/routes", TOKEN).await;
+    let weights: Vec<(String, u64)> = route(&routes, "canary")["split"]
         .as_array()
         .unwrap()
         .iter()

@@ -98,6 +98,18 @@ impl Runoff {
             .unwrap()
     }
 
+    /// `GET` an admin API path with the admin token.
+    pub async fn get_json_with_token(&self, path: &str, token: &str) -> serde_json::Value {
+        self.api(reqwest::Method::GET, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `PUT` a JSON body on an admin API path.
     pub async fn put_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
         self.api(reqwest::Method::PUT, path)
