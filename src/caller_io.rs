@@ -106,6 +106,16 @@ impl Watched {
         self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
+    /// A write is about to happen: between requests, nothing but Pingora's parser answering a
+    /// header block it refused writes, so count that refusal (once), classified.
+    fn note_write(&mut self, writes: bool) {
+        if writes && !self.busy() && !self.counted {
+            self.counted = true;
+            self.deadline = None;
+            self.rejections.inc(classify(&self.head, self.head_bytes));
+        }
+    }
+
     /// A request is under way: forget the last header block and its deadline.
     fn settle(&mut self) {
         if self.deadline.is_some() || self.head_bytes > 0 || self.counted {
@@ -205,13 +215,7 @@ impl AsyncWrite for Watched {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if !this.busy() && !this.counted && !data.is_empty() {
-            // Nothing is written between requests but the answer of Pingora's parser to a
-            // header block it refused.
-            this.counted = true;
-            this.deadline = None;
-            this.rejections.inc(classify(&this.head, this.head_bytes));
-        }
+        this.note_write(!data.is_empty());
         Pin::new(&mut this.inner).poll_write(cx, data)
     }
 
@@ -229,11 +233,7 @@ impl AsyncWrite for Watched {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if !this.busy() && !this.counted && bufs.iter().any(|b| !b.is_empty()) {
-            this.counted = true;
-            this.deadline = None;
-            this.rejections.inc(classify(&this.head, this.head_bytes));
-        }
+        this.note_write(bufs.iter().any(|b| !b.is_empty()));
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
