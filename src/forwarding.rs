@@ -113,6 +113,16 @@ pub(crate) fn nominated(headers: &http::HeaderMap, keep: &[&str]) -> Vec<String>
         .collect()
 }
 
+/// Whether a `Connection` field nominates `name` (lower case), without allocating: asked of
+/// every request.
+pub(crate) fn nominates(headers: &http::HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+}
+
 /// Remove hop-by-hop fields from a backend's response before it goes on to the caller:
 /// `Keep-Alive`, `Proxy-Connection` and whatever `Connection` nominates (Pingora writes the
 /// caller's own `Connection` and framing). A `101` keeps `Upgrade`, which it needs.
@@ -161,9 +171,7 @@ impl RequestId {
     pub(crate) fn of(req: &RequestHeader, header: &HeaderName) -> RequestId {
         // A request id the caller nominated in `Connection` is hop-by-hop: Pingora removes it
         // before the request goes upstream, so runoff generates one for both legs instead.
-        let hop = nominated(&req.headers, &[])
-            .iter()
-            .any(|n| n == header.as_str());
+        let hop = nominates(&req.headers, header.as_str());
         match req.headers.get(header) {
             Some(v) if !hop && usable_request_id(v.as_bytes()) => RequestId {
                 value: v.clone(),
