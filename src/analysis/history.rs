@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use super::recorder::{Book, Series, SlotFigures};
 use super::summary::RouteInput;
-use crate::metrics::Role;
 
 /// Ratio bin edges: each bin holds the ratios above the previous edge and at or under its own;
 /// one more bin holds those above the last.
@@ -54,24 +53,23 @@ pub fn history(book: &Book, routes: &[RouteInput], window: Duration) -> History 
     let routes = routes
         .iter()
         .map(|r| {
-            let mut series: Vec<SeriesHistory> = r
-                .split
-                .iter()
-                .map(|b| (b.as_str(), Role::Primary))
-                .chain(r.mirror.as_ref().map(|m| (m.to.as_str(), Role::Shadow)))
+            // Reading never creates a recorder: one that does not exist yet has no slots.
+            let series = r
+                .legs()
                 .map(|(backend, role)| SeriesHistory {
                     backend: backend.to_string(),
                     role: role.as_str().to_string(),
                     slots: book
-                        .recorder(Series::Upstream(role), &r.name, backend)
-                        .history(window, 1000.0),
+                        .existing(Series::Upstream(role), &r.name, backend)
+                        .map(|rec| rec.history(window, 1000.0))
+                        .unwrap_or_default(),
                 })
                 .collect();
-            series.dedup_by(|a, b| a.backend == b.backend && a.role == b.role);
             let ratio = r.mirror.as_ref().map(|_| {
-                let counts = book
-                    .recorder(Series::Ratio, &r.name, "")
-                    .ratio_bins(window, &RATIO_EDGES);
+                let counts = book.existing(Series::Ratio, &r.name, "").map_or_else(
+                    || vec![0; RATIO_EDGES.len() + 1],
+                    |rec| rec.ratio_bins(window, &RATIO_EDGES),
+                );
                 RatioDistribution {
                     pairs: counts.iter().sum(),
                     edges: RATIO_EDGES.to_vec(),
@@ -89,5 +87,54 @@ pub fn history(book: &Book, routes: &[RouteInput], window: Duration) -> History 
         slot_secs: 10,
         window_secs: window.as_secs(),
         routes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::MirrorInput;
+    use crate::metrics::Role;
+
+    #[test]
+    fn each_leg_has_its_slots_and_a_mirror_its_ratio_bins() {
+        let book = Book::default();
+        let route = RouteInput {
+            name: "orders".into(),
+            baseline: "node".into(),
+            candidate: Some("go".into()),
+            split: vec!["node".into()],
+            mirror: Some(MirrorInput {
+                to: "go".into(),
+                percent: 100.0,
+                copies: 0,
+                completed: 0,
+                dropped: 0,
+            }),
+            compare: None,
+            analysis: None,
+        };
+        book.recorder(Series::Upstream(Role::Primary), "orders", "node")
+            .record(2_000, false);
+        book.recorder(Series::Ratio, "orders", "")
+            .record_ratio(1.05);
+        let h = history(
+            &book,
+            std::slice::from_ref(&route),
+            Duration::from_secs(600),
+        );
+        let r = &h.routes[0];
+        let legs: Vec<(&str, &str, usize)> = r
+            .series
+            .iter()
+            .map(|s| (s.backend.as_str(), s.role.as_str(), s.slots.len()))
+            .collect();
+        assert_eq!(legs, vec![("node", "primary", 1), ("go", "shadow", 0)]);
+        let ratio = r.ratio.as_ref().expect("mirrored");
+        assert_eq!((ratio.pairs, ratio.counts[5]), (1, 1));
+        // Reading created no recorder for the shadow.
+        assert!(book
+            .existing(Series::Upstream(Role::Shadow), "orders", "go")
+            .is_none());
     }
 }

@@ -33,6 +33,17 @@ pub struct RouteInput {
     pub analysis: Option<RouteAnalysis>,
 }
 
+impl RouteInput {
+    /// The route's legs: each backend of its split as a primary, then its mirror's target as
+    /// the shadow.
+    pub fn legs(&self) -> impl Iterator<Item = (&str, Role)> {
+        self.split
+            .iter()
+            .map(|b| (b.as_str(), Role::Primary))
+            .chain(self.mirror.as_ref().map(|m| (m.to.as_str(), Role::Shadow)))
+    }
+}
+
 /// A route's mirror and its accounting since start.
 #[derive(Debug, Clone)]
 pub struct MirrorInput {
@@ -85,13 +96,9 @@ pub fn summarize(
     let routes = routes
         .iter()
         .map(|r| {
-            let mut backends: Vec<BackendSummary> = r
-                .split
-                .iter()
-                .map(|b| stats(&r.name, b, Role::Primary))
-                .collect();
+            let backends: Vec<BackendSummary> =
+                r.legs().map(|(b, role)| stats(&r.name, b, role)).collect();
             let mirror = r.mirror.as_ref().map(|m| {
-                backends.push(stats(&r.name, &m.to, Role::Shadow));
                 let (w, t) = book
                     .existing(Series::Ratio, &r.name, "")
                     .map(|x| x.ratio_quantiles(window))
