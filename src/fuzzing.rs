@@ -12,23 +12,18 @@ use pingora::http::RequestHeader;
 
 use crate::config::{Compare, Config, Mirror};
 
-/// A config file: loaded and validated.
-pub fn config(text: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(text) {
-        let _ = Config::from_yaml(text);
-    }
+/// A config file: loaded and validated. Whether it was accepted.
+pub fn config(text: &[u8]) -> bool {
+    std::str::from_utf8(text).is_ok_and(|t| Config::from_yaml(t).is_ok())
 }
 
 /// Two JSON answers, split at the first byte's position: compared with ignored paths, as
-/// multisets and with a tolerance (the most work the judge does).
-pub fn json_compare(data: &[u8]) {
+/// multisets and with a tolerance (the most work the judge does). The two results
+/// (`match`, `mismatch` or `skipped`), ordered arrays first.
+pub fn json_compare(data: &[u8]) -> Option<[&'static str; 2]> {
     static RULES: OnceLock<Option<(Compare, Compare)>> = OnceLock::new();
-    let Some((ordered, multiset)) = RULES.get_or_init(compare_rules) else {
-        return;
-    };
-    let Some((first, rest)) = data.split_first() else {
-        return;
-    };
+    let (ordered, multiset) = RULES.get_or_init(compare_rules).as_ref()?;
+    let (first, rest) = data.split_first()?;
     let cut = usize::from(*first).min(rest.len());
     let (a, b) = rest.split_at(cut);
     let answer = |body: &[u8]| {
@@ -39,9 +34,8 @@ pub fn json_compare(data: &[u8]) {
         c
     };
     let (a, b) = (answer(a), answer(b));
-    for rules in [ordered, multiset] {
-        let _ = crate::compare::compare(&a, &b, rules);
-    }
+    let judge = |rules| crate::compare::compare(&a, &b, rules).result().as_str();
+    Some([judge(ordered), judge(multiset)])
 }
 
 fn compare_rules() -> Option<(Compare, Compare)> {
@@ -60,24 +54,21 @@ fn compare_rules() -> Option<(Compare, Compare)> {
 
 /// A request header block as a caller sends it: parsed as Pingora's parser does (httparse),
 /// judged by runoff's RFC 9112 checks, and, when accepted, turned into a shadow copy.
-pub fn request_head(data: &[u8]) {
+/// `None` when it does not parse; else whether runoff accepts it.
+pub fn request_head(data: &[u8]) -> Option<bool> {
     let _ = crate::caller_io::classify(data, data.len());
     let mut fields = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Request::new(&mut fields);
     let Ok(httparse::Status::Complete(_)) = parsed.parse(data) else {
-        return;
+        return None;
     };
-    let (Some(method), Some(path)) = (parsed.method, parsed.path) else {
-        return;
-    };
-    let Ok(mut req) = RequestHeader::build(method, path.as_bytes(), None) else {
-        return;
-    };
+    let (method, path) = (parsed.method?, parsed.path?);
+    let mut req = RequestHeader::build(method, path.as_bytes(), None).ok()?;
     for h in parsed.headers.iter() {
         let _ = req.append_header(h.name.to_string(), h.value);
     }
     if crate::strict::check(&req, Some(data)).is_err() {
-        return;
+        return Some(false);
     }
     let _ = crate::strict::underscore_names(&req);
     let _ = crate::forwarding::nominated(&req.headers, &[]);
@@ -87,19 +78,22 @@ pub fn request_head(data: &[u8]) {
     if let Ok(copy) = crate::mirror::shadow_request(&req, &mirror, true) {
         let _ = crate::mirror::body_plan(&copy);
     }
+    Some(true)
 }
 
-/// One direction of a WebSocket stream, fed in pieces whose size the first byte sets.
-pub fn websocket_frames(data: &[u8]) {
-    let Some((first, rest)) = data.split_first() else {
-        return;
-    };
+/// One direction of a WebSocket stream, fed in pieces whose size the first byte sets. The
+/// frames whose header was read, or `None` once the stream could not be parsed.
+pub fn websocket_frames(data: &[u8]) -> Option<u64> {
+    let (first, rest) = data.split_first()?;
     let step = usize::from(*first).max(1);
     let mut parser = crate::websocket::frames::FrameParser::default();
+    let mut frames = 0;
     for piece in rest.chunks(step) {
-        let _ = parser.feed(piece);
+        let seen = parser.feed(piece);
+        frames += seen.data_frames + seen.control_frames;
         let _ = parser.at_boundary();
     }
+    (!parser.unparsed()).then_some(frames)
 }
 
 #[cfg(test)]
@@ -109,13 +103,40 @@ mod tests {
     /// Inputs the fuzz targets found or that sit on an edge, kept as ordinary tests.
     #[test]
     fn kept_inputs_run_clean() {
-        config(b"listen: [");
-        config(b"routes: [{ split: { a: 1e400 } }]");
-        json_compare(b"\x02[][1,2,3]");
-        json_compare(b"\x05{\"a\":1}{\"a\":1.0005}");
-        json_compare(b"\x00");
-        request_head(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, x\r\n\r\n");
-        request_head(b"GET http://a:1/x HTTP/1.1\r\nHost: b\r\n\r\n");
-        websocket_frames(b"\x01\x81\xff\xff\xff\xff\xff\xff\xff\xff\xff");
+        assert!(!config(b"listen: ["));
+        assert!(!config(b"routes: [{ split: { a: 1e400 } }]"));
+        assert_eq!(
+            json_compare(b"\x02[][1,2,3]"),
+            Some(["mismatch", "mismatch"])
+        );
+        // 1 and 1.0005 are equal within the 0.001 tolerance.
+        assert_eq!(
+            json_compare(b"\x07{\"a\":1}{\"a\":1.0005}"),
+            Some(["match", "match"])
+        );
+        assert_eq!(json_compare(b"\x00"), Some(["match", "match"]));
+        assert_eq!(
+            request_head(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, x\r\n\r\n"),
+            Some(true)
+        );
+        assert_eq!(
+            request_head(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Host\r\n\r\n"),
+            Some(false)
+        );
+        assert_eq!(
+            request_head(b"GET http://a:1/x HTTP/1.1\r\nHost: b\r\n\r\n"),
+            Some(true)
+        );
+        // A 64-bit payload length with its top bit set (RFC 6455 §5.2 forbids it), fed a byte
+        // at a time: the stream stops being parsed (and is still relayed).
+        assert_eq!(
+            websocket_frames(b"\x01\x81\x7f\xff\xff\xff\xff\xff\xff\xff\xff"),
+            None
+        );
+        // Two whole frames (masked text "hi", then a close), in 3-byte pieces.
+        assert_eq!(
+            websocket_frames(b"\x03\x81\x82\x00\x00\x00\x00hi\x88\x80\x00\x00\x00\x00"),
+            Some(2)
+        );
     }
 }
