@@ -7,9 +7,7 @@
 # examples/node/node_modules is absent or older than the lockfile.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+source "$here/../scripts/install-lib.sh"
 
 missing=()
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
@@ -18,17 +16,7 @@ command -v go >/dev/null 2>&1 || missing+=(golang-go)
   missing+=(golang-github-gorilla-websocket-dev)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "examples/setup.sh: installing ${missing[*]}" >&2
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-node_dir="$here/node"
-stamp="$node_dir/node_modules/.package-lock.json"   # written by npm on every install
-if [ ! -f "$stamp" ] || [ "$node_dir/package-lock.json" -nt "$stamp" ]; then
-  echo "examples/setup.sh: npm ci in examples/node" >&2
-  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
-fi
+apt_install "${missing[@]}"
+npm_ci_if_stale "$here/node"
 
 echo "examples/setup.sh: ready ($(go version | cut -d' ' -f3), node $(node --version))" >&2

@@ -5,13 +5,10 @@
 # and playwright-core (the live page's browser test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/install-lib.sh
 bash scripts/deps.sh
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "installing: prometheus" >&2
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt_install --no-install-recommends prometheus
 fi
 bash examples/setup.sh
 bash scripts/browser-deps.sh
