@@ -28,6 +28,7 @@ pub mod fuzzing;
 mod metrics;
 mod mirror;
 mod outcome;
+mod pool;
 mod proxy;
 mod ramp;
 mod redact;

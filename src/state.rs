@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use pingora::upstreams::peer::HttpPeer;
+use prometheus::IntCounter;
 
 use crate::access_log::AccessLogger;
 use crate::analysis::model::RouteAnalysis;
@@ -23,9 +23,9 @@ use crate::metrics::handles::PerLabel;
 use crate::metrics::ConnectionRefusal;
 use crate::metrics::ForceRefusal;
 use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
-use crate::mirror::{MirrorRuntime, RouteMirror};
+use crate::mirror::{Carried, MirrorRuntime, RouteMirror};
+use crate::pool::{Pool, Pools};
 use crate::redact::Redactor;
-use crate::upstream::peer_for;
 use crate::websocket::handshake::Dial;
 use crate::websocket::shadow::WsMirror;
 use crate::websocket::LazySide;
@@ -33,7 +33,8 @@ use http::header::HeaderName;
 
 /// Per-backend state of a snapshot.
 pub(crate) struct BackendState {
-    pub peer: HttpPeer,
+    /// Its addresses and their state (kept across reloads by name).
+    pub pool: Arc<Pool>,
     pub primary: BackendHandles,
     /// Primary requests under way to this backend (carried across reloads by name), checked
     /// against the backend's `max_in_flight`; counted only while the backend has one (a
@@ -72,6 +73,13 @@ pub(crate) struct RouteState {
     pub redact: Arc<Redactor>,
     /// WebSocket counting per split entry (made on first use), and the WebSocket mirror.
     pub websocket: RouteWebSocket,
+    /// Per split entry: requests for its backend with no healthy address answered 503, and
+    /// (with `on_unhealthy.fallback`) the ones the fallback served instead.
+    pub unhealthy_refused: Vec<IntCounter>,
+    pub failover: Vec<Option<IntCounter>>,
+    /// Where failed-over requests' latencies go: never into the summary or a verdict as the
+    /// fallback's own (their traffic is not the fallback's share).
+    pub failover_recorders: Option<(Arc<Recorder>, Arc<Recorder>)>,
 }
 
 /// A route's WebSocket state.
@@ -92,6 +100,7 @@ pub(crate) struct Snapshot {
 /// What a snapshot is built with: the process-wide parts it resolves handles from.
 struct Parts<'a> {
     metrics: &'a Metrics,
+    pools: &'a Pools,
     compare_store: &'a Arc<CompareStore>,
     book: &'a Book,
 }
@@ -102,11 +111,13 @@ impl Snapshot {
     /// name, so a reload does not reset the limits' view of the world.
     fn build(live: Arc<Live>, parts: &Parts<'_>, previous: Option<&Snapshot>) -> Snapshot {
         let metrics = parts.metrics;
-        let backends = live
+        let pools = parts.pools.sync(&live.backends, metrics);
+        let backends: Vec<BackendState> = live
             .backends
             .iter()
-            .map(|b| BackendState {
-                peer: peer_for(b),
+            .zip(pools)
+            .map(|(b, pool)| BackendState {
+                pool,
                 primary: metrics.backend_handles(&b.name, Role::Primary),
                 in_flight: previous
                     .and_then(|p| p.backend_in_flight(&b.name))
@@ -219,7 +230,14 @@ impl Snapshot {
                         metrics,
                         parts.book,
                         judge,
-                        carried,
+                        Carried {
+                            pool: r
+                                .mirror
+                                .as_ref()
+                                .and_then(|m| backends.get(m.to))
+                                .map(|b| Arc::clone(&b.pool)),
+                            in_flight: carried,
+                        },
                         tally.clone(),
                     )
                     .map(Arc::new),
@@ -238,19 +256,48 @@ impl Snapshot {
                         primary: r.split.iter().map(|_| LazySide::default()).collect(),
                         mirror: r.mirror.as_ref().filter(|m| m.websocket).and_then(|m| {
                             let b = live.backends.get(m.to)?;
-                            Some(Arc::new(WsMirror::new(
-                                m,
-                                Dial {
-                                    addr: b.addr,
-                                    connect_timeout: b.connect_timeout,
-                                    read_timeout: b.read_timeout,
-                                },
-                                metrics.mirror_handles(&r.name, &b.name),
-                                &r.name,
-                                &b.name,
-                            )))
+                            Some(Arc::new(
+                                WsMirror::new(
+                                    m,
+                                    Dial {
+                                        addr: b.addrs().first().copied().unwrap_or_else(|| {
+                                            std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+                                        }),
+                                        connect_timeout: b.connect_timeout,
+                                        read_timeout: b.read_timeout,
+                                    },
+                                    metrics.mirror_handles(&r.name, &b.name),
+                                    &r.name,
+                                    &b.name,
+                                )
+                                .with_pool(Arc::clone(&backends[m.to].pool)),
+                            ))
                         }),
                     },
+                    unhealthy_refused: r
+                        .split
+                        .iter()
+                        .map(|e| {
+                            metrics.unhealthy_refused_handle(&r.name, &live.backends[e.backend].name)
+                        })
+                        .collect(),
+                    failover: r
+                        .split
+                        .iter()
+                        .map(|e| {
+                            r.fallback.filter(|f| *f != e.backend).map(|f| {
+                                metrics.failover_handle(
+                                    &r.name,
+                                    &live.backends[e.backend].name,
+                                    &live.backends[f].name,
+                                )
+                            })
+                        })
+                        .collect(),
+                    failover_recorders: r.fallback.map(|_| {
+                        let now = std::time::Instant::now();
+                        (Arc::new(Recorder::new(now)), Arc::new(Recorder::new(now)))
+                    }),
                 }
             })
             .collect();
@@ -288,10 +335,34 @@ impl Snapshot {
                 let snapshot = rs.tally.as_ref()?.snapshot()?;
                 Some((
                     r.name.clone(),
-                    verdict::evaluate(cfg, r.mirror.is_some(), &snapshot),
+                    self.unless_candidate_down(
+                        r,
+                        verdict::evaluate(cfg, r.mirror.is_some(), &snapshot),
+                    ),
                 ))
             })
             .collect()
+    }
+
+    /// A candidate with no healthy address fails, whatever its figures say: its traffic is
+    /// being refused or served by another backend.
+    fn unless_candidate_down(
+        &self,
+        r: &crate::config::Route,
+        mut analysis: RouteAnalysis,
+    ) -> RouteAnalysis {
+        let Some(c) = r.candidate() else {
+            return analysis;
+        };
+        if self.backends[c].pool.available() {
+            return analysis;
+        }
+        analysis.overall = crate::analysis::model::Verdict::Fail;
+        analysis.explanation = format!(
+            "fail: the candidate `{}` has no healthy address (ejected or failing its health checks). {}",
+            self.live.backends[c].name, analysis.explanation
+        );
+        analysis
     }
 
     /// The (route, backend) pairs whose weights this snapshot publishes.
@@ -335,7 +406,10 @@ impl Snapshot {
                     .as_ref()
                     .zip(rs.tally.as_ref())
                     .and_then(|(cfg, t)| {
-                        Some(verdict::evaluate(cfg, r.mirror.is_some(), &t.snapshot()?))
+                        Some(self.unless_candidate_down(
+                            r,
+                            verdict::evaluate(cfg, r.mirror.is_some(), &t.snapshot()?),
+                        ))
                     }),
             })
             .collect()
@@ -360,7 +434,7 @@ fn fingerprint(r: &crate::config::Route, live: &Live) -> String {
         .map(|e| e.backend)
         .chain(r.mirror.as_ref().map(|m| m.to))
         .filter_map(|b| live.backends.get(b))
-        .map(|b| format!("{}={}", b.name, b.addr))
+        .map(|b| format!("{}={}", b.name, b.address()))
         .collect();
     format!("{r:?} {backends:?}")
 }
@@ -385,6 +459,8 @@ pub(crate) struct Shared {
     pub server: ServerSettings,
     /// Callers' connections open now, bounded by `server.max_connections`.
     pub connections: Arc<Connections>,
+    /// Every backend's addresses and their state, kept across reloads.
+    pub pools: Arc<Pools>,
 }
 
 impl Shared {
@@ -404,10 +480,12 @@ impl Shared {
                 .connections_refused
                 .series(ConnectionRefusal::TooManyConnections),
         });
+        let pools = Arc::new(Pools::default());
         let snapshot = Snapshot::build(
             Arc::new(config.live.clone()),
             &Parts {
                 metrics: &metrics,
+                pools: &pools,
                 compare_store: &compare_store,
                 book: &book,
             },
@@ -425,6 +503,7 @@ impl Shared {
             drain: tokio::sync::watch::Sender::new(false),
             server: server.clone(),
             connections,
+            pools,
         }
     }
 
@@ -446,6 +525,7 @@ impl Shared {
             live,
             &Parts {
                 metrics: &self.metrics,
+                pools: &self.pools,
                 compare_store: &self.compare_store,
                 book: &self.book,
             },

@@ -3,6 +3,7 @@
 //!
 //! Must not: decide which backend (that is `routing`'s), or classify failures (`outcome`).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use pingora::protocols::Digest;
@@ -14,9 +15,10 @@ use crate::config::Backend;
 /// racing a backend's own keep-alive timeout (Node's default is 5 s).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// An HTTP/1 plaintext peer with the backend's timeouts (Pingora's defaults are none).
-pub(crate) fn peer_for(b: &Backend) -> HttpPeer {
-    let mut peer = HttpPeer::new(b.addr, false, String::new());
+/// An HTTP/1 plaintext peer for one of the backend's addresses, with the backend's timeouts
+/// (Pingora's defaults are none).
+pub(crate) fn peer_for(b: &Backend, addr: SocketAddr) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, false, String::new());
     peer.options.connection_timeout = Some(b.connect_timeout);
     peer.options.read_timeout = Some(b.read_timeout);
     peer.options.write_timeout = Some(b.write_timeout);

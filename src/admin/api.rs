@@ -23,7 +23,7 @@ use crate::control::{Control, ControlError};
 const MAX_BODY: usize = 64 * 1024;
 
 /// Every call, for the 404's hint.
-const CALLS: &str = "try GET /api/summary?window=60s, GET /api/history?window=10m, GET /api/analysis, GET /api/config, GET /api/routes, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/routes/NAME/ramp/resume, POST /api/analysis/NAME/reset, POST /api/reload";
+const CALLS: &str = "try GET /api/summary?window=60s, GET /api/history?window=10m, GET /api/analysis, GET /api/config, GET /api/routes, GET /api/backends, GET /api/mismatches?route=NAME&limit=N, GET /api/mismatches/paths?route=NAME, PUT /api/routes/NAME/weights, PUT /api/routes/NAME/mirror, POST /api/routes/NAME/ramp/resume, POST /api/analysis/NAME/reset, POST /api/reload";
 
 pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Response<Vec<u8>> {
     let method = session.req_header().method.clone();
@@ -41,6 +41,16 @@ pub(super) async fn dispatch(admin: &Admin, session: &mut ServerSession) -> Resp
             json_reply(StatusCode::OK, &RoutesView::new(&snapshot, &overrides))
         }
         (&Method::GET, ["summary"]) => summary(admin, &query(session)),
+        (&Method::GET, ["backends"]) => {
+            let backends: indexmap::IndexMap<String, crate::pool::PoolView> = admin
+                .shared
+                .pools
+                .all()
+                .into_iter()
+                .map(|p| (p.name.clone(), p.describe()))
+                .collect();
+            json_reply(StatusCode::OK, &serde_json::json!({ "backends": backends }))
+        }
         (&Method::GET, ["history"]) => history(admin, &query(session)),
         (&Method::GET, ["analysis"]) => {
             let snapshot = admin.shared.snapshot.load_full();

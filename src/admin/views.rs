@@ -54,8 +54,17 @@ struct ForwardingView<'a> {
 
 #[derive(Debug, Serialize)]
 struct BackendView<'a> {
-    address: &'a str,
-    resolved: SocketAddr,
+    /// The entries as written, joined (`addresses` lists them).
+    address: String,
+    addresses: &'a [String],
+    /// What they resolved to when the config loaded (`GET /api/backends` has them now).
+    resolved: Vec<SocketAddr>,
+    balance: &'static str,
+    retries: u32,
+    #[serde(serialize_with = "humane")]
+    resolve_every: Duration,
+    health: Option<HealthView<'a>>,
+    outlier: OutlierView,
     #[serde(serialize_with = "humane")]
     connect_timeout: Duration,
     #[serde(serialize_with = "humane")]
@@ -63,6 +72,30 @@ struct BackendView<'a> {
     #[serde(serialize_with = "humane")]
     write_timeout: Duration,
     max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct HealthView<'a> {
+    path: &'a str,
+    host: Option<&'a str>,
+    #[serde(serialize_with = "humane")]
+    interval: Duration,
+    #[serde(serialize_with = "humane")]
+    timeout: Duration,
+    healthy_after: u32,
+    unhealthy_after: u32,
+    expect_status: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutlierView {
+    consecutive_errors: u32,
+    consecutive_5xx: u32,
+    #[serde(serialize_with = "humane")]
+    base_ejection: Duration,
+    #[serde(serialize_with = "humane")]
+    max_ejection: Duration,
+    max_ejected_percent: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -178,8 +211,38 @@ impl<'a> ConfigView<'a> {
                     (
                         b.name.as_str(),
                         BackendView {
-                            address: &b.address,
-                            resolved: b.addr,
+                            address: b.address(),
+                            addresses: &b.entries,
+                            resolved: b.addrs(),
+                            balance: b.pool.balance.as_str(),
+                            retries: b.pool.retries,
+                            resolve_every: b.pool.resolve_every,
+                            health: b.pool.health.as_ref().map(|h| HealthView {
+                                path: &h.path,
+                                host: h.host.as_deref(),
+                                interval: h.interval,
+                                timeout: h.timeout,
+                                healthy_after: h.healthy_after,
+                                unhealthy_after: h.unhealthy_after,
+                                expect_status: h
+                                    .expect_status
+                                    .iter()
+                                    .map(|(lo, hi)| {
+                                        if lo == hi {
+                                            lo.to_string()
+                                        } else {
+                                            format!("{lo}-{hi}")
+                                        }
+                                    })
+                                    .collect(),
+                            }),
+                            outlier: OutlierView {
+                                consecutive_errors: b.pool.outlier.consecutive_errors,
+                                consecutive_5xx: b.pool.outlier.consecutive_5xx,
+                                base_ejection: b.pool.outlier.base_ejection,
+                                max_ejection: b.pool.outlier.max_ejection,
+                                max_ejected_percent: b.pool.outlier.max_ejected_percent,
+                            },
                             connect_timeout: b.connect_timeout,
                             read_timeout: b.read_timeout,
                             write_timeout: b.write_timeout,

@@ -72,6 +72,23 @@ impl Checker {
         }
     }
 
+    /// A whole number of at least `min` (a count, a threshold).
+    pub(super) fn count(&mut self, path: &str, value: Option<i64>, default: u32, min: u32) -> u32 {
+        match value {
+            None => default,
+            Some(v) => match u32::try_from(v) {
+                Ok(n) if n >= min => n,
+                _ => {
+                    self.report(
+                        path,
+                        format!("must be a whole number of at least {min}, got {v}"),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
     pub(super) fn listen_addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
         match text.parse::<SocketAddr>() {
             Ok(a) => Some(a),

@@ -25,6 +25,23 @@ pub const ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALH
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a backend's names are resolved again: Envoy's `dns_refresh_rate`.
+pub const RESOLVE_EVERY: Duration = Duration::from_secs(5);
+/// Further attempts on another address after a connection failure (nginx's
+/// `proxy_next_upstream error` moves on to the next server the same way).
+pub const RETRIES: u32 = 1;
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const HEALTHY_AFTER: u32 = 2;
+pub const UNHEALTHY_AFTER: u32 = 3;
+/// 2xx and 3xx pass a health check (nginx's default `match`).
+pub const HEALTH_EXPECT: (u16, u16) = (200, 399);
+pub const OUTLIER_CONSECUTIVE_ERRORS: u32 = 3;
+/// nginx's `fail_timeout`.
+pub const OUTLIER_BASE_EJECTION: Duration = Duration::from_secs(10);
+/// Envoy's `max_ejection_time`.
+pub const OUTLIER_MAX_EJECTION: Duration = Duration::from_secs(300);
+pub const OUTLIER_MAX_EJECTED_PERCENT: u32 = 50;
 pub const FORCE_HEADER: &str = "x-runoff-backend";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const MIRROR_PERCENT: f64 = 100.0;

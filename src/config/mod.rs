@@ -19,10 +19,12 @@ use crate::error::ConfigError;
 use schema::RawConfig;
 
 pub use model::{
-    humane, AccessLog, AdminSettings, Analysis, Backend, Compare, Config, Criterion, Force,
-    Forwarding, HeaderRule, JsonRules, Live, Mirror, OnFail, Pacing, ProcessSpec, Ramp, Redact,
-    Route, RouteMatch, ServerSettings, SplitEntry, Startup, StickyKey,
+    humane, AccessLog, AdminSettings, Analysis, Backend, Balance, Compare, Config, Criterion,
+    Force, Forwarding, HeaderRule, HealthCheck, JsonRules, Live, Mirror, OnFail, Outlier, Pacing,
+    PoolSpec, ProcessSpec, Ramp, Redact, Route, RouteMatch, ServerSettings, SplitEntry, Startup,
+    StickyKey,
 };
+pub use resolve::{parse_entry, Entry};
 pub use validate_routes::{json_pointer, split_weight, weight_error, weights_total};
 
 impl Config {

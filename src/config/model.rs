@@ -227,9 +227,13 @@ impl Force {
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub name: String,
-    /// The address as written (`host:port`), re-resolved on every load.
-    pub address: String,
-    pub addr: SocketAddr,
+    /// The addresses as written (`host:port` each), in file order; resolved on every load and,
+    /// for names, every `resolve_every` while running.
+    pub entries: Vec<String>,
+    /// What each entry resolved to when the config loaded, in entry order.
+    pub resolved: Vec<Vec<SocketAddr>>,
+    /// How the backend's addresses are chosen, checked, ejected and retried.
+    pub pool: PoolSpec,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -237,6 +241,80 @@ pub struct Backend {
     pub max_in_flight: Option<usize>,
     /// The backend's process on this host, sampled for CPU and memory.
     pub process: Option<ProcessSpec>,
+}
+
+impl Backend {
+    /// The addresses as written, for messages: `a:1` or `a:1, b:2`.
+    pub fn address(&self) -> String {
+        self.entries.join(", ")
+    }
+
+    /// Every address the entries resolved to at load, each once.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = Vec::new();
+        for a in self.resolved.iter().flatten() {
+            if !all.contains(a) {
+                all.push(*a);
+            }
+        }
+        all
+    }
+}
+
+/// A backend's addresses as a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSpec {
+    /// How often names are resolved again (IP literals never are).
+    pub resolve_every: Duration,
+    pub balance: Balance,
+    /// Further attempts of a request on other addresses of the backend, when safe.
+    pub retries: u32,
+    pub health: Option<HealthCheck>,
+    pub outlier: Outlier,
+}
+
+/// Which address of a backend a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastInFlight,
+}
+
+impl Balance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastInFlight => "least_in_flight",
+        }
+    }
+}
+
+/// Active health checks of each address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    /// The Host sent (else the address as written).
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_after: u32,
+    pub unhealthy_after: u32,
+    /// Inclusive status ranges a passing check answers with.
+    pub expect_status: Vec<(u16, u16)>,
+}
+
+/// Passive outlier ejection: an address failing this many times in a row leaves the rotation
+/// for a backoff that doubles each time, up to `max_ejection`; 0 turns a rule off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outlier {
+    /// Connection failures: refused, timed out, reset, closed before an answer.
+    pub consecutive_errors: u32,
+    /// 5xx answers from the backend (off by default: the trial wants to see them).
+    pub consecutive_5xx: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    /// The share of a backend's addresses that may be ejected at once (one always may).
+    pub max_ejected_percent: u32,
 }
 
 /// Which process a same-host backend runs as.
@@ -268,6 +346,9 @@ pub struct Route {
     /// An upgraded WebSocket connection idle this long is closed (the route's
     /// `websocket.idle_timeout`, else the top-level one).
     pub websocket_idle_timeout: Duration,
+    /// `on_unhealthy.fallback`: the backend of the split that takes the share of one with no
+    /// healthy address (else such requests are answered 503).
+    pub fallback: Option<usize>,
 }
 
 /// How the candidate is judged against the baseline.

@@ -99,12 +99,52 @@ pub struct RawForce {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
-    pub address: String,
+    /// One `host:port`, or `addresses` for several (exactly one of the two).
+    pub address: Option<String>,
+    pub addresses: Option<Vec<String>>,
+    pub resolve_every: Option<String>,
+    pub balance: Option<String>,
+    pub retries: Option<i64>,
+    pub health: Option<RawHealth>,
+    pub outlier: Option<RawOutlier>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
     pub max_in_flight: Option<i64>,
     pub process: Option<RawProcess>,
+}
+
+/// `health: { path, interval, timeout, healthy_after, unhealthy_after, expect_status, host }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub healthy_after: Option<i64>,
+    pub unhealthy_after: Option<i64>,
+    /// Status codes (`200`) or classes (`2xx`).
+    pub expect_status: Option<Vec<serde_yaml::Value>>,
+}
+
+/// `outlier: { consecutive_errors, consecutive_5xx, base_ejection, max_ejection,
+/// max_ejected_percent }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    pub consecutive_errors: Option<i64>,
+    pub consecutive_5xx: Option<i64>,
+    pub base_ejection: Option<String>,
+    pub max_ejection: Option<String>,
+    pub max_ejected_percent: Option<i64>,
+}
+
+/// `on_unhealthy: { fallback: NAME }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnUnhealthy {
+    pub fallback: String,
 }
 
 /// `{ pid: 1234 }` or `{ pid_file: /run/node.pid }`.
@@ -128,6 +168,7 @@ pub struct RawRoute {
     pub mirror: Option<RawMirror>,
     pub compare: Option<RawCompare>,
     pub baseline: Option<String>,
+    pub on_unhealthy: Option<RawOnUnhealthy>,
     pub analysis: Option<RawAnalysis>,
     pub ramp: Option<RawRamp>,
     pub websocket: Option<RawWebSocket>,

@@ -191,8 +191,80 @@ fn a_name_that_does_not_resolve_is_a_clear_error() {
 fn localhost_resolves() {
     let yaml = MINIMAL.replace("127.0.0.1:3001", "localhost:3001");
     let c = Config::from_yaml(&yaml).expect("localhost resolves");
-    assert!(c.live.backends[1].addr.ip().is_loopback());
-    assert_eq!(c.live.backends[1].address, "localhost:3001");
+    assert!(c.live.backends[1]
+        .addrs()
+        .iter()
+        .all(|a| a.ip().is_loopback()));
+    assert_eq!(c.live.backends[1].address(), "localhost:3001");
+}
+
+#[test]
+fn pools_take_several_addresses_with_stated_defaults() {
+    let c = Config::from_yaml(MINIMAL).expect("minimal");
+    let node = &c.live.backends[0];
+    assert_eq!(node.entries, vec!["127.0.0.1:3000".to_string()]);
+    assert_eq!(node.pool, crate::pool::test_spec());
+    assert_eq!(c.live.routes[0].fallback, None);
+
+    let yaml = MINIMAL
+        .replace(
+            "go: { address: 127.0.0.1:3001 }",
+            "go:\n    addresses: [127.0.0.1:3001, 127.0.0.2:3001, localhost:3002]\n    balance: least_in_flight\n    retries: 2\n    resolve_every: 30s\n    health: { path: /healthz, interval: 2s, timeout: 500ms, healthy_after: 1, unhealthy_after: 2, expect_status: [200, 3xx] }\n    outlier: { consecutive_errors: 0, consecutive_5xx: 5, base_ejection: 1s, max_ejection: 1m, max_ejected_percent: 34 }",
+        )
+        .replace("split: { node: 90, go: 10 }", "split: { node: 90, go: 10 }\n    on_unhealthy: { fallback: node }");
+    let c = Config::from_yaml(&yaml).expect("pool config");
+    let go = &c.live.backends[1];
+    assert_eq!(go.entries.len(), 3);
+    assert!(go.addrs().len() >= 3);
+    assert_eq!(go.pool.balance, crate::config::Balance::LeastInFlight);
+    assert_eq!(go.pool.retries, 2);
+    assert_eq!(go.pool.resolve_every, std::time::Duration::from_secs(30));
+    let hc = go.pool.health.as_ref().expect("health");
+    assert_eq!(hc.path, "/healthz");
+    assert_eq!((hc.healthy_after, hc.unhealthy_after), (1, 2));
+    assert_eq!(hc.expect_status, vec![(200, 200), (300, 399)]);
+    assert_eq!(go.pool.outlier.consecutive_errors, 0);
+    assert_eq!(go.pool.outlier.consecutive_5xx, 5);
+    assert_eq!(go.pool.outlier.max_ejected_percent, 34);
+    assert_eq!(c.live.routes[0].fallback, Some(0));
+}
+
+#[test]
+fn bad_pool_fields_are_named() {
+    let yaml = MINIMAL
+        .replace(
+            "go: { address: 127.0.0.1:3001 }",
+            "go:\n    addresses: [127.0.0.1:3001, 127.0.0.1:3001, nope]\n    balance: random\n    retries: -1\n    health: { path: healthz, interval: 1s, timeout: 2s, healthy_after: 0, expect_status: [600, 7xx] }\n    outlier: { base_ejection: 1m, max_ejection: 1s, max_ejected_percent: 101 }",
+        )
+        .replace(
+            "node: { address: 127.0.0.1:3000 }",
+            "node: { address: 127.0.0.1:3000, addresses: [127.0.0.1:3000] }",
+        )
+        .replace("split: { node: 90, go: 10 }", "split: { node: 90, go: 10 }\n    on_unhealthy: { fallback: rust }");
+    let p = problems(&yaml);
+    let expect = [
+        "backends.node: give `address: host:port` or `addresses: [host:port, ...]`, not both",
+        "backends.go.addresses[1]: `127.0.0.1:3001` is listed twice",
+        "backends.go.addresses[2]: `nope` is not host:port",
+        "backends.go.balance: `random` is not `round_robin` or `least_in_flight`",
+        "backends.go.retries: must be a whole number of at least 0, got -1",
+        "backends.go.health.path: `healthz` is not a path",
+        "backends.go.health.timeout: must not be longer than `interval`",
+        "backends.go.health.expect_status[0]: must be a status code",
+        "backends.go.health.expect_status[1]: must be a status code",
+        "backends.go.health.healthy_after: must be a whole number of at least 1, got 0",
+        "backends.go.outlier.max_ejection: must not be shorter than `base_ejection`",
+        "backends.go.outlier.max_ejected_percent: must be a percentage from 0 to 100, got 101",
+        "routes[0].on_unhealthy.fallback: `rust` is not a backend of this route's split",
+    ];
+    for e in expect {
+        assert!(
+            p.iter().any(|line| line.starts_with(e)),
+            "missing `{e}` in:\n{}",
+            p.join("\n")
+        );
+    }
+    assert_eq!(p.len(), expect.len(), "extra problems:\n{}", p.join("\n"));
 }
 
 #[test]

@@ -15,12 +15,13 @@ use indexmap::IndexMap;
 use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
-    AccessLog, AdminSettings, Backend, Config, Forwarding, Live, ProcessSpec, Redact,
-    ServerSettings, Startup,
+    AccessLog, AdminSettings, Backend, Balance, Config, Forwarding, HealthCheck, Live, Outlier,
+    PoolSpec, ProcessSpec, Redact, ServerSettings, Startup,
 };
-use super::resolve::resolve_address;
+use super::resolve::resolve_all;
 use super::schema::{
-    OneOrMany, RawAdmin, RawBackend, RawConfig, RawForwarding, RawRedact, RawServer,
+    OneOrMany, RawAdmin, RawBackend, RawConfig, RawForwarding, RawHealth, RawOutlier, RawRedact,
+    RawServer,
 };
 use super::validate_routes::routes;
 use crate::error::ConfigError;
@@ -254,21 +255,185 @@ fn redact(c: &mut Checker, raw: &RawRedact) -> Redact {
     }
 }
 
+/// A backend's pool settings: balancing, retries, health checks, outlier ejection.
+fn pool_spec(c: &mut Checker, path: &str, b: &RawBackend) -> PoolSpec {
+    let balance = match b.balance.as_deref() {
+        None | Some("round_robin") => Balance::RoundRobin,
+        Some("least_in_flight") => Balance::LeastInFlight,
+        Some(other) => {
+            c.report(
+                format!("{path}.balance"),
+                format!("`{other}` is not `round_robin` or `least_in_flight`"),
+            );
+            Balance::RoundRobin
+        }
+    };
+    PoolSpec {
+        resolve_every: c.duration(
+            &format!("{path}.resolve_every"),
+            b.resolve_every.as_deref(),
+            defaults::RESOLVE_EVERY,
+        ),
+        balance,
+        retries: c.count(&format!("{path}.retries"), b.retries, defaults::RETRIES, 0),
+        health: b
+            .health
+            .as_ref()
+            .map(|h| health(c, &format!("{path}.health"), h)),
+        outlier: outlier(
+            c,
+            &format!("{path}.outlier"),
+            &b.outlier.clone().unwrap_or_default(),
+        ),
+    }
+}
+
+fn health(c: &mut Checker, path: &str, h: &RawHealth) -> HealthCheck {
+    let check_path = h.path.clone().unwrap_or_else(|| "/".to_string());
+    if !check_path.starts_with('/') || check_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        c.report(
+            format!("{path}.path"),
+            format!("`{check_path}` is not a path starting with `/`"),
+        );
+    }
+    if let Some(host) = &h.host {
+        if http::HeaderValue::from_str(host).is_err() || host.is_empty() {
+            c.report(
+                format!("{path}.host"),
+                format!("`{host}` is not a Host value"),
+            );
+        }
+    }
+    let interval = c.duration(
+        &format!("{path}.interval"),
+        h.interval.as_deref(),
+        defaults::HEALTH_INTERVAL,
+    );
+    let timeout = c.duration(
+        &format!("{path}.timeout"),
+        h.timeout.as_deref(),
+        defaults::HEALTH_TIMEOUT,
+    );
+    if timeout > interval {
+        c.report(
+            format!("{path}.timeout"),
+            "must not be longer than `interval` (checks of one address never overlap)",
+        );
+    }
+    let mut expect_status = Vec::new();
+    for (i, v) in h.expect_status.iter().flatten().enumerate() {
+        let field = format!("{path}.expect_status[{i}]");
+        match status_range(v) {
+            Some(r) => expect_status.push(r),
+            None => c.report(field, "must be a status code like 200 or a class like 2xx"),
+        }
+    }
+    if h.expect_status.as_ref().is_some_and(Vec::is_empty) {
+        c.report(format!("{path}.expect_status"), "needs at least one status");
+    }
+    if expect_status.is_empty() {
+        expect_status.push(defaults::HEALTH_EXPECT);
+    }
+    HealthCheck {
+        path: check_path,
+        host: h.host.clone(),
+        interval,
+        timeout,
+        healthy_after: c.count(
+            &format!("{path}.healthy_after"),
+            h.healthy_after,
+            defaults::HEALTHY_AFTER,
+            1,
+        ),
+        unhealthy_after: c.count(
+            &format!("{path}.unhealthy_after"),
+            h.unhealthy_after,
+            defaults::UNHEALTHY_AFTER,
+            1,
+        ),
+        expect_status,
+    }
+}
+
+/// `200` → (200, 200); `"2xx"` → (200, 299).
+fn status_range(v: &serde_yaml::Value) -> Option<(u16, u16)> {
+    if let Some(n) = v.as_u64() {
+        let n = u16::try_from(n).ok().filter(|n| (100..=599).contains(n))?;
+        return Some((n, n));
+    }
+    let s = v.as_str()?.trim().to_ascii_lowercase();
+    if let Some(class) = s.strip_suffix("xx") {
+        let d = class.parse::<u16>().ok().filter(|d| (1..=5).contains(d))?;
+        return Some((d * 100, d * 100 + 99));
+    }
+    let n = s.parse::<u16>().ok().filter(|n| (100..=599).contains(n))?;
+    Some((n, n))
+}
+
+fn outlier(c: &mut Checker, path: &str, o: &RawOutlier) -> Outlier {
+    let base_ejection = c.duration(
+        &format!("{path}.base_ejection"),
+        o.base_ejection.as_deref(),
+        defaults::OUTLIER_BASE_EJECTION,
+    );
+    let max_ejection = c.duration(
+        &format!("{path}.max_ejection"),
+        o.max_ejection.as_deref(),
+        defaults::OUTLIER_MAX_EJECTION.max(base_ejection),
+    );
+    if max_ejection < base_ejection {
+        c.report(
+            format!("{path}.max_ejection"),
+            "must not be shorter than `base_ejection`",
+        );
+    }
+    let max_ejected_percent = c.count(
+        &format!("{path}.max_ejected_percent"),
+        o.max_ejected_percent,
+        defaults::OUTLIER_MAX_EJECTED_PERCENT,
+        0,
+    );
+    if max_ejected_percent > 100 {
+        c.report(
+            format!("{path}.max_ejected_percent"),
+            format!("must be a percentage from 0 to 100, got {max_ejected_percent}"),
+        );
+    }
+    Outlier {
+        consecutive_errors: c.count(
+            &format!("{path}.consecutive_errors"),
+            o.consecutive_errors,
+            defaults::OUTLIER_CONSECUTIVE_ERRORS,
+            0,
+        ),
+        consecutive_5xx: c.count(&format!("{path}.consecutive_5xx"), o.consecutive_5xx, 0, 0),
+        base_ejection,
+        max_ejection,
+        max_ejected_percent: max_ejected_percent.min(100),
+    }
+}
+
 /// A backend that is one of runoff's own listeners would send every request back to runoff.
 fn loops_back(c: &mut Checker, backends: &[Backend], listen: &[SocketAddr], admin: SocketAddr) {
     for b in backends {
-        let own = listen.iter().chain(std::iter::once(&admin)).find(|l| {
-            **l == b.addr
-                || (l.port() == b.addr.port() && l.ip().is_unspecified() && local(b.addr.ip()))
-        });
-        if let Some(l) = own {
-            c.report(
-                format!("backends.{}.address", b.name),
-                format!(
-                    "`{}` is runoff's own listener {l}: every request would come back to runoff",
-                    b.address
-                ),
-            );
+        for addr in &b.addrs() {
+            let own = listen.iter().chain(std::iter::once(&admin)).find(|l| {
+                **l == *addr
+                    || (l.port() == addr.port() && l.ip().is_unspecified() && local(addr.ip()))
+            });
+            if let Some(l) = own {
+                let field = if b.entries.len() == 1 {
+                    format!("backends.{}.address", b.name)
+                } else {
+                    format!("backends.{}.addresses", b.name)
+                };
+                c.report(
+                    field,
+                    format!(
+                        "`{addr}` is runoff's own listener {l}: every request would come back to runoff",
+                    ),
+                );
+            }
         }
     }
 }
@@ -300,17 +465,56 @@ fn backends(c: &mut Checker, raw: &IndexMap<String, RawBackend>) -> Vec<Backend>
 fn backend(c: &mut Checker, name: &str, b: &RawBackend) -> Backend {
     let path = format!("backends.{name}");
     check_name(c, &path, name);
-    let addr = match resolve_address(b.address.trim()) {
-        Ok(a) => a,
-        Err(e) => {
-            c.report(format!("{path}.address"), e);
-            SocketAddr::from(([0, 0, 0, 0], 0))
+    let written: Vec<(String, String)> = match (&b.address, &b.addresses) {
+        (Some(one), None) => vec![(format!("{path}.address"), one.trim().to_string())],
+        (None, Some(list)) if !list.is_empty() => list
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("{path}.addresses[{i}]"), a.trim().to_string()))
+            .collect(),
+        (None, Some(_)) => {
+            c.report(
+                format!("{path}.addresses"),
+                "needs at least one `host:port`",
+            );
+            Vec::new()
+        }
+        (Some(_), Some(_)) => {
+            c.report(
+                &path,
+                "give `address: host:port` or `addresses: [host:port, ...]`, not both",
+            );
+            Vec::new()
+        }
+        (None, None) => {
+            c.report(
+                format!("{path}.address"),
+                "is missing: give `address: host:port` or `addresses: [host:port, ...]`",
+            );
+            Vec::new()
         }
     };
+    let mut resolved: Vec<Vec<SocketAddr>> = Vec::new();
+    let mut entries: Vec<String> = Vec::new();
+    for (field, text) in written {
+        if entries.contains(&text) {
+            c.report(field, format!("`{text}` is listed twice"));
+            continue;
+        }
+        match resolve_all(&text) {
+            Ok(found) => resolved.push(found),
+            Err(e) => {
+                c.report(field, e);
+                resolved.push(Vec::new());
+            }
+        }
+        entries.push(text);
+    }
     Backend {
         name: name.to_string(),
-        address: b.address.clone(),
-        addr,
+        entries,
+        resolved,
+        pool: pool_spec(c, &path, b),
         connect_timeout: c.duration(
             &format!("{path}.connect_timeout"),
             b.connect_timeout.as_deref(),

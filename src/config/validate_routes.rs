@@ -198,10 +198,23 @@ fn validate_route(
         }
         validate_ramp(c, &ramp_path, raw)
     });
+    let fallback = r.on_unhealthy.as_ref().and_then(|o| {
+        let found = split
+            .iter()
+            .find(|e| backends[e.backend].name == o.fallback);
+        if found.is_none() {
+            c.report(
+                format!("{path}.on_unhealthy.fallback"),
+                format!("`{}` is not a backend of this route's split", o.fallback),
+            );
+        }
+        found.map(|e| e.backend)
+    });
     if c.problems.len() > before {
         return None;
     }
     Some(Route {
+        fallback,
         analysis,
         ramp,
         baseline,

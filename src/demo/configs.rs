@@ -55,7 +55,7 @@ pub(super) fn backends_for(config: &Config) -> Vec<(SocketAddr, DemoBackend)> {
             .backends
             .iter()
             .find(|b| b.name == name)
-            .map(|b| b.addr)
+            .and_then(|b| b.addrs().first().copied())
     };
     let mut out = Vec::new();
     if let Some(a) = find("node") {

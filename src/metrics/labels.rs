@@ -134,6 +134,8 @@ label! {
         HandshakeMismatch => "handshake_mismatch",
         /// A WebSocket shadow closed before the primary did.
         ClosedEarly => "closed_early",
+        /// The shadow backend had no healthy address: the copy was not attempted.
+        Unhealthy => "unhealthy",
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub(crate) mod handles;
 pub(crate) mod labels;
+pub(crate) mod pool;
 pub(crate) mod websocket;
 
 use std::collections::HashMap;
@@ -165,6 +166,7 @@ pub struct Metrics {
     pub(crate) request: RequestFamilies,
     pub(crate) mirror: MirrorFamilies,
     pub(crate) websocket: websocket::WebSocketFamilies,
+    pub(crate) pool: pool::PoolFamilies,
     pub control: ControlMetrics,
     pub resources: ResourceMetrics,
     pub analysis: AnalysisMetrics,
@@ -438,6 +440,7 @@ impl Metrics {
         let control = ControlMetrics::new()?;
         let resources = ResourceMetrics::new()?;
         let analysis = AnalysisMetrics::new()?;
+        let pool = pool::PoolFamilies::new()?;
         let unrouted = IntCounter::new(
             "runoff_unrouted_requests_total",
             "Requests that matched no route (answered 404).",
@@ -490,6 +493,7 @@ impl Metrics {
         request.register(&registry)?;
         mirror.register(&registry)?;
         websocket.register(&registry)?;
+        pool.register(&registry)?;
         control.register(&registry)?;
         resources.register(&registry)?;
         analysis.register(&registry)?;
@@ -507,6 +511,7 @@ impl Metrics {
             request,
             mirror,
             websocket,
+            pool,
             control,
             resources,
             analysis,

@@ -20,7 +20,6 @@ use std::time::Instant;
 use http::header::HeaderName;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
-use pingora::upstreams::peer::HttpPeer;
 use prometheus::IntGauge;
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -30,6 +29,7 @@ use crate::analysis::{Book, Recorder, Series};
 use crate::compare::Judge;
 use crate::config::{Live, Mirror, Pacing, Route};
 use crate::metrics::{DropReason, Metrics, MirrorHandles, Role};
+use crate::pool::Pool;
 use crate::redact::Redactor;
 use pair::Pair;
 use tee::Budget;
@@ -62,7 +62,8 @@ impl MirrorRuntime {
 pub(crate) struct RouteMirror {
     config: Mirror,
     handles: MirrorHandles,
-    peer: HttpPeer,
+    /// The shadow backend's addresses.
+    pool: Arc<Pool>,
     route_name: String,
     backend_name: String,
     request_id_header: HeaderName,
@@ -91,24 +92,34 @@ const AHEAD_FACTOR: i64 = 4;
 /// ...plus this many (so that a handful of copies at low concurrency never count).
 const AHEAD_SLACK: i64 = 4;
 
+/// What a route's mirror takes over from before a reload.
+pub(crate) struct Carried {
+    /// The shadow backend's pool (`None` when the route has no mirror).
+    pub pool: Option<Arc<Pool>>,
+    /// Copies under way.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
 impl RouteMirror {
-    /// The mirror of `route`, if it has one. `in_flight` carries the count of copies under way
-    /// over from the previous config (a reload does not reset the limit's view).
+    /// The mirror of `route`, if it has one. `carried`: what outlives a config (the shadow's
+    /// pool, and the count of copies under way, so a reload does not reset the limit's view).
     pub(crate) fn new(
         route: &Route,
         live: &Live,
         metrics: &Metrics,
         book: &Book,
         judge: Option<Arc<Judge>>,
-        in_flight: Arc<AtomicUsize>,
+        carried: Carried,
         tally: Option<Arc<Tally>>,
     ) -> Option<RouteMirror> {
         let m = route.mirror.as_ref()?;
         let backend = live.backends.get(m.to)?;
+        let Carried { pool, in_flight } = carried;
+        let pool = pool?;
         Some(RouteMirror {
             config: m.clone(),
             handles: metrics.mirror_handles(&route.name, &backend.name),
-            peer: crate::upstream::peer_for(backend),
+            pool,
             route_name: route.name.clone(),
             backend_name: backend.name.clone(),
             request_id_header: live.forwarding.request_id_header.clone(),
@@ -184,6 +195,11 @@ pub(crate) fn admit(
 ) -> Option<CopyHandle> {
     let h = &rm.handles;
     h.requests.inc();
+    if !rm.pool.available() {
+        // Ejected or failing its checks: not even a connection attempt.
+        h.dropped(DropReason::Unhealthy);
+        return None;
+    }
     if declared_length.is_some_and(|n| n > rm.config.max_body_bytes) {
         h.dropped(DropReason::BodyTooLarge);
         return None;

@@ -20,6 +20,7 @@ use crate::analysis::tally::Side;
 use crate::compare::{Captured, PairMeta};
 use crate::metrics::{DropReason, Role, StatusClass};
 use crate::outcome::error_kind;
+use crate::pool::endpoint::Attempt;
 
 /// One unit of a route's copies-under-way count, held from the copy's admission to its end.
 pub(super) struct Reserved(Arc<RouteMirror>);
@@ -262,22 +263,31 @@ async fn attempt(
     header: RequestHeader,
     body: Option<UnboundedReceiver<BodyEvent>>,
 ) -> Result<Exchanged, Failure> {
-    let peer = &rm.peer;
-    let (mut session, reused) = rt
-        .connector
-        .get_http_session(peer)
-        .await
-        .map_err(Failure::Upstream)?;
+    // The shadow's addresses in rotation (one of them: `admit` saw it had one), else any.
+    let Some(picked) = rm.pool.pick(&[]).or_else(|| rm.pool.any()) else {
+        return Err(Failure::Dropped(DropReason::Unhealthy));
+    };
+    let peer = &picked.0.peer;
+    let (mut session, reused) = match rt.connector.get_http_session(peer).await {
+        Ok(s) => s,
+        Err(e) => {
+            rm.pool.report(&picked, Attempt::Failed);
+            return Err(Failure::Upstream(e));
+        }
+    };
     rm.handles
         .backend
         .connection(reused, crate::upstream::connect_time(session.digest()));
     session.set_read_timeout(peer.options.read_timeout);
     session.set_write_timeout(peer.options.write_timeout);
 
+    // A pooled connection that fails before the answer may just have gone stale; a fresh one
+    // failing is the address's fault (for outlier ejection).
     let stale = |e: Box<Error>| {
         if reused {
             Failure::StalePooled(e)
         } else {
+            rm.pool.report(&picked, Attempt::Failed);
             Failure::Upstream(e)
         }
     };
@@ -319,11 +329,7 @@ async fn attempt(
     let status = loop {
         let read = session.read_response_header().await;
         if let Err(e) = read {
-            return Err(if request_bytes == 0 {
-                stale(e)
-            } else {
-                Failure::Upstream(e)
-            });
+            return Err(stale(e));
         }
         match session.response_header().map(|h| h.status) {
             Some(s) if s.is_informational() && s.as_u16() != 101 => continue,
@@ -337,6 +343,7 @@ async fn attempt(
         }
     };
     let ttfb = sent_at.elapsed();
+    rm.pool.report(&picked, Attempt::Answered(status));
     let mut answer = rm.judge.as_ref().and_then(|j| {
         session.response_header().map(|h| {
             let budget: Arc<dyn crate::compare::Charge> = rt.budget.clone();

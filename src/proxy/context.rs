@@ -5,6 +5,7 @@
 //! Must not: record anything before the request ends (except the in-flight gauges), or
 //! allocate label strings.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use crate::forwarding::{Peer, RequestId};
 use crate::metrics::Role;
 use crate::mirror::CopyHandle;
 use crate::outcome::status_class;
+use crate::pool::endpoint::Picked;
 use crate::redact::Redactor;
 use crate::state::{InFlight, Snapshot};
 
@@ -89,6 +91,9 @@ pub(crate) struct RequestCtx {
     pub(super) mirror: Option<CopyHandle>,
     /// This request's unit of its backend's in-flight count.
     slot: Option<Slot>,
+    /// The address of the current attempt, and the ones that failed before it.
+    pub(super) picked: Option<Picked>,
+    pub(super) tried: Vec<SocketAddr>,
     /// The primary's answer, kept (up to the compare limit) when the route compares.
     pub(super) answer: Option<Captured>,
     /// Recorded already (a WebSocket is recorded at its 101, `logging` runs at its end).
@@ -125,6 +130,8 @@ impl RequestCtx {
             connected: false,
             mirror: None,
             slot: None,
+            picked: None,
+            tried: Vec::new(),
             answer: None,
             body_timed_out: false,
             recorded: false,

@@ -37,6 +37,8 @@ pub(super) struct Target {
     pub caller: Arc<Recorder>,
     /// The route's verdict tally and the side this request counts for, if any.
     pub tally: Option<(Arc<Tally>, Side)>,
+    /// The backend has no healthy address and no fallback takes the request: answered 503.
+    pub unhealthy: bool,
 }
 
 /// Decide the route and backend for a request, and return the route's sticky key in it (the
@@ -73,9 +75,13 @@ pub(super) fn decide<'r>(
         || rand::rng().random(),
     )?;
     let state = &snapshot.routes[route_index];
+    let chosen = route.split[choice.split_index].backend;
+    if !snapshot.backends[chosen].pool.available() {
+        return Some((failover(snapshot, route_index, choice), sticky_key));
+    }
     let target = Target {
         route: route_index,
-        backend: route.split[choice.split_index].backend,
+        backend: chosen,
         split: choice.split_index,
         reason: choice.reason,
         handles: Arc::clone(&state.primary[choice.split_index]),
@@ -85,8 +91,54 @@ pub(super) fn decide<'r>(
             .tally
             .clone()
             .zip(state.sides.get(choice.split_index).copied().flatten()),
+        unhealthy: false,
     };
     Some((target, sticky_key))
+}
+
+/// The chosen backend has no healthy address: the route's fallback serves the request when it
+/// has one in rotation (counted; measured on the fallback but kept out of its summary and the
+/// verdict, since this traffic is not its share), else the request is refused with 503. A
+/// forced request is never moved: the caller asked for that backend.
+fn failover(snapshot: &Snapshot, route_index: usize, choice: routing::Choice) -> Target {
+    let route = &snapshot.live.routes[route_index];
+    let state = &snapshot.routes[route_index];
+    let chosen = route.split[choice.split_index].backend;
+    let to = route
+        .fallback
+        .filter(|f| *f != chosen && choice.reason != ChoiceReason::Forced)
+        .filter(|f| snapshot.backends[*f].pool.available())
+        .and_then(|f| route.split.iter().position(|e| e.backend == f))
+        .zip(state.failover_recorders.as_ref());
+    match to {
+        Some((split, (latency, caller))) => {
+            if let Some(c) = &state.failover[choice.split_index] {
+                c.inc();
+            }
+            Target {
+                route: route_index,
+                backend: route.split[split].backend,
+                split,
+                reason: ChoiceReason::Failover,
+                handles: Arc::clone(&state.primary[split]),
+                latency: Arc::clone(latency),
+                caller: Arc::clone(caller),
+                tally: None,
+                unhealthy: false,
+            }
+        }
+        None => Target {
+            route: route_index,
+            backend: chosen,
+            split: choice.split_index,
+            reason: choice.reason,
+            handles: Arc::clone(&state.primary[choice.split_index]),
+            latency: Arc::clone(&state.primary_latency[choice.split_index]),
+            caller: Arc::clone(&state.primary_caller[choice.split_index]),
+            tally: None,
+            unhealthy: true,
+        },
+    }
 }
 
 /// A request as the copy decision sees it.

@@ -23,7 +23,9 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::caller_io::Watched;
 use crate::forwarding::{self, Peer, RequestId};
+use crate::metrics::ErrorKind;
 use crate::outcome::{self, error_kind, is_upstream, status_for_failure};
+use crate::pool::endpoint::Attempt;
 use crate::state::Shared;
 use crate::strict;
 use crate::upstream::connect_time;
@@ -103,6 +105,7 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
 
 const NO_ROUTE_BODY: &[u8] = b"runoff: no route matches this request\n";
 const BACKEND_FULL_BODY: &[u8] = b"runoff: the backend is at its max_in_flight limit\n";
+const UNHEALTHY_BODY: &[u8] = b"runoff: the backend has no healthy address\n";
 
 /// Answer with runoff's own small plain-text response; the caller's connection stays open.
 async fn answer_plain(session: &mut Session, status: u16, body: &'static [u8]) -> Result<()> {
@@ -114,6 +117,31 @@ async fn answer_plain(session: &mut Session, status: u16, body: &'static [u8]) -
     session
         .write_response_body(Some(Bytes::from_static(body)), true)
         .await
+}
+
+/// Tell the current attempt's address how it went (for outlier ejection).
+fn report_attempt(ctx: &RequestCtx, attempt: Attempt) {
+    if let (Some(target), Some(picked)) = (&ctx.target, &ctx.picked) {
+        ctx.snapshot.backends[target.backend]
+            .pool
+            .report(picked, attempt);
+    }
+}
+
+/// The current attempt failed on its address: record it, and say whether to try another
+/// address of the backend (one in rotation, not tried yet, within the backend's `retries`).
+fn retry_elsewhere(ctx: &mut RequestCtx, attempt: Attempt) -> bool {
+    report_attempt(ctx, attempt);
+    let (Some(target), Some(picked)) = (&ctx.target, ctx.picked.take()) else {
+        return false;
+    };
+    ctx.tried.push(picked.addr());
+    let pool = &ctx.snapshot.backends[target.backend].pool;
+    let retry = ctx.attempts <= pool.retries() && pool.has_other(&ctx.tried);
+    if retry {
+        pool.handles.retries.inc();
+    }
+    retry
 }
 
 #[async_trait]
@@ -165,9 +193,16 @@ impl ProxyHttp for Runoff {
             answer_plain(session, 404, NO_ROUTE_BODY).await?;
             return Ok(true);
         };
+        let unhealthy = target.unhealthy.then_some((target.route, target.split));
         if !ctx.admit(target) {
             ctx.answered = 503;
             answer_plain(session, 503, BACKEND_FULL_BODY).await?;
+            return Ok(true);
+        }
+        if let Some((route, split)) = unhealthy {
+            snapshot.routes[route].unhealthy_refused[split].inc();
+            ctx.answered = 503;
+            answer_plain(session, 503, UNHEALTHY_BODY).await?;
             return Ok(true);
         }
         let request_id = RequestId::of(req, &snapshot.live.forwarding.request_id_header);
@@ -203,12 +238,36 @@ impl ProxyHttp for Runoff {
         let Some(target) = &ctx.target else {
             return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
         };
+        let backend = target.backend;
         ctx.attempts += 1;
         ctx.attempt_body_bytes = 0;
         // The primary's upstream clock starts with its first attempt, before the connection
         // is taken or made: the same point the shadow's starts at.
         ctx.upstream_started.get_or_insert_with(Instant::now);
-        Ok(Box::new(ctx.snapshot.backends[target.backend].peer.clone()))
+        let pool = &ctx.snapshot.backends[backend].pool;
+        // An address in rotation not yet tried; on the first attempt, any address when the
+        // last healthy one went between routing and now (the request was routed here).
+        let picked = match pool.pick(&ctx.tried) {
+            Some(p) => p,
+            None if ctx.tried.is_empty() => match pool.any() {
+                Some(p) => p,
+                None => {
+                    return Error::e_explain(
+                        ErrorType::ConnectNoRoute,
+                        "the backend has no address",
+                    )
+                }
+            },
+            None => {
+                return Error::e_explain(
+                    ErrorType::ConnectNoRoute,
+                    "no other address of the backend to retry on",
+                )
+            }
+        };
+        let peer = Box::new(picked.0.peer.clone());
+        ctx.picked = Some(picked);
+        Ok(peer)
     }
 
     async fn connected_to_upstream(
@@ -300,6 +359,7 @@ impl ProxyHttp for Runoff {
                 ctx.ttfb = ctx.sent_upstream_at.map(|t| t.elapsed());
             }
             ctx.upstream_status = Some(status.as_u16());
+            report_attempt(ctx, Attempt::Answered(status.as_u16()));
             // A response without a body ends here; one with a body ends at its last byte.
             ctx.upstream_ended = Some(Instant::now());
         }
@@ -352,9 +412,11 @@ impl ProxyHttp for Runoff {
         if let Some(target) = &ctx.target {
             target.handles.error(error_kind(&e));
         }
-        // One backend per decision: retrying a refused or timed-out connect to the same
-        // backend only multiplies the wait (nginx and Envoy do not by default either).
-        e.set_retry(false);
+        // Never the same address again; another address of the same backend when one is in
+        // rotation and the backend allows retries. Nothing was sent, so any method is safe
+        // (Envoy's `connect-failure`, nginx's `proxy_next_upstream error`).
+        let retry = retry_elsewhere(ctx, Attempt::Failed);
+        e.set_retry(retry);
         e
     }
 
@@ -377,10 +439,28 @@ impl ProxyHttp for Runoff {
         }
         // Pingora's default policy: retry only idempotent requests whose body is still
         // replayable, and `ReusedOnly` errors only on a reused (stale pooled) connection.
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        let before_answer = is_upstream(&e) && ctx.upstream_status.is_none();
+        let kind = error_kind(&e);
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
+        if !replayable {
             e.set_retry(false);
+            if before_answer && !client_reused {
+                report_attempt(ctx, Attempt::Failed);
+            }
+        } else if before_answer && !client_reused {
+            // A fresh connection failed before any answer: the address's fault. Reset or
+            // closed: sent again to another address (a timeout is not: the backend may still
+            // be working on it).
+            let resend = matches!(kind, ErrorKind::Reset | ErrorKind::Protocol);
+            if resend {
+                let retry = retry_elsewhere(ctx, Attempt::Failed);
+                e.set_retry(retry);
+            } else {
+                report_attempt(ctx, Attempt::Failed);
+                e.set_retry(false);
+            }
         } else {
             e.retry.decide_reuse(client_reused);
         }

@@ -25,6 +25,7 @@ use super::Runoff;
 use crate::forwarding::{self, nominated};
 use crate::metrics::{RequestHandles, Role, UpgradeFailure, WsEnd};
 use crate::outcome::error_kind;
+use crate::pool::endpoint::Attempt;
 use crate::routing;
 use crate::state::{ConnectionSlot, InFlight};
 use crate::websocket::handshake::{handshake, Answer, Dial};
@@ -71,12 +72,24 @@ pub(super) async fn serve(
     let now = Instant::now();
     ctx.upstream_started = Some(now);
     ctx.sent_upstream_at = Some(now);
+    let pool = &snapshot.backends[backend_i].pool;
+    let Some(picked) = pool.pick(&[]).or_else(|| pool.any()) else {
+        return Error::e_explain(ErrorType::ConnectNoRoute, "the backend has no address");
+    };
     let dial = Dial {
-        addr: backend.addr,
+        addr: picked.addr(),
         connect_timeout: backend.connect_timeout,
         read_timeout: backend.read_timeout,
     };
-    let h = match handshake(dial, &upstream).await {
+    let h = handshake(dial, &upstream).await;
+    pool.report(
+        &picked,
+        match &h {
+            Ok(h) => Attempt::Answered(h.status()),
+            Err(_) => Attempt::Failed,
+        },
+    );
+    let h = match h {
         Ok(h) => h,
         Err(e) => {
             request_handles.error(error_kind(&e));

@@ -77,6 +77,8 @@ pub enum ChoiceReason {
     Forced,
     Sticky,
     Random,
+    /// The chosen backend had no healthy address: the route's fallback took the request.
+    Failover,
 }
 
 impl ChoiceReason {
@@ -85,6 +87,7 @@ impl ChoiceReason {
             ChoiceReason::Forced => "forced",
             ChoiceReason::Sticky => "sticky",
             ChoiceReason::Random => "random",
+            ChoiceReason::Failover => "failover",
         }
     }
 }

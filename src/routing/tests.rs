@@ -147,6 +147,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<Vec<Metho
         analysis: None,
         ramp: None,
         websocket_idle_timeout: crate::config::defaults::WEBSOCKET_IDLE_TIMEOUT,
+        fallback: None,
     }
 }
 

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
+use pingora::connectors::http::Connector;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
@@ -32,6 +33,8 @@ use crate::admin::Admin;
 use crate::config::{Config, Startup};
 use crate::control::Control;
 use crate::metrics::Metrics;
+use crate::pool::dns::System;
+use crate::pool::service::PoolService;
 use crate::proxy::Runoff;
 use crate::state::Shared;
 use drain::LastAcceptGrace;
@@ -295,6 +298,17 @@ fn assemble(
     for s in extra {
         server.add_boxed_service(s.service);
     }
+
+    let mut pools = background_service(
+        "backend pools",
+        PoolService {
+            pools: Arc::clone(&shared.pools),
+            resolver: Arc::new(System),
+            connector: Arc::new(Connector::new(None)),
+        },
+    );
+    pools.threads = Some(1);
+    server.add_service(pools);
 
     let mut hup = background_service(
         "reload on SIGHUP",

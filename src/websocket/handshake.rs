@@ -48,6 +48,15 @@ pub(crate) struct Handshake {
     pub(crate) answer: Answer,
 }
 
+impl Handshake {
+    /// The backend's status: 101, or what it answered instead.
+    pub(crate) fn status(&self) -> u16 {
+        match &self.answer {
+            Answer::Upgraded { head, .. } | Answer::Refused { head, .. } => head.status.as_u16(),
+        }
+    }
+}
+
 fn upstream(etype: ErrorType, context: String) -> Box<Error> {
     let mut e = Error::explain(etype, context);
     e.esource = pingora::ErrorSource::Upstream;

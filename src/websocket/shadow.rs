@@ -25,6 +25,8 @@ use super::{LazySide, WsSide};
 use crate::config::Mirror;
 use crate::metrics::{Direction, DropReason, MirrorHandles, StatusClass, UpgradeFailure, WsEnd};
 use crate::outcome::error_kind;
+use crate::pool::endpoint::Attempt;
+use crate::pool::Pool;
 
 /// After the primary closed, how long the shadow may take to finish its close.
 const LINGER: Duration = Duration::from_secs(2);
@@ -48,6 +50,8 @@ impl Accepted {
 /// One route's WebSocket mirror, built with its config.
 pub(crate) struct WsMirror {
     pub(crate) dial: Dial,
+    /// The shadow backend's addresses: each connection dials one in rotation.
+    pool: Option<Arc<Pool>>,
     handles: MirrorHandles,
     side: LazySide,
     route: String,
@@ -70,6 +74,7 @@ impl WsMirror {
     ) -> WsMirror {
         WsMirror {
             dial,
+            pool: None,
             handles,
             side: LazySide::default(),
             route: route.to_string(),
@@ -110,6 +115,12 @@ impl WsMirror {
         Some(req)
     }
 
+    /// Dial the addresses of `pool` (one per connection, in rotation) instead of `dial.addr`.
+    pub(crate) fn with_pool(mut self, pool: Arc<Pool>) -> WsMirror {
+        self.pool = Some(pool);
+        self
+    }
+
     /// Open a shadow connection for one primary connection; `None` when the route's cap is
     /// reached (counted `overloaded`). The returned feed takes the client's bytes; dropping
     /// it tells the shadow the primary closed.
@@ -120,6 +131,10 @@ impl WsMirror {
         accepted: Accepted,
     ) -> Option<Feed> {
         self.handles.requests.inc();
+        if self.pool.as_ref().is_some_and(|p| !p.available()) {
+            self.handles.dropped(DropReason::Unhealthy);
+            return None;
+        }
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.open.fetch_sub(1, Ordering::AcqRel);
             self.handles.dropped(DropReason::Overloaded);
@@ -158,8 +173,25 @@ impl WsMirror {
         let started = Instant::now();
         // Boxed, and the request dropped after: this task lives as long as the connection,
         // and an inlined handshake future (and request) would stay in it until the end.
-        let h = Box::pin(handshake(self.dial, &request)).await;
+        let picked = self
+            .pool
+            .as_ref()
+            .and_then(|p| p.pick(&[]).or_else(|| p.any()));
+        let mut dial = self.dial;
+        if let Some(p) = &picked {
+            dial.addr = p.addr();
+        }
+        let h = Box::pin(handshake(dial, &request)).await;
         drop(request);
+        if let (Some(pool), Some(p)) = (&self.pool, &picked) {
+            pool.report(
+                p,
+                match &h {
+                    Ok(h) => Attempt::Answered(h.status()),
+                    Err(_) => Attempt::Failed,
+                },
+            );
+        }
         let h = match h {
             Ok(h) => h,
             Err(e) => {

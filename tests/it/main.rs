@@ -15,6 +15,7 @@ mod lifecycle;
 mod live_page;
 mod mirror;
 mod odd_requests;
+mod pools;
 mod process;
 mod proxy;
 mod resources;

@@ -327,8 +327,16 @@ async fn unrouted_requests_get_404_and_are_counted() {
 async fn a_refusing_backend_gives_502_counted_as_connect_refused() {
     let refused = refused_port();
     let b = vec![("node", refused.addr().to_string())];
-    let runoff = Runoff::start(|p| config(p, &b, "  - name: api\n    split: { node: 1 }\n")).await;
-    // One attempt per request (no retries against a refusing backend).
+    // Passive ejection off: every request tries (with it on, the fourth is answered 503
+    // without a connection attempt; see pools.rs).
+    let runoff = Runoff::start(|p| {
+        config(p, &b, "  - name: api\n    split: { node: 1 }\n").replace(
+            "read_timeout: 5s",
+            "read_timeout: 5s, outlier: { consecutive_errors: 0 }",
+        )
+    })
+    .await;
+    // One attempt per request (a backend of one address has no other to retry on).
     let m = failing_requests(&runoff, 5, 502, "connect_refused").await;
     assert_eq!(m.sum("runoff_upstream_errors_total", &[]), 5.0);
     assert_eq!(m.sum("runoff_requests_total", &[]), 5.0);

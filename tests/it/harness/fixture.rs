@@ -14,7 +14,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -72,6 +72,8 @@ struct Behaviour {
     gate: Option<Arc<AtomicU64>>,
     /// Close the connection with a reset (RST) instead of answering.
     reset: bool,
+    /// When set, the status to answer with, read per request (a test flips it).
+    status_cell: Option<Arc<AtomicU16>>,
     /// Answer with the request as JSON (`path`, `headers`, `body`, and `fixture`) instead of
     /// `body`, the way echo services do (and leak what they were sent).
     echo: bool,
@@ -91,6 +93,16 @@ impl Drop for Fixture {
     }
 }
 
+impl Fixture {
+    /// Die like a killed process: stop listening and close every open connection.
+    pub fn kill(&self) {
+        self.task.abort();
+        for c in self.state.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
 /// What a fixture's connections share.
 struct State {
     name: String,
@@ -102,6 +114,8 @@ struct State {
     websocket: bool,
     count: Arc<AtomicU64>,
     received: Mutex<Vec<Received>>,
+    /// Its connections' tasks, for `kill`.
+    conns: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 pub struct FixtureBuilder {
@@ -124,6 +138,7 @@ pub fn fixture(name: &str) -> FixtureBuilder {
             extra_headers: Vec::new(),
             gate: None,
             reset: false,
+            status_cell: None,
             echo: false,
         },
         paths: Vec::new(),
@@ -202,8 +217,19 @@ impl FixtureBuilder {
         self
     }
 
+    /// Answer with the status `cell` holds at the time of each request.
+    pub fn status_from(mut self, cell: Arc<AtomicU16>) -> Self {
+        self.b.status_cell = Some(cell);
+        self
+    }
+
     pub async fn start(self) -> Fixture {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.start_at("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Start listening on `addr` (a killed fixture's, to bring it back).
+    pub async fn start_at(self, addr: SocketAddr) -> Fixture {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             name: self.name.clone(),
@@ -213,11 +239,15 @@ impl FixtureBuilder {
             websocket: self.websocket,
             count: Arc::new(AtomicU64::new(0)),
             received: Mutex::new(Vec::new()),
+            conns: Mutex::new(Vec::new()),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(shared.clone(), stream));
+                let conn = tokio::spawn(serve(shared.clone(), stream));
+                let mut conns = shared.conns.lock().unwrap();
+                conns.retain(|c| !c.is_finished());
+                conns.push(conn.abort_handle());
             }
         });
         Fixture {
@@ -383,8 +413,12 @@ impl State {
             return None;
         }
         self.received.lock().unwrap()[index].answered_at = Some(SystemTime::now());
+        let status = b
+            .status_cell
+            .as_ref()
+            .map_or(b.status, |c| c.load(Ordering::SeqCst));
         let mut resp = Response::builder()
-            .status(b.status)
+            .status(status)
             .header("x-fixture", self.name.as_str());
         for (k, v) in &b.extra_headers {
             resp = resp.header(k.as_str(), v.as_str());

@@ -63,7 +63,15 @@ async fn past_max_in_flight_copies_are_dropped_as_overloaded() {
 async fn failing_shadow(go_addr: String, extra: &str, reason: &str, kind: Option<&str>) {
     let node = fixture("node").start().await;
     let n = node.addr.to_string();
-    let runoff = Runoff::start(|p| config(p, &n, &go_addr, extra)).await;
+    // Passive ejection off: every copy is attempted and fails for itself (with it on, copies
+    // after the third failure in a row are dropped `unhealthy`; see pools.rs).
+    let runoff = Runoff::start(|p| {
+        config(p, &n, &go_addr, extra).replace(
+            "read_timeout: 60s",
+            "read_timeout: 60s, outlier: { consecutive_errors: 0 }",
+        )
+    })
+    .await;
     let client = reqwest::Client::new();
     let total = 500usize;
     let statuses = load(&client, &runoff.url("/orders"), total, 8).await;

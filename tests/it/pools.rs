@@ -1,0 +1,408 @@
+//! Backends as pools: several addresses, one dying under load, health checks that take an
+//! address out and back, a sticky split failing over to its fallback and back on the same
+//! keys, retries on another address, and a dead shadow dropped as `unhealthy` without a
+//! connection attempt once it is ejected.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::harness::{fixture, load, refused_port, Ports, Runoff};
+
+fn pool_config(p: &Ports, addresses: &[String], options: &str) -> String {
+    let list: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  svc:\n    addresses: [{}]\n{options}routes:\n  - name: api\n    split: {{ svc: 1 }}\n",
+        p.listen,
+        p.admin,
+        list.join(", ")
+    )
+}
+
+/// The states of a backend's addresses, from `GET /api/backends`.
+async fn states(runoff: &Runoff, backend: &str) -> HashMap<String, String> {
+    let v = runoff.get_json("/api/backends").await;
+    v["backends"][backend]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap().to_string(),
+                a["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_state(runoff: &Runoff, backend: &str, addr: &str, want: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = states(runoff, backend).await;
+        if s.get(addr).map(String::as_str) == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr} of {backend} never became {want}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_killed_under_load_is_ejected_and_no_request_fails() {
+    let a = fixture("a").start().await;
+    let b = fixture("b").start().await;
+    let c = fixture("c").start().await;
+    let addrs = [a.addr.to_string(), b.addr.to_string(), c.addr.to_string()];
+    let runoff = Runoff::start(|p| pool_config(p, &addrs, "")).await;
+    let client = reqwest::Client::new();
+    let first = load(&client, &runoff.url("/orders"), 1000, 8).await;
+    assert_eq!(first, HashMap::from([(200, 1000)]));
+    // Round robin: each address had its share.
+    for f in [&a, &b, &c] {
+        assert!(f.count() > 250, "{} answered {}", f.name, f.count());
+    }
+    c.kill();
+    let c_before = c.count();
+    let second = load(&client, &runoff.url("/orders"), 1000, 8).await;
+    assert_eq!(second, HashMap::from([(200, 1000)]), "no request fails");
+    assert_eq!(
+        c.count(),
+        c_before,
+        "the dead address answered nothing more"
+    );
+    assert_eq!(
+        a.count() + b.count() + c.count(),
+        2000,
+        "every request answered exactly once"
+    );
+    let m = runoff.scrape().await;
+    assert_eq!(
+        m.sum("runoff_outlier_ejections_total", &[("backend", "svc")]),
+        1.0
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_backend_addresses",
+            &[("backend", "svc"), ("state", "ejected")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_backend_addresses",
+            &[("backend", "svc"), ("state", "healthy")]
+        ),
+        2.0
+    );
+    let retries = m.sum("runoff_upstream_retries_total", &[("backend", "svc")]);
+    let errors = m.sum("runoff_upstream_errors_total", &[("backend", "svc")]);
+    assert!(retries >= 1.0, "the failed attempts were retried");
+    assert_eq!(
+        errors, retries,
+        "each failed attempt counted, and each retried"
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_requests_total",
+            &[("backend", "svc"), ("status_class", "2xx")]
+        ),
+        2000.0,
+        "the requests counted once each"
+    );
+    assert_eq!(states(&runoff, "svc").await[&addrs[2]], "ejected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_failure_is_retried_on_another_address_even_for_a_post() {
+    let dead = refused_port();
+    let a = fixture("a").echo().start().await;
+    let addrs = [dead.addr().to_string(), a.addr.to_string()];
+    let runoff =
+        Runoff::start(|p| pool_config(p, &addrs, "    outlier: { consecutive_errors: 0 }\n")).await;
+    let client = reqwest::Client::new();
+    for i in 0..10 {
+        let resp = client
+            .post(runoff.url("/orders"))
+            .body(format!("order {i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let got: Vec<Vec<u8>> = a.received().into_iter().map(|r| r.body).collect();
+    assert_eq!(got.len(), 10, "each POST reached the live address once");
+    for (i, body) in got.iter().enumerate() {
+        assert_eq!(body, format!("order {i}").as_bytes());
+    }
+    let m = runoff.scrape().await;
+    // Round robin sends every other first attempt to the dead address; never ejected here.
+    assert_eq!(
+        m.sum("runoff_upstream_retries_total", &[("backend", "svc")]),
+        5.0
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_upstream_errors_total",
+            &[("backend", "svc"), ("kind", "connect_refused")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        m.sum("runoff_outlier_ejections_total", &[("backend", "svc")]),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_failing_its_health_checks_leaves_the_rotation_and_returns() {
+    let health = Arc::new(AtomicU16::new(200));
+    let a = fixture("a").start().await;
+    let b = fixture("b")
+        .when_path("/health", |f| f.status_from(health.clone()))
+        .start()
+        .await;
+    let addrs = [a.addr.to_string(), b.addr.to_string()];
+    let runoff = Runoff::start(|p| {
+        pool_config(
+            p,
+            &addrs,
+            "    health: { path: /health, interval: 100ms, timeout: 100ms, healthy_after: 2, unhealthy_after: 2 }\n",
+        )
+    })
+    .await;
+    let served_b = || b.received().iter().filter(|r| r.uri == "/orders").count();
+    let client = reqwest::Client::new();
+
+    health.store(503, Ordering::SeqCst);
+    wait_state(&runoff, "svc", &addrs[1], "unhealthy").await;
+    let statuses = load(&client, &runoff.url("/orders"), 100, 4).await;
+    assert_eq!(statuses, HashMap::from([(200, 100)]));
+    assert_eq!(served_b(), 0, "no request to an address failing its checks");
+    let m = runoff.scrape().await;
+    assert_eq!(
+        m.sum(
+            "runoff_backend_addresses",
+            &[("backend", "svc"), ("state", "unhealthy")]
+        ),
+        1.0
+    );
+    assert!(
+        m.sum(
+            "runoff_health_checks_total",
+            &[("backend", "svc"), ("result", "fail")]
+        ) >= 2.0
+    );
+
+    health.store(200, Ordering::SeqCst);
+    wait_state(&runoff, "svc", &addrs[1], "healthy").await;
+    let statuses = load(&client, &runoff.url("/orders"), 100, 1).await;
+    assert_eq!(statuses, HashMap::from([(200, 100)]));
+    assert_eq!(served_b(), 50, "back in the round robin");
+}
+
+/// The sticky keys (of `keys`) the route sent to `go`, by the `x-fixture` of each answer.
+async fn keys_served_by(runoff: &Runoff, keys: &[String], who: &str) -> BTreeSet<String> {
+    let client = reqwest::Client::new();
+    let mut out = BTreeSet::new();
+    for k in keys {
+        let resp = client
+            .get(runoff.url("/orders"))
+            .header("x-user", k)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "key {k}");
+        if resp.headers()["x-fixture"] == who {
+            out.insert(k.clone());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_candidate_fails_over_to_the_fallback_and_its_keys_come_back() {
+    let node = fixture("node").start().await;
+    let go = fixture("go").start().await;
+    let (n, g) = (node.addr.to_string(), go.addr.to_string());
+    let go_addr = go.addr;
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{n}\" }}\n  go:\n    address: \"{g}\"\n    health: {{ path: /, interval: 100ms, timeout: 100ms, healthy_after: 1, unhealthy_after: 1 }}\nroutes:\n  - name: api\n    split: {{ node: 50, go: 50 }}\n    sticky: {{ header: x-user }}\n    on_unhealthy: {{ fallback: node }}\n",
+            p.listen, p.admin
+        )
+    })
+    .await;
+    let keys: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+    let to_go = keys_served_by(&runoff, &keys, "go").await;
+    assert!(
+        (60..=140).contains(&to_go.len()),
+        "about half the keys go to go: {}",
+        to_go.len()
+    );
+
+    go.kill();
+    wait_state(&runoff, "go", &g, "unhealthy").await;
+    let during = keys_served_by(&runoff, &keys, "go").await;
+    assert!(during.is_empty(), "nothing reaches a dead candidate");
+    let m = runoff.scrape().await;
+    assert_eq!(
+        m.sum(
+            "runoff_failover_requests_total",
+            &[("route", "api"), ("from", "go"), ("to", "node")]
+        ),
+        to_go.len() as f64,
+        "exactly the keys that map to go failed over"
+    );
+    assert_eq!(
+        m.sum("runoff_requests_total", &[("status_class", "5xx")]),
+        0.0
+    );
+    // Failed-over requests are measured on node but are not node's own in the summary.
+    let own = 2 * (keys.len() - to_go.len());
+    assert_eq!(
+        m.sum(
+            "runoff_requests_total",
+            &[("backend", "node"), ("role", "primary")]
+        ),
+        (own + to_go.len()) as f64,
+        "node counted what it served"
+    );
+    let summary = runoff.get_json("/api/summary").await;
+    let node_row = summary["routes"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == "node" && b["role"] == "primary")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        node_row["total"]["requests"].as_u64(),
+        Some(own as u64),
+        "the summary keeps failed-over requests out of node's own"
+    );
+
+    let _go = fixture("go").start_at(go_addr).await;
+    wait_state(&runoff, "go", &g, "healthy").await;
+    let after = keys_served_by(&runoff, &keys, "go").await;
+    assert_eq!(after, to_go, "the same keys return to the candidate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_shadow_is_dropped_as_unhealthy_without_connecting_once_ejected() {
+    // A shadow that accepts and closes at once: each connection attempt is seen and counted.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let seen = accepted.clone();
+    let acceptor = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let node = fixture("node").start().await;
+    let n = node.addr.to_string();
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{n}\" }}\n  go:\n    address: \"{dead}\"\n    outlier: {{ consecutive_errors: 2, base_ejection: 1m }}\nroutes:\n  - name: api\n    split: {{ node: 1 }}\n    mirror: {{ to: go }}\n",
+            p.listen, p.admin
+        )
+    })
+    .await;
+    let client = reqwest::Client::new();
+    // One at a time, each copy settled before the next request: the ejection's moment is exact.
+    for i in 0..30 {
+        let status = client
+            .get(runoff.url(&format!("/orders/{i}")))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+        let settled = i as f64 + 1.0;
+        let mut m = runoff.scrape().await;
+        for _ in 0..200 {
+            if m.sum("runoff_mirror_dropped_total", &[("backend", "go")]) == settled {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            m = runoff.scrape().await;
+        }
+        assert_eq!(
+            m.sum("runoff_mirror_dropped_total", &[("backend", "go")]),
+            settled
+        );
+    }
+    let m = runoff.scrape().await;
+    let failed = m.sum(
+        "runoff_mirror_dropped_total",
+        &[("backend", "go"), ("reason", "upstream_error")],
+    );
+    assert_eq!(
+        failed, 2.0,
+        "two failures in a row eject the shadow's address"
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_mirror_dropped_total",
+            &[("backend", "go"), ("reason", "unhealthy")]
+        ),
+        28.0
+    );
+    assert_eq!(
+        m.sum("runoff_mirror_requests_total", &[("backend", "go")]),
+        30.0
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "no connection attempt after the ejection"
+    );
+    assert_eq!(node.count(), 30);
+    acceptor.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_healthy_address_and_no_fallback_runoff_answers_503_and_counts_it() {
+    let dead = refused_port();
+    let addr = dead.addr().to_string();
+    let runoff = Runoff::start(|p| {
+        pool_config(
+            p,
+            std::slice::from_ref(&addr),
+            "    outlier: { consecutive_errors: 1, base_ejection: 1m }\n",
+        )
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let statuses = load(&client, &runoff.url("/orders"), 10, 1).await;
+    // The first fails to connect (502) and ejects the only address; the rest are refused.
+    assert_eq!(statuses, HashMap::from([(502, 1), (503, 9)]));
+    let m = runoff.scrape().await;
+    assert_eq!(
+        m.sum(
+            "runoff_unhealthy_refused_total",
+            &[("route", "api"), ("backend", "svc")]
+        ),
+        9.0
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_upstream_errors_total",
+            &[("backend", "svc"), ("kind", "connect_refused")]
+        ),
+        1.0,
+        "no connection attempt while ejected"
+    );
+    assert_eq!(
+        m.sum(
+            "runoff_backend_addresses",
+            &[("backend", "svc"), ("state", "ejected")]
+        ),
+        1.0
+    );
+}
