@@ -24,7 +24,7 @@ pub use model::{
     PoolSpec, ProcessSpec, Ramp, Redact, Route, RouteMatch, ServerSettings, SplitEntry, Startup,
     StickyKey,
 };
-pub use resolve::{parse_entry, Entry};
+pub use resolve::{dns_client, parse_entry, Entry};
 pub use validate_routes::{json_pointer, split_weight, weight_error, weights_total};
 
 impl Config {

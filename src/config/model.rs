@@ -82,6 +82,9 @@ pub struct ServerSettings {
     pub upgrade_sock: Option<PathBuf>,
     /// Where ramps keep their state across restarts; `None`: next to the config file.
     pub ramp_state_file: Option<PathBuf>,
+    /// DNS servers that resolve backend names (nginx's `resolver`); empty: the system's
+    /// resolver (getaddrinfo: /etc/hosts, /etc/resolv.conf).
+    pub resolver: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

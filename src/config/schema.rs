@@ -51,6 +51,7 @@ pub struct RawServer {
     pub watch: Option<bool>,
     pub upgrade_sock: Option<String>,
     pub ramp_state_file: Option<String>,
+    pub resolver: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -230,6 +230,31 @@ fn pools_take_several_addresses_with_stated_defaults() {
 }
 
 #[test]
+fn resolver_servers_are_addresses() {
+    let yaml = MINIMAL.replace(
+        "listen: 127.0.0.1:8080",
+        "listen: 127.0.0.1:8080\nserver: { resolver: [10.0.0.10, \"127.0.0.1:5353\", dns.example] }",
+    );
+    let p = problems(&yaml);
+    assert_eq!(
+        p,
+        vec!["server.resolver[2]: `dns.example` is not an IP address or ip:port of a DNS server"]
+    );
+    let ok = MINIMAL.replace(
+        "listen: 127.0.0.1:8080",
+        "listen: 127.0.0.1:8080\nserver: { resolver: [10.0.0.10, \"127.0.0.1:5353\"] }",
+    );
+    let c = Config::from_yaml(&ok).expect("resolver");
+    assert_eq!(
+        c.startup.server.resolver,
+        vec![
+            "10.0.0.10:53".parse::<SocketAddr>().expect("addr"),
+            "127.0.0.1:5353".parse().expect("addr")
+        ]
+    );
+}
+
+#[test]
 fn bad_pool_fields_are_named() {
     let yaml = MINIMAL
         .replace(

@@ -36,7 +36,7 @@ impl TryFrom<RawConfig> for Config {
         let admin = admin(&mut c, &raw.admin, &listen);
         let forwarding = forwarding(&mut c, &raw.forwarding);
         let access_log = access_log(&mut c, raw.access_log.as_deref());
-        let backends = backends(&mut c, &raw.backends);
+        let backends = backends(&mut c, &raw.backends, &server.resolver);
         loops_back(&mut c, &backends, &listen, admin.listen);
         let websocket_idle = c.duration(
             "websocket.idle_timeout",
@@ -162,6 +162,27 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             }
             Some(path) => Some(PathBuf::from(path)),
         },
+        resolver: raw
+            .resolver
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                let text = text.trim();
+                let parsed = text.parse::<SocketAddr>().ok().or_else(|| {
+                    text.parse::<std::net::IpAddr>()
+                        .ok()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                });
+                if parsed.is_none() {
+                    c.report(
+                        format!("server.resolver[{i}]"),
+                        format!("`{text}` is not an IP address or ip:port of a DNS server"),
+                    );
+                }
+                parsed
+            })
+            .collect(),
     }
 }
 
@@ -455,14 +476,20 @@ fn access_log(c: &mut Checker, raw: Option<&str>) -> AccessLog {
     }
 }
 
-fn backends(c: &mut Checker, raw: &IndexMap<String, RawBackend>) -> Vec<Backend> {
+fn backends(
+    c: &mut Checker,
+    raw: &IndexMap<String, RawBackend>,
+    dns: &[SocketAddr],
+) -> Vec<Backend> {
     if raw.is_empty() {
         c.report("backends", "needs at least one backend");
     }
-    raw.iter().map(|(name, b)| backend(c, name, b)).collect()
+    raw.iter()
+        .map(|(name, b)| backend(c, name, b, dns))
+        .collect()
 }
 
-fn backend(c: &mut Checker, name: &str, b: &RawBackend) -> Backend {
+fn backend(c: &mut Checker, name: &str, b: &RawBackend, dns: &[SocketAddr]) -> Backend {
     let path = format!("backends.{name}");
     check_name(c, &path, name);
     let written: Vec<(String, String)> = match (&b.address, &b.addresses) {
@@ -501,7 +528,7 @@ fn backend(c: &mut Checker, name: &str, b: &RawBackend) -> Backend {
             c.report(field, format!("`{text}` is listed twice"));
             continue;
         }
-        match resolve_all(&text) {
+        match resolve_all(&text, dns) {
             Ok(found) => resolved.push(found),
             Err(e) => {
                 c.report(field, e);

@@ -28,6 +28,43 @@ impl Resolve for System {
     }
 }
 
+/// DNS servers of `server.resolver` (hickory's client, no cache of its own).
+pub(crate) struct Servers(hickory_resolver::TokioResolver);
+
+impl Servers {
+    pub(crate) fn new(servers: &[SocketAddr]) -> Result<Servers, String> {
+        crate::config::dns_client(servers).map(Servers)
+    }
+}
+
+#[async_trait]
+impl Resolve for Servers {
+    async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        let found = self
+            .0
+            .lookup_ip(host)
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(found.iter().map(|ip| SocketAddr::new(ip, port)).collect())
+    }
+}
+
+/// The resolver `server.resolver` asks for: its DNS servers, else the system's.
+pub(crate) fn for_servers(servers: &[SocketAddr]) -> Arc<dyn Resolve> {
+    if servers.is_empty() {
+        return Arc::new(System);
+    }
+    match Servers::new(servers) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log::error!(
+                "cannot use the DNS servers of server.resolver ({e}); using the system's resolver"
+            );
+            Arc::new(System)
+        }
+    }
+}
+
 /// Resolve every name of `pool` again and put the answers in force; returns whether its
 /// addresses changed. Counted per name: `ok`, or `error` (then its last good answer stays).
 pub(crate) async fn refresh(pool: &Pool, resolver: &Arc<dyn Resolve>) -> bool {

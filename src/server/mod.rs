@@ -33,7 +33,7 @@ use crate::admin::Admin;
 use crate::config::{Config, Startup};
 use crate::control::Control;
 use crate::metrics::Metrics;
-use crate::pool::dns::System;
+use crate::pool::dns;
 use crate::pool::service::PoolService;
 use crate::proxy::Runoff;
 use crate::state::Shared;
@@ -303,7 +303,7 @@ fn assemble(
         "backend pools",
         PoolService {
             pools: Arc::clone(&shared.pools),
-            resolver: Arc::new(System),
+            resolver: dns::for_servers(&startup.server.resolver),
             connector: Arc::new(Connector::new(None)),
         },
     );

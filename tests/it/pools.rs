@@ -406,3 +406,157 @@ async fn with_no_healthy_address_and_no_fallback_runoff_answers_503_and_counts_i
         1.0
     );
 }
+
+/// A DNS server on loopback answering `A` queries for one name from a list the test edits
+/// (TTL 0); `fail` makes it answer SERVFAIL. Anything else gets an empty answer.
+struct TestDns {
+    addr: std::net::SocketAddr,
+    answers: Arc<std::sync::Mutex<Vec<std::net::Ipv4Addr>>>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestDns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn test_dns(name: &'static str) -> TestDns {
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
+    use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let answers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (list, failing) = (answers.clone(), fail.clone());
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = Message::response(query.metadata.id, OpCode::Query);
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            reply.metadata.recursion_available = true;
+            reply.metadata.authoritative = true;
+            if failing.load(Ordering::SeqCst) {
+                reply.metadata.response_code = ResponseCode::ServFail;
+            }
+            for q in &query.queries {
+                reply.add_query(q.clone());
+                let asked = q.name().to_ascii().to_ascii_lowercase();
+                let ours = asked.trim_end_matches('.') == name;
+                if ours && q.query_type() == RecordType::A && !failing.load(Ordering::SeqCst) {
+                    for ip in list.lock().unwrap().iter() {
+                        reply.add_answer(Record::from_rdata(q.name().clone(), 0, RData::A(A(*ip))));
+                    }
+                }
+            }
+            let _ = socket.send_to(&reply.to_vec().unwrap(), from).await;
+        }
+    });
+    TestDns {
+        addr,
+        answers,
+        fail,
+        task,
+    }
+}
+
+async fn wait_addresses(runoff: &Runoff, want: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if states(runoff, "svc").await.len() == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {want} addresses"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_is_resolved_again_and_its_addresses_follow_the_answers() {
+    let dns = test_dns("svc.runoff.test").await;
+    let a = fixture("a").start().await;
+    let port = a.addr.port();
+    // The same port on another loopback address: the name's second answer.
+    let b = fixture("b")
+        .start_at(format!("127.0.0.2:{port}").parse().unwrap())
+        .await;
+    dns.answers.lock().unwrap().push([127, 0, 0, 1].into());
+    let resolver = dns.addr;
+    let runoff = Runoff::start(|p| {
+        format!(
+            "listen: 127.0.0.1:{}\nserver: {{ resolver: [\"{resolver}\"] }}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  svc: {{ address: \"svc.runoff.test:{port}\", resolve_every: 100ms }}\nroutes:\n  - name: api\n    split: {{ svc: 1 }}\n",
+            p.listen, p.admin
+        )
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = runoff.url("/orders");
+    let send = |n: usize| load(&client, &url, n, 1);
+    assert_eq!(send(20).await, HashMap::from([(200, 20)]));
+    assert_eq!(
+        (a.count(), b.count()),
+        (20, 0),
+        "resolved at load: one address"
+    );
+
+    dns.answers.lock().unwrap().push([127, 0, 0, 2].into());
+    wait_addresses(&runoff, 2).await;
+    assert_eq!(send(20).await, HashMap::from([(200, 20)]));
+    assert_eq!((a.count(), b.count()), (30, 10), "both addresses in turn");
+
+    *dns.answers.lock().unwrap() = vec![[127, 0, 0, 2].into()];
+    wait_addresses(&runoff, 1).await;
+    assert_eq!(
+        states(&runoff, "svc").await.keys().next().unwrap(),
+        &format!("127.0.0.2:{port}")
+    );
+    assert_eq!(send(20).await, HashMap::from([(200, 20)]));
+    assert_eq!(
+        (a.count(), b.count()),
+        (30, 30),
+        "the departed address gets nothing"
+    );
+
+    // The DNS server fails: the last good answer stays, counted.
+    dns.fail.store(true, Ordering::SeqCst);
+    let before = runoff.scrape().await.sum(
+        "runoff_dns_resolutions_total",
+        &[("backend", "svc"), ("result", "error")],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = runoff.scrape().await;
+        if m.sum(
+            "runoff_dns_resolutions_total",
+            &[("backend", "svc"), ("result", "error")],
+        ) >= before + 2.0
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed resolution counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(send(20).await, HashMap::from([(200, 20)]));
+    assert_eq!(
+        (a.count(), b.count()),
+        (30, 50),
+        "still the last good address"
+    );
+    let m = runoff.scrape().await;
+    assert!(
+        m.sum(
+            "runoff_dns_resolutions_total",
+            &[("backend", "svc"), ("result", "ok")]
+        ) >= 2.0
+    );
+}
