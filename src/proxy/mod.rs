@@ -137,7 +137,9 @@ fn retry_elsewhere(ctx: &mut RequestCtx, attempt: Attempt) -> bool {
     };
     ctx.tried.push(picked.addr());
     let pool = &ctx.snapshot.backends[target.backend].pool;
-    let retry = ctx.attempts <= pool.retries() && pool.has_other(&ctx.tried);
+    // Only attempts that failed on an address count against `retries` (not Pingora's own
+    // retry of a stale pooled connection).
+    let retry = ctx.tried.len() <= pool.retries() as usize && pool.has_other(&ctx.tried);
     if retry {
         pool.handles.retries.inc();
     }

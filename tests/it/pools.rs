@@ -231,7 +231,7 @@ async fn a_dead_candidate_fails_over_to_the_fallback_and_its_keys_come_back() {
     let go_addr = go.addr;
     let runoff = Runoff::start(|p| {
         format!(
-            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{n}\" }}\n  go:\n    address: \"{g}\"\n    health: {{ path: /, interval: 100ms, timeout: 100ms, healthy_after: 1, unhealthy_after: 1 }}\nroutes:\n  - name: api\n    split: {{ node: 50, go: 50 }}\n    sticky: {{ header: x-user }}\n    on_unhealthy: {{ fallback: node }}\n",
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  node: {{ address: \"{n}\" }}\n  go:\n    address: \"{g}\"\n    health: {{ path: /, interval: 100ms, timeout: 100ms, healthy_after: 1, unhealthy_after: 1 }}\nroutes:\n  - name: api\n    split: {{ node: 50, go: 50 }}\n    sticky: {{ header: x-user }}\n    on_unhealthy: {{ fallback: node }}\n    analysis: {{ min_samples: 50 }}\n",
             p.listen, p.admin
         )
     })
@@ -262,6 +262,17 @@ async fn a_dead_candidate_fails_over_to_the_fallback_and_its_keys_come_back() {
         0.0
     );
     // Failed-over requests are measured on node but are not node's own in the summary.
+    // A candidate with no healthy address fails its verdict, whatever its figures.
+    let analysis = runoff.get_json("/api/analysis").await;
+    let route = &analysis["routes"][0];
+    assert_eq!(route["overall"], "fail", "{route:#}");
+    assert!(
+        route["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("`go` has no healthy address"),
+        "{route:#}"
+    );
     let own = 2 * (keys.len() - to_go.len());
     assert_eq!(
         m.sum(
@@ -289,6 +300,12 @@ async fn a_dead_candidate_fails_over_to_the_fallback_and_its_keys_come_back() {
     wait_state(&runoff, "go", &g, "healthy").await;
     let after = keys_served_by(&runoff, &keys, "go").await;
     assert_eq!(after, to_go, "the same keys return to the candidate");
+    let analysis = runoff.get_json("/api/analysis").await;
+    let explanation = analysis["routes"][0]["explanation"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!explanation.contains("no healthy address"), "{explanation}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
