@@ -83,7 +83,14 @@ impl Pool {
                 e.health.checks_off();
             }
         }
-        let view = View::build(backend.clone(), answers_at_load(backend), &old.endpoints);
+        // Same entries: the answers in force are at least as fresh as the load's (a weights
+        // change installs a config loaded long ago).
+        let answers = if old.backend.entries == backend.entries {
+            old.answers.clone()
+        } else {
+            answers_at_load(backend)
+        };
+        let view = View::build(backend.clone(), answers, &old.endpoints);
         self.view.store(Arc::new(view));
     }
 
