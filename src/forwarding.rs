@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
 use pingora::http::RequestHeader;
+use pingora::OrErr;
 use rand::Rng;
 
 use crate::config::Forwarding;
@@ -79,7 +80,10 @@ pub(crate) fn apply_forwarding(
                 .get("x-forwarded-for")
                 .map(HeaderValue::as_bytes)
                 .filter(|_| peer.trusted);
-            let value = forwarded_for(existing, ip);
+            let value = forwarded_for(existing, ip)
+                .explain_err(pingora::ErrorType::InvalidHTTPHeader, |_| {
+                    "X-Forwarded-For is not a header value"
+                })?;
             req.insert_header("x-forwarded-for", value)?;
         } else if !peer.trusted {
             req.remove_header("x-forwarded-for");
@@ -87,7 +91,7 @@ pub(crate) fn apply_forwarding(
     }
     let keep = |req: &RequestHeader, name: &str| peer.trusted && req.headers.contains_key(name);
     if fwd.x_forwarded_proto && !keep(req, "x-forwarded-proto") {
-        req.insert_header("x-forwarded-proto", "http")?;
+        req.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
     }
     if fwd.x_forwarded_host && !keep(req, "x-forwarded-host") {
         match req.headers.get(HOST).cloned() {
@@ -127,18 +131,69 @@ pub(crate) fn nominates(headers: &http::HeaderMap, name: &str) -> bool {
 /// `Keep-Alive`, `Proxy-Connection` and whatever `Connection` nominates (Pingora writes the
 /// caller's own `Connection` and framing). A `101` keeps `Upgrade`, which it needs.
 pub(crate) fn strip_response_hops(resp: &mut pingora::http::ResponseHeader) {
-    for name in nominated(&resp.headers, &["close", "keep-alive", "upgrade"]) {
-        resp.remove_header(name.as_str());
+    // Static names: looking a `&str` up parses it first (every response goes through here).
+    static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    if resp.headers.contains_key(CONNECTION) {
+        for name in nominated(&resp.headers, &["close", "keep-alive", "upgrade"]) {
+            resp.remove_header(name.as_str());
+        }
     }
-    resp.remove_header("keep-alive");
-    resp.remove_header("proxy-connection");
+    resp.remove_header(&KEEP_ALIVE);
+    resp.remove_header(&PROXY_CONNECTION);
 }
 
-/// `X-Forwarded-For` after this hop: the existing list with the client address appended.
-pub(crate) fn forwarded_for(existing: Option<&[u8]>, client: IpAddr) -> String {
-    match existing.map(|v| String::from_utf8_lossy(v).trim().to_string()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {client}"),
-        _ => client.to_string(),
+/// `X-Forwarded-For` after this hop: the existing list with the client address appended. Built
+/// without formatting machinery or a growing `String` (it runs for every request: `IpAddr`'s
+/// `Display` alone was 1,600 instructions a request under callgrind).
+pub(crate) fn forwarded_for(
+    existing: Option<&[u8]>,
+    client: IpAddr,
+) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let mut ip = [0u8; 45];
+    let n = write_ip(&mut ip, client);
+    match existing.map(<[u8]>::trim_ascii).filter(|p| !p.is_empty()) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + n);
+            v.extend_from_slice(prev);
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(&ip[..n]);
+            HeaderValue::from_bytes(&v)
+        }
+        None => HeaderValue::from_bytes(&ip[..n]),
+    }
+}
+
+/// Write `ip` as text into `buf` (45 bytes hold any address); returns the length.
+fn write_ip(buf: &mut [u8; 45], ip: IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            n
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            // 45 bytes hold the longest form (`ffff:…:255.255.255.255`).
+            let _ = write!(cursor, "{v6}");
+            usize::try_from(cursor.position()).unwrap_or(0)
+        }
     }
 }
 
@@ -202,15 +257,34 @@ mod tests {
 
     #[test]
     fn forwarded_for_appends() {
-        let ip: IpAddr = "10.0.0.7".parse().expect("ip");
-        assert_eq!(forwarded_for(None, ip), "10.0.0.7");
-        assert_eq!(forwarded_for(Some(b""), ip), "10.0.0.7");
-        assert_eq!(forwarded_for(Some(b"1.2.3.4"), ip), "1.2.3.4, 10.0.0.7");
-        let v6: IpAddr = "::1".parse().expect("ip");
+        let text = |existing: Option<&[u8]>, ip: &str| {
+            let ip: IpAddr = ip.parse().expect("ip");
+            forwarded_for(existing, ip)
+                .expect("value")
+                .to_str()
+                .expect("ascii")
+                .to_string()
+        };
+        assert_eq!(text(None, "10.0.0.7"), "10.0.0.7");
+        assert_eq!(text(Some(b""), "10.0.0.7"), "10.0.0.7");
+        assert_eq!(text(Some(b" 1.2.3.4 "), "10.0.0.7"), "1.2.3.4, 10.0.0.7");
         assert_eq!(
-            forwarded_for(Some(b"1.2.3.4, 5.6.7.8"), v6),
+            text(Some(b"1.2.3.4, 5.6.7.8"), "::1"),
             "1.2.3.4, 5.6.7.8, ::1"
         );
+        // Every IPv4 address reads as Display writes it.
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "1.10.100.199",
+            "127.0.0.1",
+            "9.99.250.5",
+        ] {
+            assert_eq!(text(None, ip), ip);
+        }
+        let longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+        let v6: std::net::Ipv6Addr = longest.parse().expect("v6");
+        assert_eq!(text(None, longest), v6.to_string());
     }
 
     #[test]
