@@ -6,8 +6,13 @@
 //! around its parser; wrapping the stream it reads from is the least invasive way in. The
 //! proxy's hooks say when a request is under way (`request_began`, `request_ended`).
 //!
+//! With h2c on, Pingora peeks each new connection for the HTTP/2 preface: `Watched` answers
+//! that peek itself, under the header deadline, and stops at the first byte that differs from
+//! the preface (Pingora's own peek waits for 24 bytes, so a shorter HTTP/1 request would hang);
+//! an HTTP/2 connection is then left alone (its frames are not header blocks).
+//!
 //! Must not: change a byte read or written, keep more than the first bytes of a header block,
-//! or act while a request is under way (its body, an upgraded stream).
+//! or act while a request is under way (its body, an upgraded stream) or on HTTP/2.
 
 use std::fmt;
 use std::future::Future;
@@ -26,6 +31,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use crate::metrics::{PerLabel, Rejection};
+
+/// What an HTTP/2 client sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Bytes of a header block kept to say why the parser refused it.
 const KEEP_HEAD_BYTES: usize = 8 * 1024;
@@ -50,6 +58,10 @@ pub(crate) struct Watched {
     /// This gap's refusal was counted already.
     counted: bool,
     rejections: PerLabel<Rejection>,
+    /// Bytes read to answer a peek, handed out again before anything else is read.
+    rewind: Vec<u8>,
+    /// The connection speaks HTTP/2: nothing to watch.
+    h2: bool,
 }
 
 impl Watched {
@@ -69,6 +81,8 @@ impl Watched {
             head_bytes: 0,
             counted: false,
             rejections,
+            rewind: Vec::new(),
+            h2: false,
         }
     }
 
@@ -109,7 +123,7 @@ impl Watched {
     /// A write is about to happen: between requests, nothing but Pingora's parser answering a
     /// header block it refused writes, so count that refusal (once), classified.
     fn note_write(&mut self, writes: bool) {
-        if writes && !self.busy() && !self.counted {
+        if writes && !self.h2 && !self.busy() && !self.counted {
             self.counted = true;
             self.deadline = None;
             self.rejections.inc(classify(&self.head, self.head_bytes));
@@ -175,6 +189,16 @@ impl AsyncRead for Watched {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.rewind.is_empty() {
+            // Seen (and its deadline applied) when it was peeked.
+            let n = this.rewind.len().min(buf.remaining());
+            buf.put_slice(&this.rewind[..n]);
+            this.rewind.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        if this.h2 {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
         if this.busy() {
             this.settle();
             return Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -295,8 +319,39 @@ impl GetSocketDigest for Watched {
 
 #[async_trait]
 impl Peek for Watched {
+    /// Fill `buf` from the connection (through the header deadline) until it is full or a byte
+    /// differs from the HTTP/2 preface; what was read is read again afterwards. A connection
+    /// whose first bytes are the preface is HTTP/2 from then on.
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        let mut n = self.rewind.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.rewind[..n]);
+        let mut read = Vec::new();
+        while n < buf.len() && buf[..n] == H2_PREFACE[..n.min(H2_PREFACE.len())] {
+            let mut chunk = [0u8; 64];
+            let want = (buf.len() - n).min(chunk.len());
+            let got = std::future::poll_fn(|cx| {
+                let mut rb = ReadBuf::new(&mut chunk[..want]);
+                // The rewind is drained into `buf` already: read the connection itself.
+                let this = &mut *self;
+                let pending = std::mem::take(&mut this.rewind);
+                let r = Pin::new(&mut *this).poll_read(cx, &mut rb);
+                this.rewind = pending;
+                r.map_ok(|()| rb.filled().len())
+            })
+            .await?;
+            if got == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            buf[n..n + got].copy_from_slice(&chunk[..got]);
+            read.extend_from_slice(&chunk[..got]);
+            n += got;
+        }
+        self.rewind.extend_from_slice(&read);
+        if buf.len() == H2_PREFACE.len() && buf[..] == *H2_PREFACE {
+            self.h2 = true;
+            self.deadline = None;
+        }
+        Ok(true)
     }
 }
 

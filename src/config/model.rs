@@ -85,6 +85,8 @@ pub struct ServerSettings {
     /// DNS servers that resolve backend names (nginx's `resolver`); empty: the system's
     /// resolver (getaddrinfo: /etc/hosts, /etc/resolv.conf).
     pub resolver: Vec<SocketAddr>,
+    /// HTTP/2 with prior knowledge (h2c) on the plaintext listeners, beside HTTP/1.1.
+    pub h2c: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

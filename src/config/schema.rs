@@ -52,6 +52,7 @@ pub struct RawServer {
     pub upgrade_sock: Option<String>,
     pub ramp_state_file: Option<String>,
     pub resolver: Option<Vec<String>>,
+    pub h2c: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

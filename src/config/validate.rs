@@ -162,6 +162,7 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             }
             Some(path) => Some(PathBuf::from(path)),
         },
+        h2c: raw.h2c.unwrap_or(true),
         resolver: raw
             .resolver
             .iter()

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
+use pingora::apps::HttpServerOptions;
 use pingora::connectors::http::Connector;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
@@ -224,6 +225,18 @@ pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result
     Ok(())
 }
 
+/// How callers' connections are spoken to: HTTP/1.1, and with `server.h2c` HTTP/2 with prior
+/// knowledge on the same port (detected by its preface, as Envoy's `codec_type: AUTO` does),
+/// with Pingora's bounds (100 concurrent streams, a 64 KiB header list, h2's 64 KiB windows and
+/// its rapid-reset limit of 20 streams reset before they are accepted) and the HTTP/1.1
+/// keep-alive timeout as the idle timeout of an HTTP/2 connection.
+fn http_options(server: &crate::config::ServerSettings) -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2c = server.h2c;
+    options.h2_idle_timeout = Some(server.keepalive_timeout);
+    options
+}
+
 /// The Pingora server with every service added, bootstrapped (an `--upgrade` takes the
 /// listeners over here).
 fn assemble(
@@ -257,8 +270,9 @@ fn assemble(
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let proxy_app =
+    let mut proxy_app =
         pingora::proxy::http_proxy(&server.configuration, Runoff::new(Arc::clone(shared)));
+    proxy_app.server_options = Some(http_options(&startup.server));
     let mut proxy = Service::new(
         "runoff proxy".to_string(),
         LastAcceptGrace {
