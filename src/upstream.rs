@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use pingora::protocols::Digest;
+use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::Backend;
+use crate::config::{Backend, Protocol};
 
 /// Pooled upstream connections idle longer than this are closed by runoff first, which avoids
 /// racing a backend's own keep-alive timeout (Node's default is 5 s).
@@ -23,6 +24,11 @@ pub(crate) fn peer_for(b: &Backend, addr: SocketAddr) -> HttpPeer {
     peer.options.read_timeout = Some(b.read_timeout);
     peer.options.write_timeout = Some(b.write_timeout);
     peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+    if b.protocol == Protocol::H2c {
+        // HTTP/2 only, in cleartext: no ALPN to negotiate it, so prior knowledge.
+        peer.options.alpn = ALPN::H2;
+        peer.options.max_h2_streams = b.max_streams;
+    }
     peer
 }
 

@@ -61,6 +61,8 @@ struct BackendView<'a> {
     resolved: Vec<SocketAddr>,
     balance: &'static str,
     retries: u32,
+    protocol: &'static str,
+    max_streams: usize,
     #[serde(serialize_with = "humane")]
     resolve_every: Duration,
     health: Option<HealthView<'a>>,
@@ -216,6 +218,8 @@ impl<'a> ConfigView<'a> {
                             resolved: b.addrs(),
                             balance: b.pool.balance.as_str(),
                             retries: b.pool.retries,
+                            protocol: b.protocol.as_str(),
+                            max_streams: b.max_streams,
                             resolve_every: b.pool.resolve_every,
                             health: b.pool.health.as_ref().map(|h| HealthView {
                                 path: &h.path,

@@ -42,6 +42,9 @@ pub const OUTLIER_BASE_EJECTION: Duration = Duration::from_secs(10);
 /// Envoy's `max_ejection_time`.
 pub const OUTLIER_MAX_EJECTION: Duration = Duration::from_secs(300);
 pub const OUTLIER_MAX_EJECTED_PERCENT: u32 = 50;
+/// Requests at once on one HTTP/2 connection to a backend (Pingora's default is 1: a
+/// connection per request in flight); 100 is the common servers' own stream limit.
+pub const MAX_STREAMS: usize = 100;
 pub const FORCE_HEADER: &str = "x-runoff-backend";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const MIRROR_PERCENT: f64 = 100.0;

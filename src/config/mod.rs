@@ -21,8 +21,8 @@ use schema::RawConfig;
 pub use model::{
     humane, AccessLog, AdminSettings, Analysis, Backend, Balance, Compare, Config, Criterion,
     Force, Forwarding, HeaderRule, HealthCheck, JsonRules, Live, Mirror, OnFail, Outlier, Pacing,
-    PoolSpec, ProcessSpec, Ramp, Redact, Route, RouteMatch, ServerSettings, SplitEntry, Startup,
-    StickyKey,
+    PoolSpec, ProcessSpec, Protocol, Ramp, Redact, Route, RouteMatch, ServerSettings, SplitEntry,
+    Startup, StickyKey,
 };
 pub use resolve::{dns_client, parse_entry, Entry};
 pub use validate_routes::{json_pointer, split_weight, weight_error, weights_total};

@@ -239,6 +239,10 @@ pub struct Backend {
     pub resolved: Vec<Vec<SocketAddr>>,
     /// How the backend's addresses are chosen, checked, ejected and retried.
     pub pool: PoolSpec,
+    /// What runoff speaks to it.
+    pub protocol: Protocol,
+    /// Requests at once on one HTTP/2 connection to it (`protocol: h2c`).
+    pub max_streams: usize,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -263,6 +267,23 @@ impl Backend {
             }
         }
         all
+    }
+}
+
+/// The protocol runoff speaks to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 in cleartext, with prior knowledge.
+    H2c,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2c => "h2c",
+        }
     }
 }
 

@@ -109,6 +109,8 @@ pub struct RawBackend {
     pub retries: Option<i64>,
     pub health: Option<RawHealth>,
     pub outlier: Option<RawOutlier>,
+    pub protocol: Option<String>,
+    pub max_streams: Option<i64>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,

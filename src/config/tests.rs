@@ -217,6 +217,8 @@ fn pools_take_several_addresses_with_stated_defaults() {
     assert_eq!(go.entries.len(), 3);
     assert!(go.addrs().len() >= 3);
     assert_eq!(go.pool.balance, crate::config::Balance::LeastInFlight);
+    assert_eq!(go.protocol, crate::config::Protocol::Http1);
+    assert_eq!(go.max_streams, 100);
     assert_eq!(go.pool.retries, 2);
     assert_eq!(go.pool.resolve_every, std::time::Duration::from_secs(30));
     let hc = go.pool.health.as_ref().expect("health");
@@ -259,7 +261,7 @@ fn bad_pool_fields_are_named() {
     let yaml = MINIMAL
         .replace(
             "go: { address: 127.0.0.1:3001 }",
-            "go:\n    addresses: [127.0.0.1:3001, 127.0.0.1:3001, nope]\n    balance: random\n    retries: -1\n    health: { path: healthz, interval: 1s, timeout: 2s, healthy_after: 0, expect_status: [600, 7xx] }\n    outlier: { base_ejection: 1m, max_ejection: 1s, max_ejected_percent: 101 }",
+            "go:\n    addresses: [127.0.0.1:3001, 127.0.0.1:3001, nope]\n    protocol: h2\n    max_streams: 0\n    balance: random\n    retries: -1\n    health: { path: healthz, interval: 1s, timeout: 2s, healthy_after: 0, expect_status: [600, 7xx] }\n    outlier: { base_ejection: 1m, max_ejection: 1s, max_ejected_percent: 101 }",
         )
         .replace(
             "node: { address: 127.0.0.1:3000 }",
@@ -281,6 +283,8 @@ fn bad_pool_fields_are_named() {
         "backends.go.outlier.max_ejection: must not be shorter than `base_ejection`",
         "backends.go.outlier.max_ejected_percent: must be a percentage from 0 to 100, got 101",
         "routes[0].on_unhealthy.fallback: `rust` is not a backend of this route's split",
+        "backends.go.protocol: `h2` is not `http1` or `h2c`",
+        "backends.go.max_streams: must be greater than 0, got 0",
     ];
     for e in expect {
         assert!(

@@ -16,7 +16,7 @@ use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
     AccessLog, AdminSettings, Backend, Balance, Config, Forwarding, HealthCheck, Live, Outlier,
-    PoolSpec, ProcessSpec, Redact, ServerSettings, Startup,
+    PoolSpec, ProcessSpec, Protocol, Redact, ServerSettings, Startup,
 };
 use super::resolve::resolve_all;
 use super::schema::{
@@ -543,6 +543,24 @@ fn backend(c: &mut Checker, name: &str, b: &RawBackend, dns: &[SocketAddr]) -> B
         entries,
         resolved,
         pool: pool_spec(c, &path, b),
+        protocol: match b.protocol.as_deref() {
+            None | Some("http1") => Protocol::Http1,
+            Some("h2c") => Protocol::H2c,
+            Some(other) => {
+                c.report(
+                    format!("{path}.protocol"),
+                    format!(
+                        "`{other}` is not `http1` or `h2c` (HTTP/2 over TLS to backends is not supported yet)"
+                    ),
+                );
+                Protocol::Http1
+            }
+        },
+        max_streams: c.positive(
+            &format!("{path}.max_streams"),
+            b.max_streams,
+            defaults::MAX_STREAMS,
+        ),
         connect_timeout: c.duration(
             &format!("{path}.connect_timeout"),
             b.connect_timeout.as_deref(),

@@ -4,12 +4,13 @@
 //!
 //! Must not: change anything else in the request: both legs must see the same request.
 
-use http::header::{HeaderName, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::Version;
 use pingora::http::authority::raw_target_authority;
 use pingora::http::RequestHeader;
 
 use crate::compare::PairMeta;
-use crate::config::Mirror;
+use crate::config::{Mirror, Protocol};
 
 /// How the copy's body will arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,48 @@ pub(crate) fn shadow_request(
         req.remove_header(name);
     }
     req.insert_header(mirror.marker_header.clone(), "1")?;
+    Ok(req)
+}
+
+/// The copy in the shadow backend's protocol. `shadow_request` gives it as HTTP/1.1 carries it
+/// (the primary's request may have been HTTP/2, when its own backend speaks it); for an HTTP/2
+/// shadow, the conversion Pingora makes for an HTTP/2 primary: no connection-specific fields
+/// (RFC 9113 §8.2.2), and `Host` moved into the target's authority (`:authority`).
+pub(crate) fn for_protocol(
+    mut req: RequestHeader,
+    protocol: Protocol,
+) -> pingora::Result<RequestHeader> {
+    match protocol {
+        Protocol::Http1 => req.set_version(Version::HTTP_11),
+        Protocol::H2c => {
+            for name in [TRANSFER_ENCODING, CONNECTION, UPGRADE] {
+                req.remove_header(&name);
+            }
+            req.remove_header("keep-alive");
+            req.remove_header("proxy-connection");
+            req.set_version(Version::HTTP_2);
+            if let Some(host) = req.remove_header(&HOST) {
+                let path = req
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
+                let uri = http::Uri::builder()
+                    .scheme("http")
+                    .authority(host.as_bytes())
+                    .path_and_query(path)
+                    .build()
+                    .map_err(|e| {
+                        pingora::Error::because(
+                            pingora::ErrorType::InvalidHTTPHeader,
+                            "the copy's Host is not an authority",
+                            e,
+                        )
+                    })?;
+                req.set_uri(uri);
+            }
+        }
+    }
     Ok(req)
 }
 
@@ -203,6 +246,35 @@ mod tests {
                 facts.request_id.as_str()
             ),
             ("POST", "/orders?id=1", "abc")
+        );
+    }
+
+    #[test]
+    fn an_http2_copy_carries_its_host_as_the_authority_and_no_connection_fields() {
+        let mut req = RequestHeader::build("POST", b"/orders?x=1", None).expect("header");
+        for (k, v) in [
+            ("host", "api.example:8080"),
+            ("transfer-encoding", "chunked"),
+            ("x-custom", "1"),
+        ] {
+            req.insert_header(k, v).expect("insert");
+        }
+        let h2 = for_protocol(req.clone(), Protocol::H2c).expect("h2");
+        assert_eq!(h2.version, Version::HTTP_2);
+        assert_eq!(h2.uri.to_string(), "http://api.example:8080/orders?x=1");
+        assert!(h2.headers.get("host").is_none());
+        assert!(h2.headers.get("transfer-encoding").is_none());
+        assert_eq!(
+            h2.headers.get("x-custom").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let mut from_h2 = req;
+        from_h2.set_version(Version::HTTP_2);
+        let h1 = for_protocol(from_h2, Protocol::Http1).expect("h1");
+        assert_eq!(h1.version, Version::HTTP_11);
+        assert_eq!(
+            h1.headers.get("host").map(|v| v.as_bytes()),
+            Some(&b"api.example:8080"[..])
         );
     }
 }

@@ -98,7 +98,10 @@ impl CopyHandle {
         let Some(pending) = self.pending.take() else {
             return false;
         };
-        match request::shadow_request(as_sent, &pending.reserved.rm().config, has_body) {
+        let rm = pending.reserved.rm();
+        let copy = request::shadow_request(as_sent, &rm.config, has_body)
+            .and_then(|r| request::for_protocol(r, rm.pool.view().backend.protocol));
+        match copy {
             Ok(header) => {
                 pending.send(header);
                 true

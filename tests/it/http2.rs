@@ -47,18 +47,17 @@ async fn h2c_and_http1_share_the_port_and_are_split_and_counted_exactly() {
         node.count(),
         go.count()
     );
-    let m = runoff.scrape().await;
+    // Each backend's count exactly (a request is counted just after its answer: poll).
     for f in [&node, &go] {
-        assert_eq!(
-            m.sum(
+        runoff
+            .expect_metric(
                 "runoff_requests_total",
-                &[("backend", f.name.as_str()), ("status_class", "2xx")]
-            ),
-            f.count() as f64,
-            "{} counted exactly",
-            f.name
-        );
+                &[("backend", f.name.as_str()), ("status_class", "2xx")],
+                f.count() as f64,
+            )
+            .await;
     }
+    let m = runoff.scrape().await;
     assert_eq!(
         m.sum("runoff_rejected_requests_total", &[]),
         0.0,
@@ -258,7 +257,17 @@ async fn a_rapid_reset_flood_is_cut_off_with_bounded_memory_and_others_are_serve
     );
     // What reached the backend is bounded by what runoff accepted before cutting each
     // connection off, and each of those is counted as a request the caller abandoned.
-    let m = runoff.scrape().await;
+    // Counted once settled: two scrapes apart agree.
+    let mut m = runoff.scrape().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let next = runoff.scrape().await;
+        let total = |m: &crate::harness::Metrics| m.sum("runoff_requests_total", &[]);
+        if total(&next) == total(&m) {
+            break;
+        }
+        m = next;
+    }
     let flood_requests = m.sum("runoff_requests_total", &[("backend", "node")]) - 400.0;
     println!(
         "flood requests counted: {flood_requests} ({} error), backend saw {}",
@@ -296,6 +305,277 @@ async fn with_h2c_on_a_short_http1_request_is_answered_and_a_stalled_one_times_o
     let rest = stalled.read_to_close(Duration::from_secs(5)).await;
     assert!(rest.is_empty(), "closed unanswered: {rest:?}");
     runoff
-        .expect_metric("runoff_rejected_requests_total", &[("reason", "timeout")], 1.0)
+        .expect_metric(
+            "runoff_rejected_requests_total",
+            &[("reason", "timeout")],
+            1.0,
+        )
         .await;
+}
+
+/// What an HTTP/2 backend fixture received: method, path and query, `:authority`, version,
+/// headers and body.
+#[derive(Debug, Clone)]
+struct H2Received {
+    method: String,
+    path: String,
+    authority: Option<String>,
+    version: http::Version,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// A cleartext HTTP/2-only backend (hyper, prior knowledge): answers `hello from h2`, or
+/// resets the stream for `/reset`; records what it receives.
+struct H2Fixture {
+    addr: std::net::SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<H2Received>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for H2Fixture {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn h2_fixture() -> H2Fixture {
+    use http_body_util::{BodyExt, Full};
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (seen, conns) = (received.clone(), connections.clone());
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            conns.fetch_add(1, Ordering::SeqCst);
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            seen.lock().unwrap().push(H2Received {
+                                method: parts.method.to_string(),
+                                path: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
+                                authority: parts.uri.authority().map(|a| a.to_string()),
+                                version: parts.version,
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (
+                                            k.to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                        )
+                                    })
+                                    .collect(),
+                                body,
+                            });
+                            if parts.uri.path() == "/reset" {
+                                return Err(std::io::Error::other("reset on purpose"));
+                            }
+                            Ok(http::Response::builder()
+                                .header("x-fixture", "h2")
+                                .body(Full::new(bytes::Bytes::from_static(b"hello from h2\n")))
+                                .unwrap())
+                        }
+                    });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+            });
+        }
+    });
+    H2Fixture {
+        addr,
+        received,
+        connections,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_backend_is_reached_over_http2_from_either_protocol_and_counted() {
+    let h2 = h2_fixture().await;
+    let addr = h2.addr;
+    let runoff = Runoff::start(|p| {
+        crate::harness::one_backend(p, "grpcish", addr, ", protocol: h2c, max_streams: 50")
+    })
+    .await;
+    let h1 = reqwest::Client::new();
+    assert_eq!(
+        load(&h1, &runoff.url("/orders"), 40, 4).await,
+        HashMap::from([(200, 40)])
+    );
+    assert_eq!(
+        load(&h2_client(), &runoff.url("/orders"), 40, 4).await,
+        HashMap::from([(200, 40)])
+    );
+    for i in 0..5 {
+        let r = h1
+            .post(runoff.url("/orders"))
+            .body(format!("order {i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "hello from h2\n");
+    }
+    let got = h2.received.lock().unwrap().clone();
+    assert_eq!(got.len(), 85);
+    assert!(got.iter().all(|r| r.version == http::Version::HTTP_2));
+    let host = format!("127.0.0.1:{}", runoff.ports.listen);
+    assert!(
+        got.iter()
+            .all(|r| r.authority.as_deref() == Some(host.as_str())),
+        "{:?}",
+        got[0]
+    );
+    assert!(got.iter().all(|r| !r
+        .headers
+        .iter()
+        .any(|(k, _)| k == "host" || k == "connection")));
+    let bodies: Vec<&[u8]> = got
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.body.as_slice())
+        .collect();
+    assert_eq!(bodies.len(), 5);
+    assert!(bodies
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == format!("order {i}").as_bytes()));
+    runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &[("backend", "grpcish"), ("status_class", "2xx")],
+            85.0,
+        )
+        .await;
+    // Multiplexed: a handful of connections carried 85 requests (Pingora alone: one per request
+    // in flight).
+    let opened = h2.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(opened <= 4, "{opened} connections for 85 requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_to_an_h2c_shadow_is_the_primarys_request_in_http2() {
+    let node = fixture("node").start().await;
+    let h2 = h2_fixture().await;
+    let (n, g) = (node.addr.to_string(), h2.addr.to_string());
+    let runoff = Runoff::start(|p| {
+        crate::mirror::config(p, &n, &g, ", methods: [GET, POST]")
+            .replace("read_timeout: 60s", "read_timeout: 60s, protocol: h2c")
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for i in 0..5 {
+        assert_eq!(
+            client
+                .get(runoff.url(&format!("/orders/{i}?q=1")))
+                .header("x-custom", "v")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            client
+                .post(runoff.url("/orders"))
+                .body(format!("{{\"n\":{i}}}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &[("role", "shadow"), ("status_class", "2xx")],
+            10.0,
+        )
+        .await;
+    let shadow = h2.received.lock().unwrap().clone();
+    let primary = node.received();
+    assert_eq!((primary.len(), shadow.len()), (10, 10));
+    for p in &primary {
+        let id = p.header("x-request-id").unwrap();
+        let s = shadow
+            .iter()
+            .find(|s| {
+                s.headers
+                    .iter()
+                    .any(|(k, v)| k == "x-request-id" && v == id)
+            })
+            .unwrap_or_else(|| panic!("no copy of {id}"));
+        assert_eq!(
+            (&s.method, &s.path, &s.body),
+            (&p.method, &p.uri, &p.body),
+            "{id}"
+        );
+        assert_eq!(
+            s.authority.as_deref(),
+            p.header("host"),
+            "Host became :authority"
+        );
+        // Every field the primary got, the copy got, but Host (its authority) and the framing
+        // HTTP/2 carries itself.
+        for (k, v) in &p.headers {
+            if matches!(k.as_str(), "host" | "transfer-encoding" | "connection") {
+                continue;
+            }
+            assert!(
+                s.headers.contains(&(k.clone(), v.clone())),
+                "{id}: {k} missing from the copy"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_h2_stream_is_reset_is_not_sent_again() {
+    // pingora#979: an HTTP/2 upstream may retry a request that is not idempotent.
+    let h2 = h2_fixture().await;
+    let addr = h2.addr;
+    let runoff = Runoff::start(|p| {
+        crate::harness::one_backend(
+            p,
+            "svc",
+            addr,
+            ", protocol: h2c, outlier: { consecutive_errors: 0 }",
+        )
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .post(runoff.url("/reset"))
+        .body("once")
+        .send()
+        .await
+        .unwrap();
+    // A retry would have happened before the answer.
+    assert_eq!(r.status(), 502);
+    let got = h2.received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "sent once: {got:?}");
+    let m = runoff
+        .expect_metric("runoff_requests_total", &[("status_class", "error")], 1.0)
+        .await;
+    assert_eq!(m.sum("runoff_upstream_retries_total", &[]), 0.0);
+    assert_eq!(h2.received.lock().unwrap().len(), 1);
 }
