@@ -45,6 +45,30 @@ pub const OUTLIER_MAX_EJECTED_PERCENT: u32 = 50;
 /// Requests at once on one HTTP/2 connection to a backend (Pingora's default is 1: a
 /// connection per request in flight); 100 is the common servers' own stream limit.
 pub const MAX_STREAMS: usize = 100;
+/// The gRPC status codes by number (the spec's names).
+pub const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+/// gRPC codes counted as errors: the server's failures (UNKNOWN, DEADLINE_EXCEEDED,
+/// UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), as a 5xx is; the caller's mistakes
+/// (INVALID_ARGUMENT, NOT_FOUND, …) are not, as a 4xx is not.
+pub const GRPC_ERROR_CODES: [u8; 6] = [2, 4, 12, 13, 14, 15];
 pub const FORCE_HEADER: &str = "x-runoff-backend";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const MIRROR_PERCENT: f64 = 100.0;

@@ -44,6 +44,9 @@ pub struct Live {
     pub backends: Vec<Backend>,
     /// Routes in file order: the first match wins.
     pub routes: Vec<Route>,
+    /// The gRPC status codes (numbers, 0-16) that count as errors in summaries and verdicts,
+    /// as a 5xx does; a gRPC response with no status always does.
+    pub grpc_error_codes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

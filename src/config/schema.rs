@@ -30,6 +30,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub websocket: RawWebSocket,
     #[serde(default)]
+    pub grpc: RawGrpc,
+    #[serde(default)]
     pub access_log: Option<String>,
     pub backends: IndexMap<String, RawBackend>,
     pub routes: Vec<RawRoute>,
@@ -80,6 +82,13 @@ pub struct RawRedact {
     pub headers: Option<Vec<String>>,
     pub json_keys: Option<Vec<String>>,
     pub query_params: Option<Vec<String>>,
+}
+
+/// `grpc: { error_codes: [INTERNAL, UNAVAILABLE] }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrpc {
+    pub error_codes: Option<Vec<serde_yaml::Value>>,
 }
 
 /// `websocket: { idle_timeout: 5m }` (top level: the default; per route: its own).

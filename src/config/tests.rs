@@ -257,6 +257,23 @@ fn resolver_servers_are_addresses() {
 }
 
 #[test]
+fn grpc_error_codes_take_names_or_numbers() {
+    let c = Config::from_yaml(MINIMAL).expect("minimal");
+    assert_eq!(c.live.grpc_error_codes, vec![2, 4, 12, 13, 14, 15]);
+    let yaml = format!("{MINIMAL}grpc: {{ error_codes: [unavailable, 13, NOT_FOUND] }}\n");
+    let c = Config::from_yaml(&yaml).expect("grpc");
+    assert_eq!(c.live.grpc_error_codes, vec![14, 13, 5]);
+    let bad = format!("{MINIMAL}grpc: {{ error_codes: [OK, SOMETIMES, 17] }}\n");
+    assert_eq!(
+        problems(&bad),
+        vec![
+            "grpc.error_codes[1]: must be a gRPC status name (UNAVAILABLE) or number from 0 to 16",
+            "grpc.error_codes[2]: must be a gRPC status name (UNAVAILABLE) or number from 0 to 16",
+        ]
+    );
+}
+
+#[test]
 fn bad_pool_fields_are_named() {
     let yaml = MINIMAL
         .replace(

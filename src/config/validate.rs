@@ -45,6 +45,7 @@ impl TryFrom<RawConfig> for Config {
         );
         let routes = routes(&mut c, &raw.routes, &backends, websocket_idle);
         let redact = redact(&mut c, &raw.redact);
+        let grpc_error_codes = grpc_error_codes(&mut c, raw.grpc.error_codes.as_deref());
         if !c.problems.is_empty() {
             return Err(ConfigError::Invalid(c.problems));
         }
@@ -60,9 +61,37 @@ impl TryFrom<RawConfig> for Config {
                 redact,
                 backends,
                 routes,
+                grpc_error_codes,
             },
         })
     }
+}
+
+/// `grpc.error_codes`: names (`UNAVAILABLE`, any case) or numbers (14).
+fn grpc_error_codes(c: &mut Checker, raw: Option<&[serde_yaml::Value]>) -> Vec<u8> {
+    let Some(list) = raw else {
+        return defaults::GRPC_ERROR_CODES.to_vec();
+    };
+    let mut codes = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let code = match (v.as_u64(), v.as_str()) {
+            (Some(n), _) => u8::try_from(n).ok().filter(|n| *n <= 16),
+            (None, Some(name)) => defaults::GRPC_CODES
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(name.trim()))
+                .and_then(|n| u8::try_from(n).ok()),
+            _ => None,
+        };
+        match code {
+            Some(code) if !codes.contains(&code) => codes.push(code),
+            Some(_) => {}
+            None => c.report(
+                format!("grpc.error_codes[{i}]"),
+                "must be a gRPC status name (UNAVAILABLE) or number from 0 to 16",
+            ),
+        }
+    }
+    codes
 }
 
 fn listen(c: &mut Checker, raw: OneOrMany) -> Vec<SocketAddr> {

@@ -74,6 +74,8 @@ pub struct RequestHandles {
     pub body_timeouts: IntCounter,
     pub request_bytes: IntCounter,
     pub response_bytes: IntCounter,
+    /// gRPC answers by status (series made on the first one).
+    pub(crate) grpc: super::grpc::LazyGrpc,
 }
 
 impl RequestHandles {
@@ -206,6 +208,7 @@ impl Metrics {
                 .with(&named(&[("route", route), ("backend", backend)])),
             request_bytes: f.request_bytes.with(&rbr),
             response_bytes: f.response_bytes.with(&rbr),
+            grpc: super::grpc::LazyGrpc::new(f.grpc.clone(), route, backend, role),
         }
     }
 

@@ -93,6 +93,31 @@ impl StatusClass {
 }
 
 label! {
+    /// A gRPC status (`code`): the spec's canonical names, or `absent` when a gRPC response
+    /// carries none.
+    GrpcCode {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+        Absent => "absent",
+    }
+}
+
+label! {
     /// The `kind` label of `runoff_upstream_errors_total`.
     ErrorKind {
         ConnectRefused => "connect_refused",

@@ -6,6 +6,7 @@
 //! (`handles`), built when a config loads so the hot path never hashes a label or allocates.
 //! Must not: decide anything about requests, or be registered twice into the same registry.
 
+pub(crate) mod grpc;
 pub(crate) mod handles;
 pub(crate) mod labels;
 pub(crate) mod pool;
@@ -21,8 +22,8 @@ use prometheus::{
 pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, PerLabel, RequestHandles};
 pub(crate) use labels::{
     AdminRefusal, CompareResult, ConnectionRefusal, Direction, DropReason, ErrorKind, ForceRefusal,
-    FrameKind, Label, Part, Rejection, ReloadResult, Role, SkipReason, StatusClass, UpgradeFailure,
-    WsEnd,
+    FrameKind, GrpcCode, Label, Part, Rejection, ReloadResult, Role, SkipReason, StatusClass,
+    UpgradeFailure, WsEnd,
 };
 pub(crate) use websocket::WebSocketHandles;
 
@@ -54,6 +55,7 @@ pub(crate) struct RequestFamilies {
     pub(crate) response_bytes: IntCounterVec,
     pub(crate) rejected: IntCounterVec,
     pub(crate) body_timeouts: IntCounterVec,
+    pub(crate) grpc: IntCounterVec,
     pub(crate) connect: HistogramVec,
     pub(crate) connections: IntCounterVec,
 }
@@ -250,6 +252,11 @@ impl RequestFamilies {
                 "Requests whose caller stopped sending the body (answered 408); not counted against the backend.",
                 &["route", "backend"],
             )?,
+            grpc: counter(
+                "runoff_grpc_requests_total",
+                "gRPC responses by grpc-status (from the trailers, or the headers of a Trailers-Only response; `absent` when there is none).",
+                &["route", "backend", "role", "code"],
+            )?,
             connect: histogram(
                 "runoff_upstream_connect_duration_seconds",
                 "Time to establish new upstream connections.",
@@ -276,7 +283,8 @@ impl RequestFamilies {
         r.register(Box::new(self.request_bytes.clone()))?;
         r.register(Box::new(self.response_bytes.clone()))?;
         r.register(Box::new(self.rejected.clone()))?;
-        r.register(Box::new(self.body_timeouts.clone()))
+        r.register(Box::new(self.body_timeouts.clone()))?;
+        r.register(Box::new(self.grpc.clone()))
     }
 }
 

@@ -67,6 +67,8 @@ pub(crate) struct RouteMirror {
     route_name: String,
     backend_name: String,
     request_id_header: HeaderName,
+    /// `grpc.error_codes`: which gRPC answers of the shadow are errors.
+    grpc_error_codes: Vec<u8>,
     /// What the copies' access log lines never show in the clear.
     redact: Redactor,
     /// Copies under way for this route (carried across reloads).
@@ -123,6 +125,7 @@ impl RouteMirror {
             route_name: route.name.clone(),
             backend_name: backend.name.clone(),
             request_id_header: live.forwarding.request_id_header.clone(),
+            grpc_error_codes: live.grpc_error_codes.clone(),
             redact: Redactor::new(&live.redact, &m.strip_headers),
             in_flight,
             judge,

@@ -18,7 +18,8 @@ use super::{request, MirrorRuntime, RouteMirror};
 use crate::access_log::{now_rfc3339, rfc3339_at, Entry};
 use crate::analysis::tally::Side;
 use crate::compare::{Captured, PairMeta};
-use crate::metrics::{DropReason, Role, StatusClass};
+use crate::metrics::grpc;
+use crate::metrics::{DropReason, GrpcCode, Role, StatusClass};
 use crate::outcome::error_kind;
 use crate::pool::endpoint::Attempt;
 
@@ -95,6 +96,8 @@ struct Exchanged {
     response_bytes: u64,
     /// The answer, captured when the route compares.
     answer: Option<Captured>,
+    /// A gRPC answer's status (from its headers, else its trailers); `None`: not gRPC.
+    grpc: Option<GrpcCode>,
 }
 
 /// Lowers the route's in-flight count and the shadow gauge when the copy ends, however.
@@ -140,9 +143,15 @@ async fn run(job: Job) {
     let duration = start.elapsed();
     let status = match outcome {
         Ok(Ok(mut done)) => {
-            rm.shadow_latency
-                .record_duration(upstream, done.status >= 500);
-            let error = done.status >= 500;
+            // A gRPC failure is an HTTP 200: its status decides, as for the primary.
+            let grpc_error = done
+                .grpc
+                .is_some_and(|code| code.is_error(&rm.grpc_error_codes));
+            let error = done.status >= 500 || grpc_error;
+            if let Some(code) = done.grpc {
+                h.shadow.grpc.inc(code);
+            }
+            rm.shadow_latency.record_duration(upstream, error);
             pair.shadow(Outcome::Completed(Completed {
                 duration: upstream,
                 error,
@@ -351,6 +360,17 @@ async fn attempt(
         })
     });
 
+    let grpc_answer = session.response_header().is_some_and(|h| {
+        grpc::is_grpc(
+            h.headers
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| v.as_bytes()),
+        )
+    });
+    let mut grpc_code = session
+        .response_header()
+        .and_then(|h| h.headers.get("grpc-status"))
+        .map(|v| GrpcCode::from_value(v.as_bytes()));
     let mut response_bytes = 0u64;
     while !session.response_done() {
         match session.read_response_body().await {
@@ -364,6 +384,15 @@ async fn attempt(
             Err(e) => return Err(Failure::Upstream(e)),
         }
     }
+    if grpc_answer && grpc_code.is_none() {
+        if let HttpSession::H2(h2) = &mut session {
+            if let Ok(Some(trailers)) = h2.read_trailers().await {
+                grpc_code = trailers
+                    .get("grpc-status")
+                    .map(|v| GrpcCode::from_value(v.as_bytes()));
+            }
+        }
+    }
     rt.connector
         .release_http_session(session, peer, peer.options.idle_timeout)
         .await;
@@ -373,6 +402,7 @@ async fn attempt(
         request_bytes,
         response_bytes,
         answer,
+        grpc: grpc_answer.then_some(grpc_code.unwrap_or(GrpcCode::Absent)),
     })
 }
 

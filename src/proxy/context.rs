@@ -19,6 +19,7 @@ use super::decide::Target;
 use crate::access_log::{now_rfc3339, rfc3339_at, Entry};
 use crate::compare::Captured;
 use crate::forwarding::{Peer, RequestId};
+use crate::metrics::GrpcCode;
 use crate::metrics::Role;
 use crate::mirror::CopyHandle;
 use crate::outcome::status_class;
@@ -94,6 +95,9 @@ pub(crate) struct RequestCtx {
     /// The address of the current attempt, and the ones that failed before it.
     pub(super) picked: Option<Picked>,
     pub(super) tried: Vec<SocketAddr>,
+    /// A gRPC answer's status: from its headers (Trailers-Only), then its trailers; `Absent`
+    /// until one is seen. `None`: not a gRPC answer.
+    pub(super) grpc: Option<GrpcCode>,
     /// The primary's answer, kept (up to the compare limit) when the route compares.
     pub(super) answer: Option<Captured>,
     /// Recorded already (a WebSocket is recorded at its 101, `logging` runs at its end).
@@ -132,6 +136,7 @@ impl RequestCtx {
             slot: None,
             picked: None,
             tried: Vec::new(),
+            grpc: None,
             answer: None,
             body_timed_out: false,
             recorded: false,
@@ -198,13 +203,18 @@ impl RequestCtx {
         let upstream = self.upstream_elapsed(e);
         let class = status_class(self.upstream_status, e);
         let completed = e.is_none() && self.upstream_status.is_some();
+        // A gRPC failure is an HTTP 200: its status decides whether it is an error.
+        let grpc_error = self
+            .grpc
+            .is_some_and(|code| code.is_error(&self.snapshot.live.grpc_error_codes));
+        let error = class.is_error() || grpc_error;
         if let Some(mut copy) = self.mirror.take() {
             let caller_gone = e.is_some_and(|e| *e.esource() == pingora::ErrorSource::Downstream);
             copy.primary_done(
                 upstream.filter(|_| completed),
                 self.answer.take(),
                 caller_gone,
-                class.is_error(),
+                error,
             );
         }
         let Some(target) = &self.target else { return };
@@ -217,7 +227,7 @@ impl RequestCtx {
         }
         if let (Some((tally, side)), Some(_)) = (&target.tally, self.upstream_started) {
             // Only what went upstream counts: runoff's own 503s say nothing of the backend.
-            tally.request(*side, upstream.filter(|_| completed), class.is_error());
+            tally.request(*side, upstream.filter(|_| completed), error);
         }
         let h = &target.handles;
         h.duration.observe(elapsed.as_secs_f64());
@@ -233,9 +243,12 @@ impl RequestCtx {
         // The backend's `max_in_flight` counts requests: an upgraded connection that lives on
         // past its 101 no longer holds a slot.
         self.slot = None;
-        target.caller.record_duration(elapsed, class.is_error());
+        target.caller.record_duration(elapsed, error);
         if let Some(u) = upstream {
-            target.latency.record_duration(u, class.is_error());
+            target.latency.record_duration(u, error);
+        }
+        if let Some(code) = self.grpc {
+            h.grpc.inc(code);
         }
         // Last: a reader that sees this count also sees everything above.
         h.finished(class);

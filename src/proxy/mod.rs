@@ -23,7 +23,8 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::caller_io::Watched;
 use crate::forwarding::{self, Peer, RequestId};
-use crate::metrics::ErrorKind;
+use crate::metrics::grpc;
+use crate::metrics::{ErrorKind, GrpcCode};
 use crate::outcome::{self, error_kind, is_upstream, status_for_failure};
 use crate::pool::endpoint::Attempt;
 use crate::state::Shared;
@@ -362,6 +363,18 @@ impl ProxyHttp for Runoff {
             }
             ctx.upstream_status = Some(status.as_u16());
             report_attempt(ctx, Attempt::Answered(status.as_u16()));
+            let headers = &upstream_response.headers;
+            if grpc::is_grpc(
+                headers
+                    .get(http::header::CONTENT_TYPE)
+                    .map(|v| v.as_bytes()),
+            ) {
+                ctx.grpc = Some(
+                    headers
+                        .get("grpc-status")
+                        .map_or(GrpcCode::Absent, |v| GrpcCode::from_value(v.as_bytes())),
+                );
+            }
             // A response without a body ends here; one with a body ends at its last byte.
             ctx.upstream_ended = Some(Instant::now());
         }
@@ -395,6 +408,18 @@ impl ProxyHttp for Runoff {
             ctx.upstream_ended = Some(Instant::now());
         }
         Ok(None)
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(code), Some(v)) = (ctx.grpc.as_mut(), upstream_trailers.get("grpc-status")) {
+            *code = GrpcCode::from_value(v.as_bytes());
+        }
+        Ok(())
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {

@@ -340,6 +340,48 @@ impl Drop for H2Fixture {
     }
 }
 
+type TestBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>;
+
+/// A gRPC server's answer to `method`: `Ok` (one message, status 0 in the trailers),
+/// `NotFound` (status 5), `Unavailable` (Trailers-Only: status 14 in the headers, no body),
+/// `Absent` (a message, no status at all), `Stream` (three messages, then status 0).
+fn grpc_answer(method: &str) -> http::Response<TestBody> {
+    use http_body_util::{BodyExt, Full, StreamBody};
+    let message = |n: u8| bytes::Bytes::from(vec![0, 0, 0, 0, 2, 8, n]);
+    let trailers = |status: &str| {
+        let mut t = http::HeaderMap::new();
+        t.insert("grpc-status", status.parse().unwrap());
+        if status != "0" {
+            t.insert("grpc-message", "from the fixture".parse().unwrap());
+        }
+        t
+    };
+    let framed = |data: Vec<bytes::Bytes>, end: Option<http::HeaderMap>| -> TestBody {
+        let mut frames: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>> =
+            data.into_iter()
+                .map(|d| Ok(hyper::body::Frame::data(d)))
+                .collect();
+        if let Some(t) = end {
+            frames.push(Ok(hyper::body::Frame::trailers(t)));
+        }
+        StreamBody::new(futures_util::stream::iter(frames)).boxed()
+    };
+    let resp = http::Response::builder().header("content-type", "application/grpc");
+    match method {
+        "Ok" => resp.body(framed(vec![message(1)], Some(trailers("0")))),
+        "NotFound" => resp.body(framed(vec![], Some(trailers("5")))),
+        "Unavailable" => resp
+            .header("grpc-status", "14")
+            .body(Full::new(bytes::Bytes::new()).boxed()),
+        "Absent" => resp.body(framed(vec![message(2)], None)),
+        _ => resp.body(framed(
+            vec![message(1), message(2), message(3)],
+            Some(trailers("0")),
+        )),
+    }
+    .unwrap()
+}
+
 async fn h2_fixture() -> H2Fixture {
     use http_body_util::{BodyExt, Full};
     use std::sync::atomic::Ordering;
@@ -387,9 +429,15 @@ async fn h2_fixture() -> H2Fixture {
                             if parts.uri.path() == "/reset" {
                                 return Err(std::io::Error::other("reset on purpose"));
                             }
+                            if let Some(method) = parts.uri.path().strip_prefix("/grpc.Svc/") {
+                                return Ok(grpc_answer(method));
+                            }
                             Ok(http::Response::builder()
                                 .header("x-fixture", "h2")
-                                .body(Full::new(bytes::Bytes::from_static(b"hello from h2\n")))
+                                .body(
+                                    Full::new(bytes::Bytes::from_static(b"hello from h2\n"))
+                                        .boxed(),
+                                )
                                 .unwrap())
                         }
                     });
@@ -578,4 +626,159 @@ async fn a_post_whose_h2_stream_is_reset_is_not_sent_again() {
         .await;
     assert_eq!(m.sum("runoff_upstream_retries_total", &[]), 0.0);
     assert_eq!(h2.received.lock().unwrap().len(), 1);
+}
+
+/// One gRPC call over HTTP/2 (h2 crate, prior knowledge): the status header (if any), the
+/// messages' bytes and the trailers as the caller got them.
+async fn grpc_call(
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+    authority: &str,
+    method: &str,
+) -> (u16, Option<String>, Vec<u8>, Option<http::HeaderMap>) {
+    let req = http::Request::post(format!("http://{authority}/grpc.Svc/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let ready = send.clone().ready().await.unwrap();
+    *send = ready;
+    let (resp, mut body) = send.send_request(req, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    let status = resp.status().as_u16();
+    let header_status = resp
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_string());
+    let mut recv = resp.into_body();
+    let mut data = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.unwrap();
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = recv.trailers().await.unwrap();
+    (status, header_status, data, trailers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_passes_through_with_its_trailers_and_its_status_is_counted() {
+    let h2 = h2_fixture().await;
+    let addr = h2.addr;
+    let runoff =
+        Runoff::start(|p| crate::harness::one_backend(p, "grpc", addr, ", protocol: h2c")).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+        .await
+        .unwrap();
+    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let authority = format!("127.0.0.1:{}", runoff.ports.listen);
+    let status_of = |t: &Option<http::HeaderMap>| {
+        t.as_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    for _ in 0..3 {
+        let (code, _, data, trailers) = grpc_call(&mut send, &authority, "Ok").await;
+        assert_eq!((code, data.as_slice()), (200, &[0, 0, 0, 0, 2, 8, 1][..]));
+        assert_eq!(
+            status_of(&trailers).as_deref(),
+            Some("0"),
+            "trailers intact"
+        );
+    }
+    for _ in 0..2 {
+        let (_, _, _, trailers) = grpc_call(&mut send, &authority, "NotFound").await;
+        assert_eq!(status_of(&trailers).as_deref(), Some("5"));
+        let message = trailers.as_ref().and_then(|t| t.get("grpc-message"));
+        assert_eq!(
+            message.map(|v| v.as_bytes()),
+            Some(&b"from the fixture"[..])
+        );
+    }
+    let (code, header_status, data, _) = grpc_call(&mut send, &authority, "Unavailable").await;
+    assert_eq!(
+        (code, header_status.as_deref(), data.len()),
+        (200, Some("14"), 0)
+    );
+    let (_, _, data, trailers) = grpc_call(&mut send, &authority, "Absent").await;
+    assert_eq!((data.len(), status_of(&trailers)), (7, None));
+    let (_, _, data, trailers) = grpc_call(&mut send, &authority, "Stream").await;
+    assert_eq!(data.len(), 21, "three messages of a server stream");
+    assert_eq!(status_of(&trailers).as_deref(), Some("0"));
+    driver.abort();
+
+    let grpc = |code: &'static str| [("backend", "grpc"), ("role", "primary"), ("code", code)];
+    // The request count is recorded last: once it is 8, everything else is in.
+    let m = runoff
+        .expect_metric("runoff_requests_total", &[("status_class", "2xx")], 8.0)
+        .await;
+    assert_eq!(m.sum("runoff_grpc_requests_total", &grpc("OK")), 4.0);
+    assert_eq!(m.sum("runoff_grpc_requests_total", &grpc("NOT_FOUND")), 2.0);
+    assert_eq!(
+        m.sum("runoff_grpc_requests_total", &grpc("UNAVAILABLE")),
+        1.0
+    );
+    assert_eq!(m.sum("runoff_grpc_requests_total", &grpc("absent")), 1.0);
+    // All HTTP 200; the summary's errors are the gRPC failures: UNAVAILABLE and the missing
+    // status (NOT_FOUND is the caller's, like a 404).
+    let summary = runoff.get_json("/api/summary").await;
+    let row = &summary["routes"][0]["backends"][0]["total"];
+    assert_eq!(
+        (row["requests"].as_u64(), row["errors"].as_u64()),
+        (Some(8), Some(2)),
+        "{row:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirrored_grpc_call_reaches_the_shadow_and_its_status_is_counted_there_too() {
+    let primary = h2_fixture().await;
+    let shadow = h2_fixture().await;
+    let (p_addr, s_addr) = (primary.addr.to_string(), shadow.addr.to_string());
+    let runoff = Runoff::start(|p| {
+        crate::mirror::config(p, &p_addr, &s_addr, ", methods: [POST]")
+            .replace("{ address: \"", "{ protocol: h2c, address: \"")
+    })
+    .await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+        .await
+        .unwrap();
+    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let authority = format!("127.0.0.1:{}", runoff.ports.listen);
+    for method in ["Ok", "Ok", "Unavailable", "NotFound"] {
+        let (code, _, _, _) = grpc_call(&mut send, &authority, method).await;
+        assert_eq!(code, 200);
+    }
+    driver.abort();
+    let m = runoff
+        .expect_metric("runoff_requests_total", &[("role", "shadow")], 4.0)
+        .await;
+    let shadow_code = |code: &'static str| [("backend", "go"), ("role", "shadow"), ("code", code)];
+    assert_eq!(m.sum("runoff_grpc_requests_total", &shadow_code("OK")), 2.0);
+    assert_eq!(
+        m.sum("runoff_grpc_requests_total", &shadow_code("UNAVAILABLE")),
+        1.0
+    );
+    assert_eq!(
+        m.sum("runoff_grpc_requests_total", &shadow_code("NOT_FOUND")),
+        1.0
+    );
+    let copies = shadow.received.lock().unwrap().clone();
+    let originals = primary.received.lock().unwrap().clone();
+    assert_eq!(copies.len(), 4);
+    for (c, o) in copies.iter().zip(&originals) {
+        assert_eq!((&c.path, &c.body), (&o.path, &o.body));
+        assert!(
+            c.headers.contains(&("te".into(), "trailers".into())),
+            "{c:?}"
+        );
+    }
 }
