@@ -45,6 +45,23 @@ pub(crate) struct Entry<'a> {
     pub upstream_start: Option<String>,
     /// This leg's upstream-side duration: `upstream_start` to the last response byte received.
     pub upstream_ms: Option<f64>,
+    /// What the caller spoke (`http/1.0`, `http/1.1`, `h2`); primary lines only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_protocol: Option<&'static str>,
+    /// What runoff spoke to this leg's backend (`http1`, `h2c`); `None` before a backend was
+    /// chosen.
+    pub upstream_protocol: Option<&'static str>,
+}
+
+/// A request's HTTP version as the access log names it.
+pub(crate) fn version_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "http/0.9",
+        http::Version::HTTP_10 => "http/1.0",
+        http::Version::HTTP_2 => "h2",
+        http::Version::HTTP_3 => "h3",
+        _ => "http/1.1",
+    }
 }
 
 pub(crate) fn now_rfc3339() -> String {

@@ -16,7 +16,7 @@ use pingora::Error;
 use prometheus::IntGauge;
 
 use super::decide::Target;
-use crate::access_log::{now_rfc3339, rfc3339_at, Entry};
+use crate::access_log::{now_rfc3339, rfc3339_at, version_name, Entry};
 use crate::compare::Captured;
 use crate::forwarding::{Peer, RequestId};
 use crate::metrics::GrpcCode;
@@ -296,6 +296,11 @@ impl RequestCtx {
             request_bytes: self.request_body_bytes,
             response_bytes: self.response_body_bytes,
             error: e.map(|e| e.etype().as_str()),
+            caller_protocol: Some(version_name(req.version)),
+            upstream_protocol: self
+                .target
+                .as_ref()
+                .map(|t| live.backends[t.backend].protocol.as_str()),
         }
     }
 }

@@ -782,3 +782,50 @@ async fn a_mirrored_grpc_call_reaches_the_shadow_and_its_status_is_counted_there
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_says_which_protocol_each_leg_used() {
+    let node = fixture("node").start().await;
+    let h2 = h2_fixture().await;
+    let (n, g) = (node.addr.to_string(), h2.addr.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let log_path = log.display().to_string();
+    let runoff = Runoff::start(|p| {
+        format!(
+            "access_log: {log_path}\n{}",
+            crate::mirror::config(p, &n, &g, "")
+                .replace("read_timeout: 60s", "read_timeout: 60s, protocol: h2c")
+        )
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .get(runoff.url("/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = h2_client().get(runoff.url("/b")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let lines = crate::harness::json_lines(&log, 4).await;
+    let find = |path: &str, role: &str| {
+        lines
+            .iter()
+            .find(|l| l["path"] == path && l["role"] == role)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {role} line for {path}: {lines:?}"))
+    };
+    for (path, caller) in [("/a", "http/1.1"), ("/b", "h2")] {
+        let primary = find(path, "primary");
+        assert_eq!(
+            (
+                primary["caller_protocol"].as_str(),
+                primary["upstream_protocol"].as_str()
+            ),
+            (Some(caller), Some("http1"))
+        );
+        let shadow = find(path, "shadow");
+        assert_eq!(shadow["upstream_protocol"], "h2c");
+        assert!(shadow.get("caller_protocol").is_none());
+    }
+}
