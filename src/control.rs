@@ -131,6 +131,11 @@ impl Control {
         };
         let mut st = self.lock();
         let ignored = pin_restart_only(&mut new, &st.file);
+        if let Err(e) = self.shared.reload_certs(&new.startup.listen_tls) {
+            metrics.control.reload(ReloadResult::Error);
+            log::error!("config reload rejected, the running config and certificates stay: {e}");
+            return Err(ControlError::Invalid(vec![e]));
+        }
         for line in &ignored {
             log::warn!("config reload: {line}");
         }

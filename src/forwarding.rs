@@ -24,6 +24,8 @@ pub(crate) struct Peer {
     /// The client: the peer itself, or, behind trusted proxies, the rightmost address of
     /// `X-Forwarded-For` that is not a trusted proxy (nginx's `real_ip_recursive`).
     pub(crate) client: Option<IpAddr>,
+    /// The connection is TLS (a `listen_tls` listener): `X-Forwarded-Proto: https`.
+    pub(crate) tls: bool,
 }
 
 impl Peer {
@@ -51,6 +53,7 @@ impl Peer {
             addr,
             trusted,
             client,
+            tls: false,
         }
     }
 }
@@ -91,7 +94,8 @@ pub(crate) fn apply_forwarding(
     }
     let keep = |req: &RequestHeader, name: &str| peer.trusted && req.headers.contains_key(name);
     if fwd.x_forwarded_proto && !keep(req, "x-forwarded-proto") {
-        req.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
+        let scheme = if peer.tls { "https" } else { "http" };
+        req.insert_header("x-forwarded-proto", HeaderValue::from_static(scheme))?;
     }
     if fwd.x_forwarded_host && !keep(req, "x-forwarded-host") {
         match req.headers.get(HOST).cloned() {

@@ -38,6 +38,7 @@ mod server;
 mod state;
 mod strict;
 mod thousands;
+mod tls;
 mod upstream;
 mod websocket;
 

@@ -26,6 +26,7 @@ use crate::metrics::{BackendHandles, Metrics, RequestHandles, Role};
 use crate::mirror::{Carried, MirrorRuntime, RouteMirror};
 use crate::pool::{Pool, Pools};
 use crate::redact::Redactor;
+use crate::tls::Certs;
 use crate::websocket::handshake::Dial;
 use crate::websocket::shadow::WsMirror;
 use crate::websocket::LazySide;
@@ -461,6 +462,8 @@ pub(crate) struct Shared {
     pub connections: Arc<Connections>,
     /// Every backend's addresses and their state, kept across reloads.
     pub pools: Arc<Pools>,
+    /// The TLS listeners' certificates (read again on every reload).
+    pub tls: Vec<Arc<Certs>>,
 }
 
 impl Shared {
@@ -504,7 +507,38 @@ impl Shared {
             server: server.clone(),
             connections,
             pools,
+            tls: config
+                .startup
+                .listen_tls
+                .iter()
+                .filter_map(|l| match Certs::load(l) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        // Not seen: the config's validation loaded them already.
+                        log::error!("{e}; the listener is not started");
+                        None
+                    }
+                })
+                .collect(),
         }
+    }
+
+    /// Read the TLS listeners' certificates again (a reload); the first file that fails to
+    /// load fails it all, and the certificates in force stay.
+    pub(crate) fn reload_certs(
+        &self,
+        listeners: &[crate::config::TlsListener],
+    ) -> Result<(), String> {
+        let mut fresh = Vec::new();
+        for certs in &self.tls {
+            if let Some(l) = listeners.iter().find(|l| l.address == certs.address) {
+                fresh.push((certs, Certs::load(l)?));
+            }
+        }
+        for (certs, loaded) in fresh {
+            certs.replace(loaded);
+        }
+        Ok(())
     }
 
     /// Watch for the start of a graceful stop.

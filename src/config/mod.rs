@@ -10,6 +10,7 @@ pub mod defaults;
 mod model;
 mod resolve;
 pub mod schema;
+mod tls;
 mod validate;
 mod validate_routes;
 
@@ -19,12 +20,13 @@ use crate::error::ConfigError;
 use schema::RawConfig;
 
 pub use model::{
-    humane, AccessLog, AdminSettings, Analysis, Backend, Balance, Compare, Config, Criterion,
-    Force, Forwarding, HeaderRule, HealthCheck, JsonRules, Live, Mirror, OnFail, Outlier, Pacing,
-    PoolSpec, ProcessSpec, Protocol, Ramp, Redact, Route, RouteMatch, ServerSettings, SplitEntry,
-    Startup, StickyKey,
+    humane, AccessLog, AdminSettings, Analysis, Backend, Balance, CertFiles, Compare, Config,
+    Criterion, Force, Forwarding, HeaderRule, HealthCheck, JsonRules, Live, Mirror, OnFail,
+    Outlier, Pacing, PoolSpec, ProcessSpec, Protocol, Ramp, Redact, Route, RouteMatch,
+    ServerSettings, SplitEntry, Startup, StickyKey, TlsListener,
 };
 pub use resolve::{dns_client, parse_entry, Entry};
+pub use tls::load_certified_key;
 pub use validate_routes::{json_pointer, split_weight, weight_error, weights_total};
 
 impl Config {

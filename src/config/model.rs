@@ -29,9 +29,27 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Startup {
     pub listen: Vec<SocketAddr>,
+    /// TLS listeners: their addresses need a restart; their certificates are read again on
+    /// every reload.
+    pub listen_tls: Vec<TlsListener>,
     pub server: ServerSettings,
     pub admin: AdminSettings,
     pub access_log: AccessLog,
+}
+
+/// One TLS listener and its certificates (the first is served when no other matches the
+/// client's SNI).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TlsListener {
+    pub address: SocketAddr,
+    pub certs: Vec<CertFiles>,
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// What a reload may change: how requests are forwarded, routed, mirrored and compared.

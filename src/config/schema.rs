@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub grpc: RawGrpc,
     #[serde(default)]
     pub access_log: Option<String>,
+    #[serde(default)]
+    pub listen_tls: Vec<RawTlsListener>,
     pub backends: IndexMap<String, RawBackend>,
     pub routes: Vec<RawRoute>,
 }
@@ -82,6 +84,23 @@ pub struct RawRedact {
     pub headers: Option<Vec<String>>,
     pub json_keys: Option<Vec<String>>,
     pub query_params: Option<Vec<String>>,
+}
+
+/// `{ address, cert, key }` or `{ address, certs: [{ cert, key }, ...] }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsListener {
+    pub address: String,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub certs: Option<Vec<RawCertPair>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertPair {
+    pub cert: String,
+    pub key: String,
 }
 
 /// `grpc: { error_codes: [INTERNAL, UNAVAILABLE] }`.

@@ -257,6 +257,35 @@ fn resolver_servers_are_addresses() {
 }
 
 #[test]
+fn tls_listeners_name_their_bad_fields() {
+    let dir = tempfile::tempdir().expect("dir");
+    let garbage = dir.path().join("bad.pem");
+    std::fs::write(&garbage, "not pem").expect("write");
+    let g = garbage.display();
+    let yaml = MINIMAL.replace(
+        "listen: 127.0.0.1:8080",
+        &format!(
+            "listen: 127.0.0.1:8080\nlisten_tls:\n  - {{ address: 127.0.0.1:8080, cert: /no/such.crt, key: /no/such.key }}\n  - {{ address: 127.0.0.1:8443, certs: [{{ cert: \"{g}\", key: \"{g}\" }}] }}\n  - {{ address: 127.0.0.1:8444, cert: a.crt }}"
+        ),
+    );
+    let p = problems(&yaml);
+    let expect = [
+        "listen_tls[0].address: 127.0.0.1:8080 is already a listener",
+        "listen_tls[0].cert: cannot read `/no/such.crt`",
+        "listen_tls[1].certs[0].cert: ",
+        "listen_tls[2]: give `cert` and `key`, or `certs: [{ cert, key }, ...]`",
+    ];
+    for e in expect {
+        assert!(
+            p.iter().any(|l| l.starts_with(e)),
+            "missing `{e}` in:\n{}",
+            p.join("\n")
+        );
+    }
+    assert_eq!(p.len(), expect.len(), "{}", p.join("\n"));
+}
+
+#[test]
 fn grpc_error_codes_take_names_or_numbers() {
     let c = Config::from_yaml(MINIMAL).expect("minimal");
     assert_eq!(c.live.grpc_error_codes, vec![2, 4, 12, 13, 14, 15]);

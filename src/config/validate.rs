@@ -15,13 +15,13 @@ use indexmap::IndexMap;
 use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
-    AccessLog, AdminSettings, Backend, Balance, Config, Forwarding, HealthCheck, Live, Outlier,
-    PoolSpec, ProcessSpec, Protocol, Redact, ServerSettings, Startup,
+    AccessLog, AdminSettings, Backend, Balance, CertFiles, Config, Forwarding, HealthCheck, Live,
+    Outlier, PoolSpec, ProcessSpec, Protocol, Redact, ServerSettings, Startup, TlsListener,
 };
 use super::resolve::resolve_all;
 use super::schema::{
     OneOrMany, RawAdmin, RawBackend, RawConfig, RawForwarding, RawHealth, RawOutlier, RawRedact,
-    RawServer,
+    RawServer, RawTlsListener,
 };
 use super::validate_routes::routes;
 use crate::error::ConfigError;
@@ -32,6 +32,7 @@ impl TryFrom<RawConfig> for Config {
     fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut c = Checker::default();
         let listen = listen(&mut c, raw.listen);
+        let listen_tls = listen_tls(&mut c, &raw.listen_tls, &listen);
         let server = server(&mut c, &raw.server);
         let admin = admin(&mut c, &raw.admin, &listen);
         let forwarding = forwarding(&mut c, &raw.forwarding);
@@ -52,6 +53,7 @@ impl TryFrom<RawConfig> for Config {
         Ok(Config {
             startup: Startup {
                 listen,
+                listen_tls,
                 server,
                 admin,
                 access_log,
@@ -65,6 +67,58 @@ impl TryFrom<RawConfig> for Config {
             },
         })
     }
+}
+
+/// `listen_tls`: each listener's address (not one of the plaintext ones) and certificates,
+/// loaded now so a bad file is named here.
+fn listen_tls(c: &mut Checker, raw: &[RawTlsListener], plain: &[SocketAddr]) -> Vec<TlsListener> {
+    let mut out: Vec<TlsListener> = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        let path = format!("listen_tls[{i}]");
+        let Some(address) = c.listen_addr(&format!("{path}.address"), &l.address) else {
+            continue;
+        };
+        if plain.contains(&address) || out.iter().any(|o| o.address == address) {
+            c.report(
+                format!("{path}.address"),
+                format!("{address} is already a listener"),
+            );
+        }
+        let pairs: Vec<(String, &str, &str)> = match (&l.cert, &l.key, &l.certs) {
+            (Some(cert), Some(key), None) => vec![(path.clone(), cert.as_str(), key.as_str())],
+            (None, None, Some(list)) if !list.is_empty() => list
+                .iter()
+                .enumerate()
+                .map(|(j, p)| {
+                    (
+                        format!("{path}.certs[{j}]"),
+                        p.cert.as_str(),
+                        p.key.as_str(),
+                    )
+                })
+                .collect(),
+            _ => {
+                c.report(
+                    &path,
+                    "give `cert` and `key`, or `certs: [{ cert, key }, ...]` (one or more)",
+                );
+                continue;
+            }
+        };
+        let mut certs = Vec::new();
+        for (at, cert, key) in pairs {
+            let files = CertFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            };
+            if let Err((field, e)) = super::tls::load_certified_key(&files) {
+                c.report(format!("{at}.{field}"), e);
+            }
+            certs.push(files);
+        }
+        out.push(TlsListener { address, certs });
+    }
+    out
 }
 
 /// `grpc.error_codes`: names (`UNAVAILABLE`, any case) or numbers (14).

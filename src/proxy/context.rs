@@ -119,6 +119,7 @@ impl RequestCtx {
                 addr: None,
                 trusted: false,
                 client: None,
+                tls: false,
             },
             request_id: None,
             attempts: 0,

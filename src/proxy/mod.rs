@@ -188,7 +188,8 @@ impl ProxyHttp for Runoff {
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
         let snapshot = Arc::clone(&ctx.snapshot);
         let req = session.req_header();
-        let peer = Peer::of(peer_ip(session), &req.headers, &snapshot.live.forwarding);
+        let mut peer = Peer::of(peer_ip(session), &req.headers, &snapshot.live.forwarding);
+        peer.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         ctx.peer = peer;
         let Some((target, sticky_key)) = decide(&snapshot, req, peer.client) else {
             self.shared.metrics.unrouted.inc();

@@ -21,6 +21,7 @@ use std::thread;
 
 use pingora::apps::HttpServerOptions;
 use pingora::connectors::http::Connector;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
@@ -105,6 +106,7 @@ fn check_listeners(config: &Config, extras: &Extras) -> Result<(), StartError> {
     let mut all: Vec<(&'static str, SocketAddr)> =
         startup.listen.iter().map(|a| ("listen", *a)).collect();
     all.push(("admin.listen", startup.admin.listen));
+    all.extend(startup.listen_tls.iter().map(|l| ("listen_tls", l.address)));
     all.extend(extras.services.iter().map(|s| (s.what, s.addr)));
     for (what, addr) in all {
         TcpListener::bind(addr).map_err(|source| StartError::Listen { what, addr, source })?;
@@ -282,6 +284,19 @@ fn assemble(
             rejections: shared.metrics.rejected_requests.clone(),
         },
     );
+    for certs in &shared.tls {
+        let mut tls = match TlsSettings::intermediate("", "") {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("TLS listener {}: {e}", certs.address);
+                continue;
+            }
+        };
+        tls.set_cert_resolver(Arc::clone(certs) as Arc<dyn rustls::server::ResolvesServerCert>);
+        // ALPN: h2 preferred, http/1.1 allowed.
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&certs.address.to_string(), None, tls);
+    }
     for addr in &startup.listen {
         // No L4 read buffer on callers' connections: Pingora's default puts a 64 KiB one
         // (zero-filled, so resident) in front of every accepted socket for its whole life,

@@ -20,5 +20,6 @@ mod pools;
 mod process;
 mod proxy;
 mod resources;
+mod tls;
 mod trust;
 mod websocket;
