@@ -63,6 +63,7 @@ struct BackendView<'a> {
     retries: u32,
     protocol: &'static str,
     max_streams: usize,
+    tls: Option<BackendTlsView<'a>>,
     #[serde(serialize_with = "humane")]
     resolve_every: Duration,
     health: Option<HealthView<'a>>,
@@ -74,6 +75,14 @@ struct BackendView<'a> {
     #[serde(serialize_with = "humane")]
     write_timeout: Duration,
     max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct BackendTlsView<'a> {
+    sni: &'a str,
+    verify: bool,
+    /// CA certificates from `ca_file` (else the system's).
+    ca_certificates: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -220,6 +229,11 @@ impl<'a> ConfigView<'a> {
                             retries: b.pool.retries,
                             protocol: b.protocol.as_str(),
                             max_streams: b.max_streams,
+                            tls: b.tls.as_ref().map(|t| BackendTlsView {
+                                sni: &t.sni,
+                                verify: t.verify,
+                                ca_certificates: t.ca.as_ref().map(Vec::len),
+                            }),
                             resolve_every: b.pool.resolve_every,
                             health: b.pool.health.as_ref().map(|h| HealthView {
                                 path: &h.path,

@@ -20,8 +20,8 @@ use crate::error::ConfigError;
 use schema::RawConfig;
 
 pub use model::{
-    humane, AccessLog, AdminSettings, Analysis, Backend, Balance, CertFiles, Compare, Config,
-    Criterion, Force, Forwarding, HeaderRule, HealthCheck, JsonRules, Live, Mirror, OnFail,
+    humane, AccessLog, AdminSettings, Analysis, Backend, BackendTls, Balance, CertFiles, Compare,
+    Config, Criterion, Force, Forwarding, HeaderRule, HealthCheck, JsonRules, Live, Mirror, OnFail,
     Outlier, Pacing, PoolSpec, ProcessSpec, Protocol, Ramp, Redact, Route, RouteMatch,
     ServerSettings, SplitEntry, Startup, StickyKey, TlsListener,
 };

@@ -262,8 +262,10 @@ pub struct Backend {
     pub pool: PoolSpec,
     /// What runoff speaks to it.
     pub protocol: Protocol,
-    /// Requests at once on one HTTP/2 connection to it (`protocol: h2c`).
+    /// Requests at once on one HTTP/2 connection to it (`protocol: h2c` or `h2`).
     pub max_streams: usize,
+    /// TLS to the backend, when it has `tls:`.
+    pub tls: Option<BackendTls>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -297,6 +299,8 @@ pub enum Protocol {
     Http1,
     /// HTTP/2 in cleartext, with prior knowledge.
     H2c,
+    /// HTTP/2 over TLS (ALPN `h2`).
+    H2,
 }
 
 impl Protocol {
@@ -304,8 +308,26 @@ impl Protocol {
         match self {
             Protocol::Http1 => "http1",
             Protocol::H2c => "h2c",
+            Protocol::H2 => "h2",
         }
     }
+
+    /// HTTP/2 on the wire (framing, no connection-specific fields).
+    pub fn is_h2(self) -> bool {
+        matches!(self, Protocol::H2c | Protocol::H2)
+    }
+}
+
+/// TLS to a backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendTls {
+    /// The name sent as SNI and checked against the certificate (empty: none, then nothing
+    /// can be verified).
+    pub sni: String,
+    /// Check the backend's certificate (chain and name).
+    pub verify: bool,
+    /// Trust these CA certificates (DER, from `ca_file`) instead of the system's.
+    pub ca: Option<Vec<Vec<u8>>>,
 }
 
 /// A backend's addresses as a pool.

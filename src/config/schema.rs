@@ -139,6 +139,7 @@ pub struct RawBackend {
     pub outlier: Option<RawOutlier>,
     pub protocol: Option<String>,
     pub max_streams: Option<i64>,
+    pub tls: Option<RawBackendTls>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
@@ -170,6 +171,15 @@ pub struct RawOutlier {
     pub base_ejection: Option<String>,
     pub max_ejection: Option<String>,
     pub max_ejected_percent: Option<i64>,
+}
+
+/// `tls: { sni, verify, ca_file }` of a backend.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackendTls {
+    pub sni: Option<String>,
+    pub verify: Option<bool>,
+    pub ca_file: Option<String>,
 }
 
 /// `on_unhealthy: { fallback: NAME }`.

@@ -286,6 +286,40 @@ fn tls_listeners_name_their_bad_fields() {
 }
 
 #[test]
+fn backend_tls_fields_are_checked() {
+    let yaml = MINIMAL.replace(
+        "go: { address: 127.0.0.1:3001 }",
+        "go: { address: 127.0.0.1:3001, protocol: h2 }\n  rs: { address: 127.0.0.1:3002, tls: {} }\n  py: { address: 127.0.0.1:3003, protocol: h2c, tls: { verify: false, ca_file: /no/such.pem } }",
+    );
+    let p = problems(&yaml);
+    let expect = [
+        "backends.go.protocol: `h2` is HTTP/2 over TLS: it needs `tls`",
+        "backends.rs.tls.sni: is needed to verify the backend's certificate",
+        "backends.py.protocol: `h2c` is HTTP/2 in cleartext: with `tls`, say `h2`",
+        "backends.py.tls.ca_file: cannot read `/no/such.pem`",
+    ];
+    for e in expect {
+        assert!(
+            p.iter().any(|l| l.starts_with(e)),
+            "missing `{e}` in:\n{}",
+            p.join("\n")
+        );
+    }
+    assert_eq!(p.len(), expect.len(), "{}", p.join("\n"));
+    // A name is its own SNI.
+    let ok = MINIMAL.replace(
+        "go: { address: 127.0.0.1:3001 }",
+        "go: { address: \"localhost:3001\", protocol: h2, tls: {} }",
+    );
+    let c = Config::from_yaml(&ok).expect("tls");
+    let tls = c.live.backends[1].tls.as_ref().expect("tls");
+    assert_eq!(
+        (tls.sni.as_str(), tls.verify, tls.ca.is_none()),
+        ("localhost", true, true)
+    );
+}
+
+#[test]
 fn grpc_error_codes_take_names_or_numbers() {
     let c = Config::from_yaml(MINIMAL).expect("minimal");
     assert_eq!(c.live.grpc_error_codes, vec![2, 4, 12, 13, 14, 15]);
@@ -307,7 +341,7 @@ fn bad_pool_fields_are_named() {
     let yaml = MINIMAL
         .replace(
             "go: { address: 127.0.0.1:3001 }",
-            "go:\n    addresses: [127.0.0.1:3001, 127.0.0.1:3001, nope]\n    protocol: h2\n    max_streams: 0\n    balance: random\n    retries: -1\n    health: { path: healthz, interval: 1s, timeout: 2s, healthy_after: 0, expect_status: [600, 7xx] }\n    outlier: { base_ejection: 1m, max_ejection: 1s, max_ejected_percent: 101 }",
+            "go:\n    addresses: [127.0.0.1:3001, 127.0.0.1:3001, nope]\n    protocol: h3\n    max_streams: 0\n    balance: random\n    retries: -1\n    health: { path: healthz, interval: 1s, timeout: 2s, healthy_after: 0, expect_status: [600, 7xx] }\n    outlier: { base_ejection: 1m, max_ejection: 1s, max_ejected_percent: 101 }",
         )
         .replace(
             "node: { address: 127.0.0.1:3000 }",
@@ -329,7 +363,7 @@ fn bad_pool_fields_are_named() {
         "backends.go.outlier.max_ejection: must not be shorter than `base_ejection`",
         "backends.go.outlier.max_ejected_percent: must be a percentage from 0 to 100, got 101",
         "routes[0].on_unhealthy.fallback: `rust` is not a backend of this route's split",
-        "backends.go.protocol: `h2` is not `http1` or `h2c`",
+        "backends.go.protocol: `h3` is not `http1`, `h2c` or `h2`",
         "backends.go.max_streams: must be greater than 0, got 0",
     ];
     for e in expect {

@@ -15,13 +15,14 @@ use indexmap::IndexMap;
 use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
-    AccessLog, AdminSettings, Backend, Balance, CertFiles, Config, Forwarding, HealthCheck, Live,
-    Outlier, PoolSpec, ProcessSpec, Protocol, Redact, ServerSettings, Startup, TlsListener,
+    AccessLog, AdminSettings, Backend, BackendTls, Balance, CertFiles, Config, Forwarding,
+    HealthCheck, Live, Outlier, PoolSpec, ProcessSpec, Protocol, Redact, ServerSettings, Startup,
+    TlsListener,
 };
 use super::resolve::resolve_all;
 use super::schema::{
-    OneOrMany, RawAdmin, RawBackend, RawConfig, RawForwarding, RawHealth, RawOutlier, RawRedact,
-    RawServer, RawTlsListener,
+    OneOrMany, RawAdmin, RawBackend, RawBackendTls, RawConfig, RawForwarding, RawHealth,
+    RawOutlier, RawRedact, RawServer, RawTlsListener,
 };
 use super::validate_routes::routes;
 use crate::error::ConfigError;
@@ -360,6 +361,63 @@ fn redact(c: &mut Checker, raw: &RawRedact) -> Redact {
     }
 }
 
+/// `tls:` of a backend: the SNI (by default the address's name, when it is one), whether to
+/// verify, and the CA file read now.
+fn backend_tls(c: &mut Checker, path: &str, t: &RawBackendTls, entries: &[String]) -> BackendTls {
+    let verify = t.verify.unwrap_or(true);
+    let sni = match &t.sni {
+        Some(s) => s.trim().to_string(),
+        None => entries
+            .first()
+            .and_then(|e| match super::resolve::parse_entry(e) {
+                Ok(super::resolve::Entry::Name { host, .. }) => Some(host),
+                _ => None,
+            })
+            .unwrap_or_default(),
+    };
+    if verify && sni.is_empty() {
+        c.report(
+            format!("{path}.sni"),
+            "is needed to verify the backend's certificate (its address is an IP): give the name it serves, or `verify: false`",
+        );
+    }
+    let ca = t.ca_file.as_ref().and_then(|file| {
+        use rustls::pki_types::pem::PemObject;
+        let read: Result<Vec<Vec<u8>>, String> =
+            rustls::pki_types::CertificateDer::pem_file_iter(file)
+                .map_err(|e| format!("cannot read `{file}`: {e}"))
+                .and_then(|it| {
+                    it.map(|c| c.map(|c| c.to_vec()))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| format!("`{file}` is not PEM certificates: {e}"))
+                });
+        let read = read.and_then(|list| {
+            for der in &list {
+                let der = rustls::pki_types::CertificateDer::from(der.as_slice());
+                webpki::anchor_from_trusted_cert(&der).map_err(|e| {
+                    format!("`{file}` holds a certificate that cannot be a CA: {e}")
+                })?;
+            }
+            Ok(list)
+        });
+        match read {
+            Ok(list) if !list.is_empty() => Some(list),
+            Ok(_) => {
+                c.report(
+                    format!("{path}.ca_file"),
+                    format!("`{file}` holds no certificate"),
+                );
+                None
+            }
+            Err(e) => {
+                c.report(format!("{path}.ca_file"), e);
+                None
+            }
+        }
+    });
+    BackendTls { sni, verify, ca }
+}
+
 /// A backend's pool settings: balancing, retries, health checks, outlier ejection.
 fn pool_spec(c: &mut Checker, path: &str, b: &RawBackend) -> PoolSpec {
     let balance = match b.balance.as_deref() {
@@ -621,24 +679,42 @@ fn backend(c: &mut Checker, name: &str, b: &RawBackend, dns: &[SocketAddr]) -> B
         }
         entries.push(text);
     }
+    let tls = b
+        .tls
+        .as_ref()
+        .map(|t| backend_tls(c, &format!("{path}.tls"), t, &entries));
     Backend {
         name: name.to_string(),
         entries,
         resolved,
         pool: pool_spec(c, &path, b),
-        protocol: match b.protocol.as_deref() {
-            None | Some("http1") => Protocol::Http1,
-            Some("h2c") => Protocol::H2c,
-            Some(other) => {
+        protocol: match (b.protocol.as_deref(), b.tls.is_some()) {
+            (None | Some("http1"), _) => Protocol::Http1,
+            (Some("h2c"), false) => Protocol::H2c,
+            (Some("h2"), true) => Protocol::H2,
+            (Some("h2c"), true) => {
                 c.report(
                     format!("{path}.protocol"),
-                    format!(
-                        "`{other}` is not `http1` or `h2c` (HTTP/2 over TLS to backends is not supported yet)"
-                    ),
+                    "`h2c` is HTTP/2 in cleartext: with `tls`, say `h2`",
+                );
+                Protocol::H2
+            }
+            (Some("h2"), false) => {
+                c.report(
+                    format!("{path}.protocol"),
+                    "`h2` is HTTP/2 over TLS: it needs `tls` (or say `h2c` for cleartext)",
+                );
+                Protocol::H2c
+            }
+            (Some(other), _) => {
+                c.report(
+                    format!("{path}.protocol"),
+                    format!("`{other}` is not `http1`, `h2c` or `h2`"),
                 );
                 Protocol::Http1
             }
         },
+        tls,
         max_streams: c.positive(
             &format!("{path}.max_streams"),
             b.max_streams,

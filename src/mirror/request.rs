@@ -94,7 +94,7 @@ pub(crate) fn for_protocol(
 ) -> pingora::Result<RequestHeader> {
     match protocol {
         Protocol::Http1 => req.set_version(Version::HTTP_11),
-        Protocol::H2c => {
+        Protocol::H2c | Protocol::H2 => {
             for name in [TRANSFER_ENCODING, CONNECTION, UPGRADE] {
                 req.remove_header(&name);
             }
@@ -108,7 +108,11 @@ pub(crate) fn for_protocol(
                     .map_or("/", |p| p.as_str())
                     .to_string();
                 let uri = http::Uri::builder()
-                    .scheme("http")
+                    .scheme(if protocol == Protocol::H2 {
+                        "https"
+                    } else {
+                        "http"
+                    })
                     .authority(host.as_bytes())
                     .path_and_query(path)
                     .build()

@@ -164,3 +164,126 @@ async fn tls_listeners_speak_http1_and_h2_pick_the_certificate_by_sni_and_surviv
         "the old one is gone"
     );
 }
+
+/// A TLS backend (tokio-rustls, its certificate for `name`): HTTP/2 when ALPN says `h2`, else
+/// HTTP/1.1; records the version of each request and answers `hello over tls`.
+struct TlsBackend {
+    addr: std::net::SocketAddr,
+    versions: std::sync::Arc<std::sync::Mutex<Vec<http::Version>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn tls_backend(crt: &Path, key: &Path) -> TlsBackend {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(crt)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let versions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = versions.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        seen.lock().unwrap().push(req.version());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(
+                                    b"hello over tls\n",
+                                )),
+                            ))
+                        }
+                    });
+                let io = hyper_util::rt::TokioIo::new(tls);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, svc)
+                    .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await;
+                }
+            });
+        }
+    });
+    TlsBackend {
+        addr,
+        versions,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_backends_are_verified_against_their_ca_and_spoken_to_in_http1_or_h2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = cert(dir.path(), "backend", &["backend.test"]);
+    let (other, _) = cert(dir.path(), "other", &["other.test"]);
+    let backend = tls_backend(&crt, &key).await;
+    let b = backend.addr;
+    let config = |p: &Ports, tls: &str| {
+        format!(
+            "listen: 127.0.0.1:{}\nadmin: {{ listen: 127.0.0.1:{} }}\nbackends:\n  h1: {{ address: \"{b}\", tls: {tls} }}\n  h2: {{ address: \"{b}\", protocol: h2, tls: {tls} }}\nroutes:\n  - name: one\n    match: {{ path_prefix: /one }}\n    split: {{ h1: 1 }}\n  - name: two\n    match: {{ path_prefix: /two }}\n    split: {{ h2: 1 }}\n",
+            p.listen, p.admin
+        )
+    };
+    let trusted = format!("{{ sni: backend.test, ca_file: \"{}\" }}", crt.display());
+    let runoff = Runoff::start(|p| config(p, &trusted)).await;
+    let client = reqwest::Client::new();
+    for path in ["/one", "/two"] {
+        let r = client.get(runoff.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.unwrap(), "hello over tls\n");
+    }
+    assert_eq!(
+        *backend.versions.lock().unwrap(),
+        vec![http::Version::HTTP_11, http::Version::HTTP_2]
+    );
+    drop(runoff);
+
+    // Trusting another CA: the backend's certificate is refused, counted as `tls`.
+    let wrong = format!("{{ sni: backend.test, ca_file: \"{}\" }}", other.display());
+    let runoff = Runoff::start(|p| config(p, &wrong)).await;
+    let r = client.get(runoff.url("/one")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    runoff
+        .expect_metric(
+            "runoff_upstream_errors_total",
+            &[("backend", "h1"), ("kind", "tls")],
+            1.0,
+        )
+        .await;
+    drop(runoff);
+
+    // verify: false takes any certificate (and needs no SNI).
+    let runoff = Runoff::start(|p| config(p, "{ verify: false }")).await;
+    let r = client.get(runoff.url("/one")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
