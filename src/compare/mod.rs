@@ -215,12 +215,36 @@ pub(crate) fn compare(p: &Captured, s: &Captured, cfg: &Compare) -> Verdict {
         diff.status = Some((p.status, s.status));
     }
     diff.headers = header_diffs(&p.headers, &s.headers, &cfg.headers);
-    diff.body = body_diffs(&pb, &sb, cfg);
+    // Two gRPC answers: their `grpc-status` (from the trailers, or the headers of a
+    // Trailers-Only answer) is their status; their messages are compared only when asked.
+    let grpc = is_grpc(&p.headers) && is_grpc(&s.headers);
+    if grpc && cfg.status {
+        let (a, b) = (
+            header_value(&p.headers, &GRPC_STATUS),
+            header_value(&s.headers, &GRPC_STATUS),
+        );
+        if a != b && !diff.headers.iter().any(|d| d.name == GRPC_STATUS.as_str()) {
+            diff.headers.push(HeaderDiff {
+                name: GRPC_STATUS.as_str().to_string(),
+                primary: a,
+                shadow: b,
+            });
+        }
+    }
+    if !grpc || cfg.grpc_body {
+        diff.body = body_diffs(&pb, &sb, cfg);
+    }
     if diff.parts().is_empty() {
         Verdict::Match
     } else {
         Verdict::Mismatch(diff)
     }
+}
+
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+fn is_grpc(h: &HeaderMap) -> bool {
+    crate::metrics::grpc::is_grpc(h.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes()))
 }
 
 /// The body with its content-encoding undone; `None` if it cannot be (or grows past `limit`).

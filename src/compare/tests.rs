@@ -15,6 +15,7 @@ fn rules() -> Compare {
             float_tolerance: 0.0,
         },
         samples: 10,
+        grpc_body: false,
     }
 }
 
@@ -377,4 +378,43 @@ fn multisets_pair_numbers_across_representations_and_within_tolerance() {
         )),
         vec![""]
     );
+}
+
+#[test]
+fn grpc_pairs_compare_grpc_status_and_bytes_only_when_asked() {
+    let grpc = |status: &str, body: &[u8]| {
+        resp(
+            200,
+            &[
+                ("content-type", "application/grpc"),
+                ("grpc-status", status),
+            ],
+            body,
+        )
+    };
+    let mut cfg = rules();
+    // Equal status, messages encoded differently: a match.
+    assert!(matches!(
+        compare(
+            &grpc("0", b"\x00\x00\x00\x00\x02\x08\x01"),
+            &grpc("0", b"\x00\x00\x00\x00\x04\x08\x01\x10\x00"),
+            &cfg
+        ),
+        Verdict::Match
+    ));
+    // Another grpc-status: a header mismatch, whatever `headers` lists.
+    match compare(&grpc("0", b"x"), &grpc("13", b"x"), &cfg) {
+        Verdict::Mismatch(d) => {
+            assert_eq!(d.headers.len(), 1);
+            assert_eq!(d.headers[0].name, "grpc-status");
+            assert_eq!(d.headers[0].shadow.as_deref(), Some("13"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Asked for: the bytes too.
+    cfg.grpc_body = true;
+    assert!(matches!(
+        compare(&grpc("0", b"a"), &grpc("0", b"b"), &cfg),
+        Verdict::Mismatch(_)
+    ));
 }

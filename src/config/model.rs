@@ -502,6 +502,9 @@ pub struct Compare {
     pub json: JsonRules,
     /// Mismatch samples kept in memory per route.
     pub samples: usize,
+    /// Compare gRPC bodies byte for byte: off by default, since equal messages can be encoded
+    /// differently by two runtimes' protobuf libraries (field order, default values).
+    pub grpc_body: bool,
 }
 
 /// Which response headers are compared.

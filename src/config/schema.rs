@@ -284,6 +284,8 @@ pub struct RawHeaderRule {
 pub struct RawCompareBody {
     pub max_bytes: Option<i64>,
     pub json: Option<RawJsonRules>,
+    /// Compare gRPC messages byte for byte (off by default).
+    pub grpc: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

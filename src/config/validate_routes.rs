@@ -324,6 +324,7 @@ fn validate_compare(c: &mut Checker, path: &str, raw: &RawCompare) -> Option<Com
         body.max_bytes,
         defaults::COMPARE_MAX_BYTES,
     );
+    let grpc_body = body.grpc.unwrap_or(false);
     let json = body.json.unwrap_or_default();
     let ignore_paths = json
         .ignore_paths
@@ -385,6 +386,7 @@ fn validate_compare(c: &mut Checker, path: &str, raw: &RawCompare) -> Option<Com
             float_tolerance,
         },
         samples,
+        grpc_body,
     })
 }
 

@@ -389,9 +389,12 @@ async fn attempt(
     if grpc_answer && grpc_code.is_none() {
         if let HttpSession::H2(h2) = &mut session {
             if let Ok(Some(trailers)) = h2.read_trailers().await {
-                grpc_code = trailers
-                    .get("grpc-status")
-                    .map(|v| GrpcCode::from_value(v.as_bytes()));
+                if let Some(v) = trailers.get("grpc-status") {
+                    grpc_code = Some(GrpcCode::from_value(v.as_bytes()));
+                    if let Some(a) = answer.as_mut() {
+                        a.headers.insert("grpc-status", v.clone());
+                    }
+                }
             }
         }
     }

@@ -419,6 +419,10 @@ impl ProxyHttp for Runoff {
     ) -> Result<()> {
         if let (Some(code), Some(v)) = (ctx.grpc.as_mut(), upstream_trailers.get("grpc-status")) {
             *code = GrpcCode::from_value(v.as_bytes());
+            // The comparison reads a gRPC answer's status with its headers.
+            if let Some(answer) = ctx.answer.as_mut() {
+                answer.headers.insert("grpc-status", v.clone());
+            }
         }
         Ok(())
     }

@@ -345,7 +345,7 @@ type TestBody = http_body_util::combinators::BoxBody<bytes::Bytes, std::convert:
 /// A gRPC server's answer to `method`: `Ok` (one message, status 0 in the trailers),
 /// `NotFound` (status 5), `Unavailable` (Trailers-Only: status 14 in the headers, no body),
 /// `Absent` (a message, no status at all), `Stream` (three messages, then status 0).
-fn grpc_answer(method: &str) -> http::Response<TestBody> {
+fn grpc_answer(method: &str, differ: bool) -> http::Response<TestBody> {
     use http_body_util::{BodyExt, Full, StreamBody};
     let message = |n: u8| bytes::Bytes::from(vec![0, 0, 0, 0, 2, 8, n]);
     let trailers = |status: &str| {
@@ -368,7 +368,14 @@ fn grpc_answer(method: &str) -> http::Response<TestBody> {
     };
     let resp = http::Response::builder().header("content-type", "application/grpc");
     match method {
+        "Ok" if differ => resp.body(framed(vec![message(9)], Some(trailers("13")))),
         "Ok" => resp.body(framed(vec![message(1)], Some(trailers("0")))),
+        // The same message, encoded another way (a field's default value written out).
+        "Encoded" if differ => resp.body(framed(
+            vec![bytes::Bytes::from(vec![0, 0, 0, 0, 4, 8, 1, 16, 0])],
+            Some(trailers("0")),
+        )),
+        "Encoded" => resp.body(framed(vec![message(1)], Some(trailers("0")))),
         "NotFound" => resp.body(framed(vec![], Some(trailers("5")))),
         "Unavailable" => resp
             .header("grpc-status", "14")
@@ -383,6 +390,12 @@ fn grpc_answer(method: &str) -> http::Response<TestBody> {
 }
 
 async fn h2_fixture() -> H2Fixture {
+    h2_fixture_with(false).await
+}
+
+/// `differ`: a second implementation, answering `Ok` with INTERNAL and another message, and
+/// `Encoded` with an equal message encoded otherwise.
+async fn h2_fixture_with(differ: bool) -> H2Fixture {
     use http_body_util::{BodyExt, Full};
     use std::sync::atomic::Ordering;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -430,7 +443,7 @@ async fn h2_fixture() -> H2Fixture {
                                 return Err(std::io::Error::other("reset on purpose"));
                             }
                             if let Some(method) = parts.uri.path().strip_prefix("/grpc.Svc/") {
-                                return Ok(grpc_answer(method));
+                                return Ok(grpc_answer(method, differ));
                             }
                             Ok(http::Response::builder()
                                 .header("x-fixture", "h2")
@@ -828,4 +841,56 @@ async fn the_access_log_says_which_protocol_each_leg_used() {
         assert_eq!(shadow["upstream_protocol"], "h2c");
         assert!(shadow.get("caller_protocol").is_none());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrored_grpc_pairs_compare_their_grpc_status_and_not_their_message_bytes() {
+    let primary = h2_fixture_with(false).await;
+    let shadow = h2_fixture_with(true).await;
+    let (p_addr, s_addr) = (primary.addr.to_string(), shadow.addr.to_string());
+    let runoff = Runoff::start(|p| {
+        format!(
+            "{}    compare: {{}}\n",
+            crate::mirror::config(p, &p_addr, &s_addr, ", methods: [POST]")
+                .replace("{ address: \"", "{ protocol: h2c, address: \"")
+        )
+    })
+    .await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+        .await
+        .unwrap();
+    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let authority = format!("127.0.0.1:{}", runoff.ports.listen);
+    for method in ["Ok", "Ok", "Encoded", "Stream"] {
+        let (code, _, _, _) = grpc_call(&mut send, &authority, method).await;
+        assert_eq!(code, 200);
+    }
+    driver.abort();
+    let m = runoff.expect_metric("runoff_compare_total", &[], 4.0).await;
+    // OK against INTERNAL: a mismatch on grpc-status (the HTTP status is 200 on both sides).
+    assert_eq!(
+        m.sum("runoff_compare_total", &[("result", "mismatch")]),
+        2.0
+    );
+    assert_eq!(
+        m.sum("runoff_compare_mismatches_total", &[("part", "headers")]),
+        2.0
+    );
+    // An equal message encoded otherwise, and a stream: matches (bytes not compared).
+    assert_eq!(m.sum("runoff_compare_total", &[("result", "match")]), 2.0);
+    assert_eq!(
+        m.sum("runoff_compare_mismatches_total", &[("part", "body")]),
+        0.0
+    );
+    let samples = runoff
+        .get_json("/api/mismatches?route=orders&limit=10")
+        .await;
+    let text = samples.to_string();
+    assert!(
+        text.contains("grpc-status") && text.contains("\"13\""),
+        "{text}"
+    );
 }
