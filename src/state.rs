@@ -387,6 +387,14 @@ impl Snapshot {
             .iter()
             .zip(&self.routes)
             .map(|(r, rs)| RouteInput {
+                protocols: r
+                    .split
+                    .iter()
+                    .map(|e| e.backend)
+                    .chain(r.mirror.as_ref().map(|m| m.to))
+                    .filter_map(|b| live.backends.get(b))
+                    .map(|b| (b.name.clone(), b.protocol.as_str()))
+                    .collect(),
                 name: r.name.clone(),
                 baseline: name(r.baseline),
                 candidate: r.candidate().map(name),

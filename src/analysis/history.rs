@@ -113,6 +113,7 @@ mod tests {
             }),
             compare: None,
             analysis: None,
+            protocols: Vec::new(),
         };
         book.recorder(Series::Upstream(Role::Primary), "orders", "node")
             .record(2_000, false);

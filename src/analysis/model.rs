@@ -65,6 +65,9 @@ pub struct BackendSummary {
     pub backend: String,
     /// `primary` or `shadow`.
     pub role: String,
+    /// What runoff spoke to the backend on this leg (`http1`, `h2c`, `h2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     pub window: Stats,
     pub total: Stats,
 }

@@ -31,6 +31,8 @@ pub struct RouteInput {
     pub compare: Option<(u64, u64, u64)>,
     /// The route's verdicts, when it has an `analysis`.
     pub analysis: Option<RouteAnalysis>,
+    /// What runoff speaks to each backend of the route (`http1`, `h2c`, `h2`), by name.
+    pub protocols: Vec<(String, &'static str)>,
 }
 
 impl RouteInput {
@@ -89,6 +91,7 @@ pub fn summarize(
         BackendSummary {
             backend: backend.to_string(),
             role: role.as_str().to_string(),
+            protocol: None,
             window: w,
             total: t,
         }
@@ -96,8 +99,17 @@ pub fn summarize(
     let routes = routes
         .iter()
         .map(|r| {
-            let backends: Vec<BackendSummary> =
-                r.legs().map(|(b, role)| stats(&r.name, b, role)).collect();
+            let backends: Vec<BackendSummary> = r
+                .legs()
+                .map(|(b, role)| BackendSummary {
+                    protocol: r
+                        .protocols
+                        .iter()
+                        .find(|(name, _)| name == b)
+                        .map(|(_, p)| p.to_string()),
+                    ..stats(&r.name, b, role)
+                })
+                .collect();
             let mirror = r.mirror.as_ref().map(|m| {
                 let (w, t) = book
                     .existing(Series::Ratio, &r.name, "")

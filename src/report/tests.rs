@@ -193,6 +193,7 @@ fn empty_summary() -> Summary {
     let idle = |backend: &str, role: &str| BackendSummary {
         backend: backend.to_string(),
         role: role.to_string(),
+        protocol: None,
         window: Stats::default(),
         total: Stats::default(),
     };

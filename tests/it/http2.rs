@@ -498,6 +498,11 @@ async fn an_h2c_backend_is_reached_over_http2_from_either_protocol_and_counted()
     }
     let got = h2.received.lock().unwrap().clone();
     assert_eq!(got.len(), 85);
+    let summary = runoff.get_json("/api/summary").await;
+    assert_eq!(
+        summary["routes"][0]["backends"][0]["protocol"], "h2c",
+        "{summary:#}"
+    );
     assert!(got.iter().all(|r| r.version == http::Version::HTTP_2));
     let host = format!("127.0.0.1:{}", runoff.ports.listen);
     assert!(
