@@ -682,3 +682,28 @@ async fn sigterm_closes_open_websockets_with_1001_and_exits_0() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_to_an_h2c_backend_still_goes_in_http1() {
+    // An HTTP/2 upstream strips `Upgrade` (RFC 9113 §8.2.2): runoff makes the upgrade over
+    // HTTP/1.1 to the same address, as servers that speak h2c (Go's, Envoy's) take both.
+    let node = ws_fixture("node", WsBehaviour::Echo).await;
+    let runoff = Runoff::start(|p| {
+        config(
+            p,
+            &[(
+                "node",
+                format!("{{ address: \"{}\", protocol: h2c }}", node.addr),
+            )],
+            "  - name: chat\n    split: { node: 1 }\n",
+        )
+    })
+    .await;
+    let (mut ws, _) = ws_connect(&ws_url(&runoff, "/ws"), &[]).await;
+    ws.send(Message::text("over http/1.1")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("over http/1.1")
+    );
+    assert_eq!(node.connections(), 1);
+}
