@@ -11,6 +11,7 @@ mod dashboards;
 mod demo;
 mod examples;
 mod forwarding;
+mod grpc;
 mod http2;
 mod lifecycle;
 mod live_page;
