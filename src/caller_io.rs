@@ -30,7 +30,7 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use crate::metrics::{PerLabel, Rejection};
+use crate::metrics::{H2Goaway, PerLabel, Rejection};
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -60,8 +60,58 @@ pub(crate) struct Watched {
     rejections: PerLabel<Rejection>,
     /// Bytes read to answer a peek, handed out again before anything else is read.
     rewind: Vec<u8>,
-    /// The connection speaks HTTP/2: nothing to watch.
+    /// The connection speaks HTTP/2: only the frames runoff writes are read, for a GOAWAY
+    /// with an error (counted by its code).
     h2: bool,
+    frames: FrameScan,
+    goaways: PerLabel<H2Goaway>,
+}
+
+/// Reads the HTTP/2 frames written to a caller, piece by piece as they are written, and tells
+/// the error code of each GOAWAY.
+#[derive(Default)]
+struct FrameScan {
+    head: [u8; 9],
+    /// Bytes of the frame header read so far.
+    have: usize,
+    /// Payload bytes of the current frame not read yet.
+    left: usize,
+    /// The current frame is a GOAWAY: its first 8 payload bytes, and how many are in.
+    goaway: Option<([u8; 8], usize)>,
+}
+
+impl FrameScan {
+    fn feed(&mut self, mut bytes: &[u8], mut found: impl FnMut(u32)) {
+        while !bytes.is_empty() {
+            if self.left == 0 {
+                let take = (9 - self.have).min(bytes.len());
+                self.head[self.have..self.have + take].copy_from_slice(&bytes[..take]);
+                self.have += take;
+                bytes = &bytes[take..];
+                if self.have == 9 {
+                    self.have = 0;
+                    self.left = usize::from(self.head[0]) << 16
+                        | usize::from(self.head[1]) << 8
+                        | usize::from(self.head[2]);
+                    // Type 0x7: GOAWAY (RFC 9113 §6.8).
+                    self.goaway = (self.head[3] == 0x7).then_some(([0u8; 8], 0));
+                }
+                continue;
+            }
+            let take = self.left.min(bytes.len());
+            if let Some((buf, n)) = self.goaway.as_mut() {
+                let more = (8 - *n).min(take);
+                buf[*n..*n + more].copy_from_slice(&bytes[..more]);
+                *n += more;
+                if *n == 8 {
+                    found(u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]));
+                    self.goaway = None;
+                }
+            }
+            self.left -= take;
+            bytes = &bytes[take..];
+        }
+    }
 }
 
 impl Watched {
@@ -71,6 +121,7 @@ impl Watched {
         inner: Stream,
         header_timeout: Duration,
         rejections: PerLabel<Rejection>,
+        goaways: PerLabel<H2Goaway>,
     ) -> Watched {
         Watched {
             inner,
@@ -83,6 +134,8 @@ impl Watched {
             rejections,
             rewind: Vec::new(),
             h2: false,
+            frames: FrameScan::default(),
+            goaways,
         }
     }
 
@@ -128,6 +181,16 @@ impl Watched {
             self.deadline = None;
             self.rejections.inc(classify(&self.head, self.head_bytes));
         }
+    }
+
+    /// Read what was written to an HTTP/2 caller for GOAWAYs with an error, and count them.
+    fn scan(&mut self, written: &[u8]) {
+        let goaways = &self.goaways;
+        self.frames.feed(written, |code| {
+            if let Some(reason) = H2Goaway::from_code(code) {
+                goaways.inc(reason);
+            }
+        });
     }
 
     /// A request is under way: forget the last header block and its deadline.
@@ -240,7 +303,11 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.note_write(!data.is_empty());
-        Pin::new(&mut this.inner).poll_write(cx, data)
+        let written = Pin::new(&mut this.inner).poll_write(cx, data);
+        if let (true, Poll::Ready(Ok(n))) = (this.h2, &written) {
+            this.scan(&data[..*n]);
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -258,7 +325,19 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.note_write(bufs.iter().any(|b| !b.is_empty()));
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let (true, Poll::Ready(Ok(n))) = (this.h2, &written) {
+            let mut left = *n;
+            for b in bufs {
+                let take = left.min(b.len());
+                this.scan(&b[..take]);
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -404,5 +483,45 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(c(&many), Rejection::TooLarge);
+    }
+
+    fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            kind,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn goaway_codes_are_read_from_frames_however_the_writes_split_them() {
+        let mut out = frame(0x4, &[0, 3, 0, 0, 0, 100]); // SETTINGS
+        out.extend(frame(0x0, b"hello")); // DATA
+        out.extend(frame(0x4, &[])); // an empty SETTINGS ack
+        out.extend(frame(
+            0x7,
+            &[0, 0, 0, 9, 0, 0, 0, 0xb, b'c', b'a', b'l', b'm'],
+        )); // GOAWAY
+        out.extend(frame(0x7, &[0, 0, 0, 9, 0, 0, 0, 0])); // GOAWAY NO_ERROR
+        for step in [1, 2, 5, 9, 17, out.len()] {
+            let mut scan = FrameScan::default();
+            let mut codes = Vec::new();
+            for piece in out.chunks(step) {
+                scan.feed(piece, |c| codes.push(c));
+            }
+            assert_eq!(codes, vec![0xb, 0], "written {step} bytes at a time");
+        }
+        assert_eq!(H2Goaway::from_code(0xb), Some(H2Goaway::EnhanceYourCalm));
+        assert_eq!(H2Goaway::from_code(0), None);
+        assert_eq!(H2Goaway::from_code(1), Some(H2Goaway::ProtocolError));
     }
 }

@@ -302,6 +302,31 @@ label! {
 }
 
 label! {
+    /// Why runoff closed a caller's HTTP/2 connection with an error (`runoff_http2_goaways_total`).
+    H2Goaway {
+        /// Too many streams reset before they were accepted (rapid reset, CVE-2023-44487) or
+        /// another flood: `ENHANCE_YOUR_CALM`.
+        EnhanceYourCalm => "enhance_your_calm",
+        /// Frames that break the protocol: `PROTOCOL_ERROR`.
+        ProtocolError => "protocol_error",
+        /// Any other error code.
+        Other => "other",
+    }
+}
+
+impl H2Goaway {
+    /// The reason a GOAWAY's error code gives; `None` for `NO_ERROR` (a graceful close).
+    pub(crate) fn from_code(code: u32) -> Option<H2Goaway> {
+        match code {
+            0 => None,
+            1 => Some(H2Goaway::ProtocolError),
+            0xb => Some(H2Goaway::EnhanceYourCalm),
+            _ => Some(H2Goaway::Other),
+        }
+    }
+}
+
+label! {
     /// Why a caller's connection was closed as soon as it was accepted
     /// (`runoff_connections_refused_total`).
     ConnectionRefusal {

@@ -22,8 +22,8 @@ use prometheus::{
 pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, PerLabel, RequestHandles};
 pub(crate) use labels::{
     AdminRefusal, CompareResult, ConnectionRefusal, Direction, DropReason, ErrorKind, ForceRefusal,
-    FrameKind, GrpcCode, Label, Part, Rejection, ReloadResult, Role, SkipReason, StatusClass,
-    UpgradeFailure, WsEnd,
+    FrameKind, GrpcCode, H2Goaway, Label, Part, Rejection, ReloadResult, Role, SkipReason,
+    StatusClass, UpgradeFailure, WsEnd,
 };
 pub(crate) use websocket::WebSocketHandles;
 
@@ -180,6 +180,7 @@ pub struct Metrics {
     pub downstream_connections: IntGauge,
     pub(crate) connections_refused: handles::PerLabel<ConnectionRefusal>,
     pub(crate) rejected_requests: handles::PerLabel<Rejection>,
+    pub(crate) h2_goaways: handles::PerLabel<H2Goaway>,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
@@ -490,6 +491,14 @@ impl Metrics {
         let rejected_requests = handles::PerLabel::new(|r: Rejection| {
             rejected_vec.with(&named(&[("reason", r.as_str())]))
         });
+        let goaway_vec = counter(
+            "runoff_http2_goaways_total",
+            "Callers' HTTP/2 connections runoff closed with an error (GOAWAY), by its code.",
+            &["reason"],
+        )?;
+        let h2_goaways = handles::PerLabel::new(|r: H2Goaway| {
+            goaway_vec.with(&named(&[("reason", r.as_str())]))
+        });
         let build_info = IntGaugeVec::new(
             Opts::new("runoff_build_info", "The running build (always 1)."),
             &["version"],
@@ -512,6 +521,7 @@ impl Metrics {
         registry.register(Box::new(downstream_connections.clone()))?;
         registry.register(Box::new(connections_refused_vec))?;
         registry.register(Box::new(rejected_vec))?;
+        registry.register(Box::new(goaway_vec))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -530,6 +540,7 @@ impl Metrics {
             downstream_connections,
             connections_refused,
             rejected_requests,
+            h2_goaways,
         })
     }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownWatch};
 
 use crate::caller_io::Watched;
-use crate::metrics::{PerLabel, Rejection};
+use crate::metrics::{H2Goaway, PerLabel, Rejection};
 use crate::state::{Connections, Shared};
 
 /// How long, after the listeners stop accepting, connections accepted in the last instant still
@@ -35,6 +35,7 @@ pub(super) struct LastAcceptGrace<A> {
     /// blocks' deadline, and refusals counted here.
     pub(super) header_timeout: Duration,
     pub(super) rejections: PerLabel<Rejection>,
+    pub(super) goaways: PerLabel<H2Goaway>,
 }
 
 #[async_trait]
@@ -55,6 +56,7 @@ where
                 session,
                 self.header_timeout,
                 self.rejections.clone(),
+                self.goaways.clone(),
             ))
         };
         self.inner.process_new(session, shutdown).await

@@ -282,6 +282,7 @@ fn assemble(
             connections: Arc::clone(&shared.connections),
             header_timeout: startup.server.client_header_timeout,
             rejections: shared.metrics.rejected_requests.clone(),
+            goaways: shared.metrics.h2_goaways.clone(),
         },
     );
     for certs in &shared.tls {

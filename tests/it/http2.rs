@@ -284,6 +284,16 @@ async fn a_rapid_reset_flood_is_cut_off_with_bounded_memory_and_others_are_serve
         "each reset stream that became a request counted as one the caller abandoned"
     );
     assert_eq!(node.count(), 400, "no reset stream reached the backend");
+    // Each connection cut off for resetting too much is counted.
+    let calm = m.sum(
+        "runoff_http2_goaways_total",
+        &[("reason", "enhance_your_calm")],
+    );
+    println!("GOAWAY ENHANCE_YOUR_CALM counted: {calm}");
+    assert!(
+        calm >= (connections - 1) as f64,
+        "{calm} of {connections} connections"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
