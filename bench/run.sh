@@ -158,3 +158,27 @@ if ((LOG_LINES > CLOSED_LINES)); then
     echo "other runoff log lines (first 10):"
     awk '/./ && !/Downstream ConnectionClosed/ && n++ < 10' "$TMP/runoff.log"
 fi
+
+# The targets of the performance issue (#19), checked on this run's ratios. The bench, not the
+# test suite, fails when one is missed: CHECK_TARGETS=0 only reports.
+echo
+echo "targets (#19):"
+MISSED=0
+target() { # NAME VALUE OP LIMIT
+    local verdict
+    verdict="$(awk -v v="$2" -v op="$3" -v l="$4" 'BEGIN {
+        if (v == "n/a") { print "n/a"; exit }
+        ok = (op == ">=") ? (v + 0 >= l + 0) : (v + 0 <= l + 0)
+        print ok ? "met" : "MISSED" }')"
+    printf '  %-46s %6s %s %-5s %s\n' "$1" "$2" "$3" "$4" "$verdict"
+    [[ "$verdict" == MISSED ]] && MISSED=1
+    return 0
+}
+target "runoff/pingora req/s" "$(ratio "${RPS[runoff]}" "${RPS[pingora]}")" ">=" 1.0
+target "runoff/pingora cpu/req (+-3% counts as equal)" "$(ratio "${CPU[runoff]}" "${CPU[pingora]}")" "<=" 1.03
+target "runoff/nginx req/s" "$(ratio "${RPS[runoff]}" "${RPS[nginx]}")" ">=" 0.7
+target "runoff/nginx cpu/req" "$(ratio "${CPU[runoff]}" "${CPU[nginx]}")" "<=" 2.0
+if ((MISSED)) && [[ "${CHECK_TARGETS:-1}" != 0 ]]; then
+    echo "a target is missed (CHECK_TARGETS=0 to only report)"
+    exit 1
+fi
