@@ -123,17 +123,23 @@ impl Watched {
         rejections: PerLabel<Rejection>,
         goaways: PerLabel<H2Goaway>,
     ) -> Watched {
+        // A TLS connection that chose `h2` by ALPN (its handshake is done by now) speaks
+        // HTTP/2 from its first byte: nothing of it is an HTTP/1 header block.
+        let h2 = matches!(
+            inner.selected_alpn_proto(),
+            Some(pingora::protocols::ALPN::H2)
+        );
         Watched {
             inner,
             busy: AtomicBool::new(false),
-            deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
+            deadline: (!h2).then(|| Box::pin(tokio::time::sleep(header_timeout))),
             header_timeout,
             head: Vec::new(),
             head_bytes: 0,
             counted: false,
             rejections,
             rewind: Vec::new(),
-            h2: false,
+            h2,
             frames: FrameScan::default(),
             goaways,
         }

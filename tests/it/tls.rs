@@ -114,13 +114,20 @@ async fn tls_listeners_speak_http1_and_h2_pick_the_certificate_by_sni_and_surviv
             Some("http")
         ]
     );
-    runoff
+    let m = runoff
         .expect_metric(
             "runoff_requests_total",
             &[("backend", "node"), ("status_class", "2xx")],
             5.0,
         )
         .await;
+    // HTTP/2 frames over TLS are not taken for refused HTTP/1 header blocks.
+    assert_eq!(
+        m.sum("runoff_rejected_requests_total", &[]),
+        0.0,
+        "{}",
+        m.dump("runoff_rejected")
+    );
 
     // A reload with a broken certificate fails and the one in force stays.
     let old = dir.path().join("a-old.crt");
