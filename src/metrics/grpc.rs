@@ -38,9 +38,15 @@ impl GrpcCode {
     }
 }
 
-/// Whether a response's `content-type` says gRPC.
+/// Whether a response's `content-type` says gRPC: `application/grpc`, alone or with a
+/// `+codec` or parameters (not gRPC-Web, `application/grpc-web…`, which carries its status in
+/// the body).
 pub(crate) fn is_grpc(content_type: Option<&[u8]>) -> bool {
-    content_type.is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc"))
+    content_type.is_some_and(|v| {
+        v.len() >= 16
+            && v[..16].eq_ignore_ascii_case(b"application/grpc")
+            && matches!(v.get(16), None | Some(b'+' | b';' | b' '))
+    })
 }
 
 /// `runoff_grpc_requests_total` for one (route, backend, role), made on first use.
@@ -94,6 +100,8 @@ mod tests {
         assert!(is_grpc(Some(b"application/grpc+proto")));
         assert!(is_grpc(Some(b"application/grpc")));
         assert!(!is_grpc(Some(b"application/json")));
+        assert!(is_grpc(Some(b"application/grpc; charset=utf-8")));
+        assert!(!is_grpc(Some(b"application/grpc-web+proto")));
         assert!(!is_grpc(None));
     }
 }
