@@ -19,6 +19,18 @@ routes:
     split: { node: 90, go: 10 }
 "#;
 
+/// `p` is exactly the problems of `expect`, each named by how its line starts.
+fn assert_problems(p: &[String], expect: &[&str]) {
+    for e in expect {
+        assert!(
+            p.iter().any(|line| line.starts_with(e)),
+            "missing `{e}` in:\n{}",
+            p.join("\n")
+        );
+    }
+    assert_eq!(p.len(), expect.len(), "extra problems:\n{}", p.join("\n"));
+}
+
 fn problems(yaml: &str) -> Vec<String> {
     match Config::from_yaml(yaml) {
         Ok(_) => Vec::new(),
@@ -141,19 +153,7 @@ routes:
         "routes[1].split: weights add up to 0",
         "routes[1].sticky: give only one of",
     ];
-    for e in expect {
-        assert!(
-            p.iter().any(|line| line.starts_with(e)),
-            "missing `{e}` in:\n{}",
-            p.join("\n")
-        );
-    }
-    assert_eq!(
-        p.len(),
-        expect.len(),
-        "unexpected extra problems:\n{}",
-        p.join("\n")
-    );
+    assert_problems(&p, &expect);
 }
 
 #[test]
@@ -275,14 +275,7 @@ fn tls_listeners_name_their_bad_fields() {
         "listen_tls[1].certs[0].cert: ",
         "listen_tls[2]: give `cert` and `key`, or `certs: [{ cert, key }, ...]`",
     ];
-    for e in expect {
-        assert!(
-            p.iter().any(|l| l.starts_with(e)),
-            "missing `{e}` in:\n{}",
-            p.join("\n")
-        );
-    }
-    assert_eq!(p.len(), expect.len(), "{}", p.join("\n"));
+    assert_problems(&p, &expect);
 }
 
 #[test]
@@ -298,14 +291,7 @@ fn backend_tls_fields_are_checked() {
         "backends.py.protocol: `h2c` is HTTP/2 in cleartext: with `tls`, say `h2`",
         "backends.py.tls.ca_file: cannot read `/no/such.pem`",
     ];
-    for e in expect {
-        assert!(
-            p.iter().any(|l| l.starts_with(e)),
-            "missing `{e}` in:\n{}",
-            p.join("\n")
-        );
-    }
-    assert_eq!(p.len(), expect.len(), "{}", p.join("\n"));
+    assert_problems(&p, &expect);
     // A name is its own SNI.
     let ok = MINIMAL.replace(
         "go: { address: 127.0.0.1:3001 }",
@@ -366,14 +352,7 @@ fn bad_pool_fields_are_named() {
         "backends.go.protocol: `h3` is not `http1`, `h2c` or `h2`",
         "backends.go.max_streams: must be greater than 0, got 0",
     ];
-    for e in expect {
-        assert!(
-            p.iter().any(|line| line.starts_with(e)),
-            "missing `{e}` in:\n{}",
-            p.join("\n")
-        );
-    }
-    assert_eq!(p.len(), expect.len(), "extra problems:\n{}", p.join("\n"));
+    assert_problems(&p, &expect);
 }
 
 #[test]
