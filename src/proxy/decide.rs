@@ -74,26 +74,36 @@ pub(super) fn decide<'r>(
         sticky_key.as_ref().map(|k| k.as_bytes()),
         || rand::rng().random(),
     )?;
-    let state = &snapshot.routes[route_index];
     let chosen = route.split[choice.split_index].backend;
     if !snapshot.backends[chosen].pool.available() {
         return Some((failover(snapshot, route_index, choice), sticky_key));
     }
-    let target = Target {
+    let target = entry_target(snapshot, route_index, choice.split_index, choice.reason);
+    Some((target, sticky_key))
+}
+
+/// The target of a route's split entry, with its handles, recorders and tally side.
+fn entry_target(
+    snapshot: &Snapshot,
+    route_index: usize,
+    split: usize,
+    reason: ChoiceReason,
+) -> Target {
+    let state = &snapshot.routes[route_index];
+    Target {
         route: route_index,
-        backend: chosen,
-        split: choice.split_index,
-        reason: choice.reason,
-        handles: Arc::clone(&state.primary[choice.split_index]),
-        latency: Arc::clone(&state.primary_latency[choice.split_index]),
-        caller: Arc::clone(&state.primary_caller[choice.split_index]),
+        backend: snapshot.live.routes[route_index].split[split].backend,
+        split,
+        reason,
+        handles: Arc::clone(&state.primary[split]),
+        latency: Arc::clone(&state.primary_latency[split]),
+        caller: Arc::clone(&state.primary_caller[split]),
         tally: state
             .tally
             .clone()
-            .zip(state.sides.get(choice.split_index).copied().flatten()),
+            .zip(state.sides.get(split).copied().flatten()),
         unhealthy: false,
-    };
-    Some((target, sticky_key))
+    }
 }
 
 /// The chosen backend has no healthy address: the route's fallback serves the request when it
@@ -116,27 +126,16 @@ fn failover(snapshot: &Snapshot, route_index: usize, choice: routing::Choice) ->
                 c.inc();
             }
             Target {
-                route: route_index,
-                backend: route.split[split].backend,
-                split,
-                reason: ChoiceReason::Failover,
-                handles: Arc::clone(&state.primary[split]),
                 latency: Arc::clone(latency),
                 caller: Arc::clone(caller),
                 tally: None,
-                unhealthy: false,
+                ..entry_target(snapshot, route_index, split, ChoiceReason::Failover)
             }
         }
         None => Target {
-            route: route_index,
-            backend: chosen,
-            split: choice.split_index,
-            reason: choice.reason,
-            handles: Arc::clone(&state.primary[choice.split_index]),
-            latency: Arc::clone(&state.primary_latency[choice.split_index]),
-            caller: Arc::clone(&state.primary_caller[choice.split_index]),
             tally: None,
             unhealthy: true,
+            ..entry_target(snapshot, route_index, choice.split_index, choice.reason)
         },
     }
 }
