@@ -331,39 +331,29 @@ impl Snapshot {
             .routes
             .iter()
             .zip(&self.routes)
-            .filter_map(|(r, rs)| {
-                let cfg = r.analysis.as_ref()?;
-                let snapshot = rs.tally.as_ref()?.snapshot()?;
-                Some((
-                    r.name.clone(),
-                    self.unless_candidate_down(
-                        r,
-                        verdict::evaluate(cfg, r.mirror.is_some(), &snapshot),
-                    ),
-                ))
-            })
+            .filter_map(|(r, rs)| Some((r.name.clone(), self.verdict(r, rs)?)))
             .collect()
     }
 
-    /// A candidate with no healthy address fails, whatever its figures say: its traffic is
-    /// being refused or served by another backend.
-    fn unless_candidate_down(
-        &self,
-        r: &crate::config::Route,
-        mut analysis: RouteAnalysis,
-    ) -> RouteAnalysis {
+    /// A route's verdicts now, from its tally (routes with an `analysis`). A candidate with no
+    /// healthy address fails, whatever its figures say: its traffic is being refused or served
+    /// by another backend.
+    fn verdict(&self, r: &crate::config::Route, rs: &RouteState) -> Option<RouteAnalysis> {
+        let cfg = r.analysis.as_ref()?;
+        let mut analysis =
+            verdict::evaluate(cfg, r.mirror.is_some(), &rs.tally.as_ref()?.snapshot()?);
         let Some(c) = r.candidate() else {
-            return analysis;
+            return Some(analysis);
         };
         if self.backends[c].pool.available() {
-            return analysis;
+            return Some(analysis);
         }
         analysis.overall = crate::analysis::model::Verdict::Fail;
         analysis.explanation = format!(
             "fail: the candidate `{}` has no healthy address (ejected or failing its health checks). {}",
             self.live.backends[c].name, analysis.explanation
         );
-        analysis
+        Some(analysis)
     }
 
     /// The (route, backend) pairs whose weights this snapshot publishes.
@@ -410,16 +400,7 @@ impl Snapshot {
                     }
                 }),
                 compare: rs.mirror.as_ref().and_then(|rm| rm.compare_counts()),
-                analysis: r
-                    .analysis
-                    .as_ref()
-                    .zip(rs.tally.as_ref())
-                    .and_then(|(cfg, t)| {
-                        Some(self.unless_candidate_down(
-                            r,
-                            verdict::evaluate(cfg, r.mirror.is_some(), &t.snapshot()?),
-                        ))
-                    }),
+                analysis: self.verdict(r, rs),
             })
             .collect()
     }
