@@ -27,7 +27,7 @@ use crate::access_log::AccessLogger;
 use crate::analysis::tally::Tally;
 use crate::analysis::{Book, Recorder, Series};
 use crate::compare::Judge;
-use crate::config::{Live, Mirror, Pacing, Route};
+use crate::config::{Live, Mirror, Pacing, Protocol, Route};
 use crate::metrics::{DropReason, Metrics, MirrorHandles, Role};
 use crate::pool::Pool;
 use crate::redact::Redactor;
@@ -64,6 +64,8 @@ pub(crate) struct RouteMirror {
     handles: MirrorHandles,
     /// The shadow backend's addresses.
     pool: Arc<Pool>,
+    /// What runoff speaks to the shadow backend (the copy is converted to it).
+    protocol: Protocol,
     route_name: String,
     backend_name: String,
     request_id_header: HeaderName,
@@ -122,6 +124,7 @@ impl RouteMirror {
             config: m.clone(),
             handles: metrics.mirror_handles(&route.name, &backend.name),
             pool,
+            protocol: backend.protocol,
             route_name: route.name.clone(),
             backend_name: backend.name.clone(),
             request_id_header: live.forwarding.request_id_header.clone(),

@@ -201,7 +201,7 @@ async fn run(job: Job) {
             upstream_start: Some(rfc3339_at(upstream_started)),
             upstream_ms: Some(upstream.as_secs_f64() * 1000.0),
             caller_protocol: None,
-            upstream_protocol: Some(rm.pool.view().backend.protocol.as_str()),
+            upstream_protocol: Some(rm.protocol.as_str()),
         });
     }
 }

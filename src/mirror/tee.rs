@@ -100,7 +100,7 @@ impl CopyHandle {
         };
         let rm = pending.reserved.rm();
         let copy = request::shadow_request(as_sent, &rm.config, has_body)
-            .and_then(|r| request::for_protocol(r, rm.pool.view().backend.protocol));
+            .and_then(|r| request::for_protocol(r, rm.protocol));
         match copy {
             Ok(header) => {
                 pending.send(header);
