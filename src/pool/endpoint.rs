@@ -122,13 +122,14 @@ impl Health {
         (until > now).then(|| Duration::from_millis(until - now))
     }
 
-    /// Record an attempt's outcome. `may_eject`: whether the backend's cap allows one more
+    /// Record an attempt's outcome. `now` is asked only when the outcome needs the time (an
+    /// ordinary answer does not); `may_eject`: whether the backend's cap allows one more
     /// ejection now. Returns the backoff when this attempt ejected the address.
     pub(crate) fn report(
         &self,
         attempt: Attempt,
         rules: &Outlier,
-        now: Instant,
+        now: impl Fn() -> Instant,
         may_eject: impl FnOnce() -> bool,
     ) -> Option<Duration> {
         self.attempts.fetch_add(1, Ordering::Relaxed);
@@ -147,14 +148,18 @@ impl Health {
                 } else {
                     self.fives_in_row.store(0, Ordering::Release);
                     // Answered well after returning: the next ejection starts from the base.
-                    if !self.ejected_at(now) {
+                    if self.ejections.load(Ordering::Acquire) != 0 && !self.ejected_at(now()) {
                         self.ejections.store(0, Ordering::Release);
                     }
                     false
                 }
             }
         };
-        if !tripped || self.ejected_at(now) || !may_eject() {
+        if !tripped {
+            return None;
+        }
+        let now = now();
+        if self.ejected_at(now) || !may_eject() {
             return None;
         }
         let n = self.ejections.fetch_add(1, Ordering::AcqRel).min(16);
@@ -254,10 +259,10 @@ mod tests {
         let h = Health::default();
         let r = rules(3, 0);
         let t0 = Instant::now();
-        assert_eq!(h.report(Attempt::Failed, &r, t0, || true), None);
-        assert_eq!(h.report(Attempt::Failed, &r, t0, || true), None);
+        assert_eq!(h.report(Attempt::Failed, &r, || t0, || true), None);
+        assert_eq!(h.report(Attempt::Failed, &r, || t0, || true), None);
         assert_eq!(
-            h.report(Attempt::Failed, &r, t0, || true),
+            h.report(Attempt::Failed, &r, || t0, || true),
             Some(Duration::from_secs(10))
         );
         assert_eq!(h.state(t0), State::Ejected);
@@ -266,28 +271,28 @@ mod tests {
         let t1 = t0 + Duration::from_secs(11);
         assert!(h.available(|| t1));
         for _ in 0..2 {
-            assert_eq!(h.report(Attempt::Failed, &r, t1, || true), None);
+            assert_eq!(h.report(Attempt::Failed, &r, || t1, || true), None);
         }
         assert_eq!(
-            h.report(Attempt::Failed, &r, t1, || true),
+            h.report(Attempt::Failed, &r, || t1, || true),
             Some(Duration::from_secs(20))
         );
         let t2 = t1 + Duration::from_secs(21);
         for _ in 0..2 {
-            h.report(Attempt::Failed, &r, t2, || true);
+            h.report(Attempt::Failed, &r, || t2, || true);
         }
         assert_eq!(
-            h.report(Attempt::Failed, &r, t2, || true),
+            h.report(Attempt::Failed, &r, || t2, || true),
             Some(Duration::from_secs(35))
         );
         // Answering well after returning resets the exponent.
         let t3 = t2 + Duration::from_secs(36);
-        h.report(Attempt::Answered(200), &r, t3, || true);
+        h.report(Attempt::Answered(200), &r, || t3, || true);
         for _ in 0..2 {
-            h.report(Attempt::Failed, &r, t3, || true);
+            h.report(Attempt::Failed, &r, || t3, || true);
         }
         assert_eq!(
-            h.report(Attempt::Failed, &r, t3, || true),
+            h.report(Attempt::Failed, &r, || t3, || true),
             Some(Duration::from_secs(10))
         );
     }
@@ -297,16 +302,18 @@ mod tests {
         let h = Health::default();
         let t = Instant::now();
         let r = rules(2, 0);
-        h.report(Attempt::Failed, &r, t, || true);
-        h.report(Attempt::Answered(204), &r, t, || true);
-        assert_eq!(h.report(Attempt::Failed, &r, t, || true), None);
+        h.report(Attempt::Failed, &r, || t, || true);
+        h.report(Attempt::Answered(204), &r, || t, || true);
+        assert_eq!(h.report(Attempt::Failed, &r, || t, || true), None);
         for _ in 0..10 {
-            assert_eq!(h.report(Attempt::Answered(500), &r, t, || true), None);
+            assert_eq!(h.report(Attempt::Answered(500), &r, || t, || true), None);
         }
         let h = Health::default();
         let r = rules(0, 2);
-        assert_eq!(h.report(Attempt::Answered(503), &r, t, || true), None);
-        assert!(h.report(Attempt::Answered(503), &r, t, || true).is_some());
+        assert_eq!(h.report(Attempt::Answered(503), &r, || t, || true), None);
+        assert!(h
+            .report(Attempt::Answered(503), &r, || t, || true)
+            .is_some());
     }
 
     #[test]
@@ -314,7 +321,7 @@ mod tests {
         let h = Health::default();
         let t = Instant::now();
         let r = rules(1, 0);
-        assert_eq!(h.report(Attempt::Failed, &r, t, || false), None);
+        assert_eq!(h.report(Attempt::Failed, &r, || t, || false), None);
         assert_eq!(h.state(t), State::Healthy);
     }
 
@@ -340,7 +347,7 @@ mod tests {
         assert_eq!(h.checked(true, &check), None);
         assert_eq!(h.checked(true, &check), Some(true));
         assert_eq!(h.state(t), State::Healthy);
-        h.report(Attempt::Failed, &rules(1, 0), t, || true);
+        h.report(Attempt::Failed, &rules(1, 0), || t, || true);
         assert_eq!(h.state(t), State::Ejected);
         h.checked(true, &check);
         assert_eq!(h.state(t), State::Healthy);

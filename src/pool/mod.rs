@@ -190,8 +190,8 @@ impl Pool {
     pub(crate) fn report(&self, on: &Picked, attempt: Attempt) {
         let view = self.view.load();
         let rules = &view.backend.pool.outlier;
-        let now = Instant::now();
         let may_eject = || {
+            let now = Instant::now();
             let n = view.endpoints.len();
             let ejected = view
                 .endpoints
@@ -200,7 +200,7 @@ impl Pool {
                 .count();
             ejected == 0 || (ejected + 1) * 100 <= n * rules.max_ejected_percent as usize
         };
-        if let Some(backoff) = on.0.health.report(attempt, rules, now, may_eject) {
+        if let Some(backoff) = on.0.health.report(attempt, rules, Instant::now, may_eject) {
             self.handles.ejections.inc();
             log::warn!(
                 "backend {}: {} ejected for {} after failing in a row",
