@@ -265,6 +265,19 @@ impl AsyncRead for Watched {
             this.rewind.drain(..n);
             return Poll::Ready(Ok(()));
         }
+        this.poll_read_watched(cx, buf)
+    }
+}
+
+impl Watched {
+    /// Read from the connection itself (not the rewind), watching the header block being
+    /// awaited: what it brings is seen, and its deadline applies.
+    fn poll_read_watched(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self;
         if this.h2 {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
@@ -416,12 +429,9 @@ impl Peek for Watched {
             let want = (buf.len() - n).min(chunk.len());
             let got = std::future::poll_fn(|cx| {
                 let mut rb = ReadBuf::new(&mut chunk[..want]);
-                // The rewind is drained into `buf` already: read the connection itself.
-                let this = &mut *self;
-                let pending = std::mem::take(&mut this.rewind);
-                let r = Pin::new(&mut *this).poll_read(cx, &mut rb);
-                this.rewind = pending;
-                r.map_ok(|()| rb.filled().len())
+                // The rewind is in `buf` already: read the connection itself.
+                self.poll_read_watched(cx, &mut rb)
+                    .map_ok(|()| rb.filled().len())
             })
             .await?;
             if got == 0 {
