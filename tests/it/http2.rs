@@ -658,19 +658,45 @@ async fn a_post_whose_h2_stream_is_reset_is_not_sent_again() {
 
 /// One gRPC call over HTTP/2 (h2 crate, prior knowledge): the status header (if any), the
 /// messages' bytes and the trailers as the caller got them.
+/// An HTTP/2 connection (h2 crate, prior knowledge) to runoff's listener, driven until dropped.
+struct H2Conn {
+    send: h2::client::SendRequest<bytes::Bytes>,
+    authority: String,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for H2Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+async fn h2_conn(runoff: &Runoff) -> H2Conn {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+        .await
+        .unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    H2Conn {
+        send,
+        authority: format!("127.0.0.1:{}", runoff.ports.listen),
+        driver,
+    }
+}
+
 async fn grpc_call(
-    send: &mut h2::client::SendRequest<bytes::Bytes>,
-    authority: &str,
+    conn: &mut H2Conn,
     method: &str,
 ) -> (u16, Option<String>, Vec<u8>, Option<http::HeaderMap>) {
-    let req = http::Request::post(format!("http://{authority}/grpc.Svc/{method}"))
+    let req = http::Request::post(format!("http://{}/grpc.Svc/{method}", conn.authority))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())
         .unwrap();
-    let ready = send.clone().ready().await.unwrap();
-    *send = ready;
-    let (resp, mut body) = send.send_request(req, false).unwrap();
+    conn.send = conn.send.clone().ready().await.unwrap();
+    let (resp, mut body) = conn.send.send_request(req, false).unwrap();
     body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
         .unwrap();
     let resp = resp.await.unwrap();
@@ -696,14 +722,7 @@ async fn grpc_passes_through_with_its_trailers_and_its_status_is_counted() {
     let addr = h2.addr;
     let runoff =
         Runoff::start(|p| crate::harness::one_backend(p, "grpc", addr, ", protocol: h2c")).await;
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
-        .await
-        .unwrap();
-    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let authority = format!("127.0.0.1:{}", runoff.ports.listen);
+    let mut conn = h2_conn(&runoff).await;
     let status_of = |t: &Option<http::HeaderMap>| {
         t.as_ref()
             .and_then(|t| t.get("grpc-status"))
@@ -711,7 +730,7 @@ async fn grpc_passes_through_with_its_trailers_and_its_status_is_counted() {
     };
 
     for _ in 0..3 {
-        let (code, _, data, trailers) = grpc_call(&mut send, &authority, "Ok").await;
+        let (code, _, data, trailers) = grpc_call(&mut conn, "Ok").await;
         assert_eq!((code, data.as_slice()), (200, &[0, 0, 0, 0, 2, 8, 1][..]));
         assert_eq!(
             status_of(&trailers).as_deref(),
@@ -720,7 +739,7 @@ async fn grpc_passes_through_with_its_trailers_and_its_status_is_counted() {
         );
     }
     for _ in 0..2 {
-        let (_, _, _, trailers) = grpc_call(&mut send, &authority, "NotFound").await;
+        let (_, _, _, trailers) = grpc_call(&mut conn, "NotFound").await;
         assert_eq!(status_of(&trailers).as_deref(), Some("5"));
         let message = trailers.as_ref().and_then(|t| t.get("grpc-message"));
         assert_eq!(
@@ -728,17 +747,16 @@ async fn grpc_passes_through_with_its_trailers_and_its_status_is_counted() {
             Some(&b"from the fixture"[..])
         );
     }
-    let (code, header_status, data, _) = grpc_call(&mut send, &authority, "Unavailable").await;
+    let (code, header_status, data, _) = grpc_call(&mut conn, "Unavailable").await;
     assert_eq!(
         (code, header_status.as_deref(), data.len()),
         (200, Some("14"), 0)
     );
-    let (_, _, data, trailers) = grpc_call(&mut send, &authority, "Absent").await;
+    let (_, _, data, trailers) = grpc_call(&mut conn, "Absent").await;
     assert_eq!((data.len(), status_of(&trailers)), (7, None));
-    let (_, _, data, trailers) = grpc_call(&mut send, &authority, "Stream").await;
+    let (_, _, data, trailers) = grpc_call(&mut conn, "Stream").await;
     assert_eq!(data.len(), 21, "three messages of a server stream");
     assert_eq!(status_of(&trailers).as_deref(), Some("0"));
-    driver.abort();
 
     let grpc = |code: &'static str| [("backend", "grpc"), ("role", "primary"), ("code", code)];
     // The request count is recorded last: once it is 8, everything else is in.
@@ -773,19 +791,11 @@ async fn a_mirrored_grpc_call_reaches_the_shadow_and_its_status_is_counted_there
             .replace("{ address: \"", "{ protocol: h2c, address: \"")
     })
     .await;
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
-        .await
-        .unwrap();
-    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let authority = format!("127.0.0.1:{}", runoff.ports.listen);
+    let mut conn = h2_conn(&runoff).await;
     for method in ["Ok", "Ok", "Unavailable", "NotFound"] {
-        let (code, _, _, _) = grpc_call(&mut send, &authority, method).await;
+        let (code, _, _, _) = grpc_call(&mut conn, method).await;
         assert_eq!(code, 200);
     }
-    driver.abort();
     let m = runoff
         .expect_metric("runoff_requests_total", &[("role", "shadow")], 4.0)
         .await;
@@ -871,19 +881,11 @@ async fn mirrored_grpc_pairs_compare_their_grpc_status_and_not_their_message_byt
         )
     })
     .await;
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
-        .await
-        .unwrap();
-    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let authority = format!("127.0.0.1:{}", runoff.ports.listen);
+    let mut conn = h2_conn(&runoff).await;
     for method in ["Ok", "Ok", "Encoded", "Stream"] {
-        let (code, _, _, _) = grpc_call(&mut send, &authority, method).await;
+        let (code, _, _, _) = grpc_call(&mut conn, method).await;
         assert_eq!(code, 200);
     }
-    driver.abort();
     let m = runoff.expect_metric("runoff_compare_total", &[], 4.0).await;
     // OK against INTERNAL: a mismatch on grpc-status (the HTTP status is 200 on both sides).
     assert_eq!(
