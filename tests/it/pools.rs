@@ -36,19 +36,33 @@ async fn states(runoff: &Runoff, backend: &str) -> HashMap<String, String> {
         .collect()
 }
 
-async fn wait_state(runoff: &Runoff, backend: &str, addr: &str, want: &str) {
+/// Poll `GET /api/backends` until `backend`'s addresses (address → state) satisfy `done`.
+async fn wait_states(
+    runoff: &Runoff,
+    backend: &str,
+    what: &str,
+    done: impl Fn(&HashMap<String, String>) -> bool,
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let s = states(runoff, backend).await;
-        if s.get(addr).map(String::as_str) == Some(want) {
+        if done(&s) {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{addr} of {backend} never became {want}: {s:?}"
+            "{backend}: never {what}: {s:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn wait_state(runoff: &Runoff, backend: &str, addr: &str, want: &str) {
+    let what = format!("{addr} {want}");
+    wait_states(runoff, backend, &what, |s| {
+        s.get(addr).map(String::as_str) == Some(want)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,17 +496,8 @@ async fn test_dns(name: &'static str) -> TestDns {
 }
 
 async fn wait_addresses(runoff: &Runoff, want: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if states(runoff, "svc").await.len() == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never {want} addresses"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{want} addresses");
+    wait_states(runoff, "svc", &what, |s| s.len() == want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
