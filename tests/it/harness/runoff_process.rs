@@ -89,25 +89,12 @@ impl Runoff {
 
     /// `GET` an admin API path and parse its JSON answer.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        self.api(reqwest::Method::GET, path)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        json_of(self.api(reqwest::Method::GET, path)).await
     }
 
     /// `GET` an admin API path with the admin token.
     pub async fn get_json_with_token(&self, path: &str, token: &str) -> serde_json::Value {
-        self.api(reqwest::Method::GET, path)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        json_of(self.api(reqwest::Method::GET, path).bearer_auth(token)).await
     }
 
     /// `PUT` a JSON body on an admin API path.
@@ -222,6 +209,11 @@ impl Runoff {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+/// Send `request` and parse its answer as JSON.
+async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 fn spawn_run(
