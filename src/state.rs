@@ -257,22 +257,17 @@ impl Snapshot {
                         primary: r.split.iter().map(|_| LazySide::default()).collect(),
                         mirror: r.mirror.as_ref().filter(|m| m.websocket).and_then(|m| {
                             let b = live.backends.get(m.to)?;
-                            Some(Arc::new(
-                                WsMirror::new(
-                                    m,
-                                    Dial {
-                                        addr: b.addrs().first().copied().unwrap_or_else(|| {
-                                            std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-                                        }),
-                                        connect_timeout: b.connect_timeout,
-                                        read_timeout: b.read_timeout,
-                                    },
-                                    metrics.mirror_handles(&r.name, &b.name),
-                                    &r.name,
-                                    &b.name,
-                                )
-                                .with_pool(Arc::clone(&backends[m.to].pool)),
-                            ))
+                            Some(Arc::new(WsMirror::new(
+                                m,
+                                Arc::clone(&backends[m.to].pool),
+                                Dial {
+                                    connect_timeout: b.connect_timeout,
+                                    read_timeout: b.read_timeout,
+                                },
+                                metrics.mirror_handles(&r.name, &b.name),
+                                &r.name,
+                                &b.name,
+                            )))
                         }),
                     },
                     unhealthy_refused: r

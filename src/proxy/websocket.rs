@@ -77,11 +77,10 @@ pub(super) async fn serve(
         return Error::e_explain(ErrorType::ConnectNoRoute, "the backend has no address");
     };
     let dial = Dial {
-        addr: picked.addr(),
         connect_timeout: backend.connect_timeout,
         read_timeout: backend.read_timeout,
     };
-    let h = handshake(dial, &upstream).await;
+    let h = handshake(dial, picked.addr(), &upstream).await;
     pool.report(
         &picked,
         match &h {

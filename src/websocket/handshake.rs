@@ -17,10 +17,9 @@ use hyper_util::rt::TokioIo;
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType};
 
-/// Where and how patiently to connect.
+/// How patiently to connect (the address is the pool's choice, per connection).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dial {
-    pub(crate) addr: SocketAddr,
     pub(crate) connect_timeout: Duration,
     /// For the answer's head.
     pub(crate) read_timeout: Duration,
@@ -63,32 +62,33 @@ fn upstream(etype: ErrorType, context: String) -> Box<Error> {
     e
 }
 
-/// Connect to `dial.addr` and send `req`; the answer, or an upstream error typed as Pingora's
+/// Connect to `addr` and send `req`; the answer, or an upstream error typed as Pingora's
 /// would be (refused, timed out, reset, protocol).
-pub(crate) async fn handshake(dial: Dial, req: &RequestHeader) -> pingora::Result<Handshake> {
+pub(crate) async fn handshake(
+    dial: Dial,
+    addr: SocketAddr,
+    req: &RequestHeader,
+) -> pingora::Result<Handshake> {
     let started = Instant::now();
-    let tcp = match tokio::time::timeout(
-        dial.connect_timeout,
-        tokio::net::TcpStream::connect(dial.addr),
-    )
-    .await
+    let tcp = match tokio::time::timeout(dial.connect_timeout, tokio::net::TcpStream::connect(addr))
+        .await
     {
         Err(_) => {
             return Err(upstream(
                 ErrorType::ConnectTimedout,
-                format!("connecting to {}", dial.addr),
+                format!("connecting to {}", addr),
             ))
         }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             return Err(upstream(
                 ErrorType::ConnectRefused,
-                format!("connecting to {}", dial.addr),
+                format!("connecting to {}", addr),
             ))
         }
         Ok(Err(e)) => {
             return Err(upstream(
                 ErrorType::ConnectError,
-                format!("connecting to {}: {e}", dial.addr),
+                format!("connecting to {}: {e}", addr),
             ))
         }
         Ok(Ok(tcp)) => tcp,
@@ -110,7 +110,7 @@ pub(crate) async fn handshake(dial: Dial, req: &RequestHeader) -> pingora::Resul
         Err(_) => {
             return Err(upstream(
                 ErrorType::ReadTimedout,
-                format!("waiting for the upgrade's answer from {}", dial.addr),
+                format!("waiting for the upgrade's answer from {}", addr),
             ))
         }
         Ok(Err(e)) => return Err(hyper_error(&e)),

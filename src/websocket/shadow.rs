@@ -49,9 +49,9 @@ impl Accepted {
 
 /// One route's WebSocket mirror, built with its config.
 pub(crate) struct WsMirror {
-    pub(crate) dial: Dial,
+    dial: Dial,
     /// The shadow backend's addresses: each connection dials one in rotation.
-    pool: Option<Arc<Pool>>,
+    pool: Arc<Pool>,
     handles: MirrorHandles,
     side: LazySide,
     route: String,
@@ -67,6 +67,7 @@ pub(crate) struct WsMirror {
 impl WsMirror {
     pub(crate) fn new(
         mirror: &Mirror,
+        pool: Arc<Pool>,
         dial: Dial,
         handles: MirrorHandles,
         route: &str,
@@ -74,7 +75,7 @@ impl WsMirror {
     ) -> WsMirror {
         WsMirror {
             dial,
-            pool: None,
+            pool,
             handles,
             side: LazySide::default(),
             route: route.to_string(),
@@ -115,12 +116,6 @@ impl WsMirror {
         Some(req)
     }
 
-    /// Dial the addresses of `pool` (one per connection, in rotation) instead of `dial.addr`.
-    pub(crate) fn with_pool(mut self, pool: Arc<Pool>) -> WsMirror {
-        self.pool = Some(pool);
-        self
-    }
-
     /// Open a shadow connection for one primary connection; `None` when the route's cap is
     /// reached (counted `overloaded`). The returned feed takes the client's bytes; dropping
     /// it tells the shadow the primary closed.
@@ -131,7 +126,7 @@ impl WsMirror {
         accepted: Accepted,
     ) -> Option<Feed> {
         self.handles.requests.inc();
-        if self.pool.as_ref().is_some_and(|p| !p.available()) {
+        if !self.pool.available() {
             self.handles.dropped(DropReason::Unhealthy);
             return None;
         }
@@ -173,25 +168,18 @@ impl WsMirror {
         let started = Instant::now();
         // Boxed, and the request dropped after: this task lives as long as the connection,
         // and an inlined handshake future (and request) would stay in it until the end.
-        let picked = self
-            .pool
-            .as_ref()
-            .and_then(|p| p.pick(&[]).or_else(|| p.any()));
-        let mut dial = self.dial;
-        if let Some(p) = &picked {
-            dial.addr = p.addr();
-        }
-        let h = Box::pin(handshake(dial, &request)).await;
+        let Some(picked) = self.pool.pick(&[]).or_else(|| self.pool.any()) else {
+            return Outcome::Dropped(DropReason::Unhealthy);
+        };
+        let h = Box::pin(handshake(self.dial, picked.addr(), &request)).await;
         drop(request);
-        if let (Some(pool), Some(p)) = (&self.pool, &picked) {
-            pool.report(
-                p,
-                match &h {
-                    Ok(h) => Attempt::Answered(h.status()),
-                    Err(_) => Attempt::Failed,
-                },
-            );
-        }
+        self.pool.report(
+            &picked,
+            match &h {
+                Ok(h) => Attempt::Answered(h.status()),
+                Err(_) => Attempt::Failed,
+            },
+        );
         let h = match h {
             Ok(h) => h,
             Err(e) => {
@@ -372,10 +360,17 @@ mod tests {
         let mut mirror = Mirror::with_defaults(1, 100.0);
         mirror.strip_headers = vec![HeaderName::from_static("cookie")];
         let metrics = Metrics::new(prometheus::Registry::new()).expect("metrics");
+        let config = crate::config::Config::from_yaml(
+            "listen: 127.0.0.1:8080\nbackends:\n  go: { address: 127.0.0.1:1 }\nroutes:\n  - name: chat\n    split: { go: 1 }\n",
+        )
+        .expect("config");
+        let pool = crate::pool::Pools::default()
+            .sync(&config.live.backends, &metrics)
+            .remove(0);
         let ws = WsMirror::new(
             &mirror,
+            pool,
             Dial {
-                addr: "127.0.0.1:1".parse().expect("addr"),
                 connect_timeout: Duration::from_secs(1),
                 read_timeout: Duration::from_secs(1),
             },
