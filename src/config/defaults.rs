@@ -1,12 +1,18 @@
 //! Every default of the config, in one place; `config.example.yaml` documents the same values
 //! and the CLI's help names them.
 //!
-//! Must not: hold anything but constants.
+//! Must not: hold anything but constants, and the one default read off the machine
+//! ([`threads`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-pub const THREADS: usize = 2;
+/// Proxy threads: the cores this process may use (its CPU affinity and cgroup quota, as
+/// `std::thread::available_parallelism` reads them), as nginx's `worker_processes auto` and
+/// Envoy's `--concurrency` default; 1 when they cannot be read.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a caller's keep-alive connection may wait for its next request: nginx's 75 s.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);

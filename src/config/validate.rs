@@ -191,7 +191,7 @@ fn keepalive_timeout(c: &mut Checker, text: Option<&str>) -> Duration {
 
 fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
     ServerSettings {
-        threads: c.positive("server.threads", raw.threads, defaults::THREADS),
+        threads: c.positive("server.threads", raw.threads, defaults::threads()),
         drain_timeout: c.duration(
             "server.drain_timeout",
             raw.drain_timeout.as_deref(),
