@@ -13,6 +13,7 @@ pub mod model;
 pub mod process;
 pub mod recorder;
 pub mod resources;
+mod shards;
 pub mod stats;
 pub mod summary;
 pub mod tally;

@@ -6,12 +6,14 @@
 //! filled is a histogram (32-bit counts, grown as far as its largest value: 8 KiB under 2 ms,
 //! 32 KiB under 130 ms); a closed slot keeps just its recorded buckets, packed (a few KiB).
 //! Laid out for an hour, each slot cost 188 KiB: ~80 MiB of RSS growth over bench/soak.sh's
-//! first 10 minutes for one route. Must not: allocate per
+//! first 10 minutes for one route. A recorder is one such set per core ([`Shards`]): a value
+//! goes to the set of the core recording it, under that set's lock; a reader adds them up (a value lands in the same
+//! bucket whichever set holds it, so the sum is exact). Must not: allocate per
 //! request (recorders are resolved when a config loads), hold a lock for longer than one
-//! histogram update, or know who records (the proxy and the mirror are handed recorders; this
-//! module imports neither).
+//! histogram update, take more than one set's lock to record, or know who records (the proxy and
+//! the mirror are handed recorders; this module imports neither).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{btree_map, BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::model::{Quantiles, Stats};
+use super::shards::Shards;
 use super::tally::Tally;
 use crate::metrics::{Direction, Role};
 
@@ -111,7 +114,10 @@ fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
     None
 }
 
+/// One thread's share of a recorder.
 struct Inner {
+    /// Since start: grown as far as the largest value (an hour's worth of buckets only once
+    /// an hour-long value came).
     total: Histogram<u64>,
     total_errors: u64,
     slots: VecDeque<Slot>,
@@ -120,19 +126,21 @@ struct Inner {
 /// Values (durations in µs, or scaled ratios) and error counts, windowed.
 pub struct Recorder {
     started: Instant,
-    inner: Mutex<Option<Inner>>,
+    shards: Shards<Option<Inner>>,
 }
 
 impl Recorder {
     pub fn new(started: Instant) -> Recorder {
-        let inner = histogram().map(|total| Inner {
-            total,
-            total_errors: 0,
-            slots: VecDeque::with_capacity(SLOTS),
-        });
+        let inner = || {
+            Histogram::new(3).ok().map(|total| Inner {
+                total,
+                total_errors: 0,
+                slots: VecDeque::with_capacity(SLOTS),
+            })
+        };
         Recorder {
             started,
-            inner: Mutex::new(inner),
+            shards: Shards::new(inner),
         }
     }
 
@@ -153,36 +161,11 @@ impl Recorder {
 
     fn add(&self, value: u64, n: u64, error: bool) {
         let index = self.slot_index(Instant::now());
-        let Ok(mut guard) = self.inner.lock() else {
-            return;
-        };
-        let Some(inner) = guard.as_mut() else { return };
-        let v = value.clamp(1, MAX_VALUE);
-        let _ = inner.total.record_n(v, n);
-        inner.total_errors += u64::from(error);
-        if inner.slots.back().map(|s| s.index) != Some(index) {
-            let Some(hist) = slot_histogram() else { return };
-            if let Some(last) = inner.slots.back_mut() {
-                last.counts.close();
+        self.shards.with(|inner| {
+            if let Some(inner) = inner.as_mut() {
+                inner.add(index, value, n, error);
             }
-            if inner.slots.len() >= SLOTS {
-                inner.slots.pop_front();
-            }
-            inner.slots.push_back(Slot {
-                index,
-                counts: Counts::Open(hist),
-                errors: 0,
-            });
-        }
-        if let Some(Slot {
-            counts: Counts::Open(hist),
-            errors,
-            ..
-        }) = inner.slots.back_mut()
-        {
-            let _ = hist.record_n(v, u32::try_from(n).unwrap_or(u32::MAX));
-            *errors += u64::from(error);
-        }
+        });
     }
 
     /// Record one shadow ÷ primary ratio (kept × [`RATIO_SCALE`]).
@@ -194,19 +177,24 @@ impl Recorder {
         self.record(d.as_micros().min(u128::from(MAX_VALUE)) as u64, error);
     }
 
-    /// The histogram and error count of the last `window` (whole slots), and since start.
+    /// The histogram and error count of the last `window` (whole slots), and since start,
+    /// every thread's share added up.
     fn collect(&self, window: Duration) -> Option<(Histogram<u64>, u64, Histogram<u64>, u64)> {
         let now = self.slot_index(Instant::now());
         let slots = window.as_secs().div_ceil(SLOT.as_secs()).max(1);
-        let guard = self.inner.lock().ok()?;
-        let inner = guard.as_ref()?;
         let mut hist = histogram()?;
-        let mut errors = 0;
-        for s in inner.slots.iter().filter(|s| s.index + slots > now) {
-            s.counts.add_to(&mut hist);
-            errors += s.errors;
-        }
-        Some((hist, errors, inner.total.clone(), inner.total_errors))
+        let mut total = histogram()?;
+        let (mut errors, mut total_errors) = (0, 0);
+        self.shards.each(|inner| {
+            let Some(inner) = inner else { return };
+            for s in inner.slots.iter().filter(|s| s.index + slots > now) {
+                s.counts.add_to(&mut hist);
+                errors += s.errors;
+            }
+            let _ = total.add(&inner.total);
+            total_errors += inner.total_errors;
+        });
+        Some((hist, errors, total, total_errors))
     }
 
     /// Each slot of the last `window` that holds values, oldest first: its start (seconds
@@ -217,27 +205,33 @@ impl Recorder {
         let current = self.slot_index(now);
         let slots = window.as_secs().div_ceil(SLOT.as_secs()).max(1);
         let since = now.duration_since(self.started).as_secs();
-        let Ok(guard) = self.inner.lock() else {
-            return Vec::new();
-        };
-        let Some(inner) = guard.as_ref() else {
-            return Vec::new();
-        };
-        inner
-            .slots
-            .iter()
-            .filter(|s| s.index + slots > current)
-            .filter_map(|s| {
-                let mut h = Histogram::<u64>::new(3).ok()?;
-                s.counts.add_to(&mut h);
+        // Each slot's values and errors over every thread's share, by slot.
+        let mut by_slot: BTreeMap<u64, (Histogram<u64>, u64)> = BTreeMap::new();
+        self.shards.each(|inner| {
+            let Some(inner) = inner else { return };
+            for s in inner.slots.iter().filter(|s| s.index + slots > current) {
+                let entry = match by_slot.entry(s.index) {
+                    btree_map::Entry::Occupied(e) => e.into_mut(),
+                    btree_map::Entry::Vacant(e) => match Histogram::<u64>::new(3) {
+                        Ok(h) => e.insert((h, 0)),
+                        Err(_) => continue,
+                    },
+                };
+                s.counts.add_to(&mut entry.0);
+                entry.1 += s.errors;
+            }
+        });
+        by_slot
+            .into_iter()
+            .map(|(index, (h, errors))| {
                 let q = |p: f64| (!h.is_empty()).then(|| h.value_at_quantile(p) as f64 / scale);
-                Some(SlotFigures {
-                    ago_secs: since.saturating_sub(s.index * SLOT.as_secs()),
+                SlotFigures {
+                    ago_secs: since.saturating_sub(index * SLOT.as_secs()),
                     values: h.len(),
-                    errors: s.errors,
+                    errors,
                     p50: q(0.5),
                     p99: q(0.99),
-                })
+                }
             })
             .collect()
     }
@@ -293,6 +287,37 @@ impl Recorder {
             }
         };
         (q(&w), q(&t))
+    }
+}
+
+impl Inner {
+    fn add(&mut self, index: u64, value: u64, n: u64, error: bool) {
+        let v = value.clamp(1, MAX_VALUE);
+        let _ = self.total.record_n(v, n);
+        self.total_errors += u64::from(error);
+        if self.slots.back().map(|s| s.index) != Some(index) {
+            let Some(hist) = slot_histogram() else { return };
+            if let Some(last) = self.slots.back_mut() {
+                last.counts.close();
+            }
+            if self.slots.len() >= SLOTS {
+                self.slots.pop_front();
+            }
+            self.slots.push_back(Slot {
+                index,
+                counts: Counts::Open(hist),
+                errors: 0,
+            });
+        }
+        if let Some(Slot {
+            counts: Counts::Open(hist),
+            errors,
+            ..
+        }) = self.slots.back_mut()
+        {
+            let _ = hist.record_n(v, u32::try_from(n).unwrap_or(u32::MAX));
+            *errors += u64::from(error);
+        }
     }
 }
 

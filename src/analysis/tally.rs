@@ -4,21 +4,25 @@
 //!
 //! Lives here: the accumulators the request path is handed (latency histograms per side,
 //! requests and errors, per-request ratios and paired errors on mirrored routes, compared
-//! pairs) and a consistent copy of them for the statistics. Must not: hold a lock for more
-//! than one update, or decide anything.
+//! pairs) and a consistent copy of them for the statistics. A tally is one set per core
+//! ([`Shards`]): an update counts into the set of the core it runs on, a snapshot adds them all
+//! up under every lock at once. Must not: hold a lock for more than one update or more than
+//! one set's lock to count, or decide anything.
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
+
+use super::shards::Shards;
 
 /// Largest recordable latency: an hour in microseconds (larger values are clamped).
 const MAX_MICROS: u64 = 3_600_000_000;
 /// Ratios are kept × this, to three significant digits.
 pub const RATIO_SCALE: f64 = 1000.0;
 
+/// Grown as far as the largest value recorded (values are clamped to `MAX_MICROS`).
 fn histogram() -> Option<Histogram<u64>> {
-    Histogram::new_with_bounds(1, MAX_MICROS, 3).ok()
+    Histogram::new(3).ok()
 }
 
 /// Which side of the comparison a leg belongs to.
@@ -62,11 +66,11 @@ pub struct TallySnapshot {
 
 /// A route's tally (shared by the proxy, the mirror and the judge).
 pub struct Tally {
-    state: Mutex<Option<TallySnapshot>>,
+    shards: Shards<Option<TallySnapshot>>,
 }
 
 impl TallySnapshot {
-    fn new(reason: &str) -> Option<TallySnapshot> {
+    fn new(since: SystemTime, reason: &str) -> Option<TallySnapshot> {
         let side = || {
             Some(SideTally {
                 latency: histogram()?,
@@ -75,7 +79,7 @@ impl TallySnapshot {
             })
         };
         Some(TallySnapshot {
-            since: SystemTime::now(),
+            since,
             reason: reason.to_string(),
             baseline: side()?,
             candidate: side()?,
@@ -86,6 +90,24 @@ impl TallySnapshot {
             matched: 0,
             mismatched: 0,
         })
+    }
+
+    /// Add another thread's share (the same start point) into this one.
+    fn add(&mut self, other: &TallySnapshot) {
+        for (into, from) in [
+            (&mut self.baseline, &other.baseline),
+            (&mut self.candidate, &other.candidate),
+        ] {
+            let _ = into.latency.add(&from.latency);
+            into.requests += from.requests;
+            into.errors += from.errors;
+        }
+        let _ = self.ratios.add(&other.ratios);
+        self.pairs += other.pairs;
+        self.worse += other.worse;
+        self.better += other.better;
+        self.matched += other.matched;
+        self.mismatched += other.mismatched;
     }
 
     fn side(&mut self, side: Side) -> &mut SideTally {
@@ -99,17 +121,18 @@ impl TallySnapshot {
 impl Tally {
     /// A tally counting from now.
     pub fn new(reason: &str) -> Tally {
+        let since = SystemTime::now();
         Tally {
-            state: Mutex::new(TallySnapshot::new(reason)),
+            shards: Shards::new(|| TallySnapshot::new(since, reason)),
         }
     }
 
     fn with(&self, f: impl FnOnce(&mut TallySnapshot)) {
-        if let Ok(mut guard) = self.state.lock() {
-            if let Some(s) = guard.as_mut() {
+        self.shards.with(|s| {
+            if let Some(s) = s.as_mut() {
                 f(s);
             }
-        }
+        });
     }
 
     /// One request of a side: its upstream-side latency when an answer arrived, and whether
@@ -153,13 +176,23 @@ impl Tally {
 
     /// Start counting again from now.
     pub fn restart(&self, reason: &str) {
-        if let Ok(mut guard) = self.state.lock() {
-            *guard = TallySnapshot::new(reason);
-        }
+        let since = SystemTime::now();
+        self.shards.all(|shards| {
+            for s in shards.iter_mut() {
+                **s = TallySnapshot::new(since, reason);
+            }
+        });
     }
 
-    /// A copy of everything counted so far.
+    /// A copy of everything counted so far (every thread's share, at one instant).
     pub fn snapshot(&self) -> Option<TallySnapshot> {
-        self.state.lock().ok()?.clone()
+        self.shards.all(|shards| {
+            let mut parts = shards.iter();
+            let mut sum = parts.next()?.as_ref()?.clone();
+            for part in parts {
+                sum.add(part.as_ref()?);
+            }
+            Some(sum)
+        })
     }
 }
