@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` (`cargo +nightly fuzz`, run by
 //! `scripts/fuzz.sh`): each takes arbitrary bytes to one of runoff's parsers or judges of
-//! untrusted input and must return without panicking, whatever the bytes.
+//! untrusted input and must return without panicking, whatever the bytes. `benches/hot.rs`
+//! times `json_compare` too (the judge's work on one pair).
 //!
 //! Must not: be used by runoff itself, or do any I/O.
 

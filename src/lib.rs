@@ -13,6 +13,8 @@
 mod access_log;
 mod admin;
 pub mod analysis;
+#[doc(hidden)]
+pub mod benching;
 mod caller_io;
 pub mod cli;
 mod client;

@@ -78,7 +78,33 @@ pub struct RequestHandles {
     pub(crate) grpc: super::grpc::LazyGrpc,
 }
 
+/// What one answered request adds to its (route, backend, role) series, but its count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answered {
+    /// Caller-side (see [`RequestHandles::duration`]).
+    pub elapsed: std::time::Duration,
+    /// Upstream-side, when the request went upstream.
+    pub upstream: Option<std::time::Duration>,
+    pub ttfb: Option<std::time::Duration>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+}
+
 impl RequestHandles {
+    /// Durations and bytes of one request; its count comes last, with
+    /// [`RequestHandles::finished`], so a reader that sees the count sees these too.
+    pub fn answered(&self, a: &Answered) {
+        self.duration.observe(a.elapsed.as_secs_f64());
+        if let Some(u) = a.upstream {
+            self.upstream_duration.observe(u.as_secs_f64());
+        }
+        if let Some(t) = a.ttfb {
+            self.ttfb.observe(t.as_secs_f64());
+        }
+        self.request_bytes.inc_by(a.request_bytes);
+        self.response_bytes.inc_by(a.response_bytes);
+    }
+
     pub fn finished(&self, class: StatusClass) {
         self.requests.inc(class);
     }

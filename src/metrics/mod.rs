@@ -19,7 +19,9 @@ use prometheus::{
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-pub(crate) use handles::{BackendHandles, CompareHandles, MirrorHandles, PerLabel, RequestHandles};
+pub(crate) use handles::{
+    Answered, BackendHandles, CompareHandles, MirrorHandles, PerLabel, RequestHandles,
+};
 pub(crate) use labels::{
     AdminRefusal, CompareResult, ConnectionRefusal, Direction, DropReason, ErrorKind, ForceRefusal,
     FrameKind, GrpcCode, H2Goaway, Label, Part, Rejection, ReloadResult, Role, SkipReason,

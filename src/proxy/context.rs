@@ -19,8 +19,7 @@ use super::decide::Target;
 use crate::access_log::{now_rfc3339, rfc3339_at, version_name, Entry};
 use crate::compare::Captured;
 use crate::forwarding::{Peer, RequestId};
-use crate::metrics::GrpcCode;
-use crate::metrics::Role;
+use crate::metrics::{Answered, GrpcCode, Role};
 use crate::mirror::CopyHandle;
 use crate::outcome::status_class;
 use crate::pool::endpoint::Picked;
@@ -231,15 +230,13 @@ impl RequestCtx {
             tally.request(*side, upstream.filter(|_| completed), error);
         }
         let h = &target.handles;
-        h.duration.observe(elapsed.as_secs_f64());
-        if let Some(u) = upstream {
-            h.upstream_duration.observe(u.as_secs_f64());
-        }
-        if let Some(ttfb) = self.ttfb {
-            h.ttfb.observe(ttfb.as_secs_f64());
-        }
-        h.request_bytes.inc_by(self.request_body_bytes);
-        h.response_bytes.inc_by(self.response_body_bytes);
+        h.answered(&Answered {
+            elapsed,
+            upstream,
+            ttfb: self.ttfb,
+            request_bytes: self.request_body_bytes,
+            response_bytes: self.response_body_bytes,
+        });
         self.gauge = None;
         // The backend's `max_in_flight` counts requests: an upgraded connection that lives on
         // past its 101 no longer holds a slot.
