@@ -165,3 +165,48 @@ machine_summary() { echo "$(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2;
 
 # nginx_version: "nginx/1.x.y" of $NGINX.
 nginx_version() { "$NGINX" -v 2>&1 | sed 's/.*: //'; }
+
+# ------------------------------------------------------ per-request counts ---
+# Steadier than req/s on a shared box: the same binary and load give the same counts.
+
+# instructions_per_req NAME PORT CMD...: start CMD (listening on 127.0.0.1:PORT) under
+# callgrind twice, send N_SMALL (500) then N_BIG (2,500) requests over 4 keep-alive
+# connections, stop it with SIGINT; the difference of the two totals over the difference of
+# the counts is what one more request costs, start-up and shutdown cancelled out.
+instructions_per_req() {
+    local name=$1 port=$2
+    shift 2
+    local totals=() n
+    for n in 500 2500; do
+        local out="$TMP/callgrind-$name-$n.out"
+        valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$TMP/callgrind-$name-$n.log" 2>&1 &
+        local pid=$!
+        PIDS+=("$pid")
+        local deadline=$((SECONDS + 120))
+        until curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$port/"; do
+            kill -0 "$pid" 2>/dev/null || die "$name exited under callgrind: $(tail -5 "$TMP/callgrind-$name-$n.log")"
+            ((SECONDS < deadline)) || die "$name not ready under callgrind after 120 s"
+            sleep 0.5
+        done
+        python3 "$REPO_ROOT/bench/keepalive_client.py" "http://127.0.0.1:$port/" "$((n - 1))" 4 ||
+            die "$name: requests failed under callgrind"
+        kill -INT "$pid"
+        wait "$pid" 2>/dev/null || true
+        totals+=("$(awk '/^(summary|totals):/ { print $2; exit }' "$out")")
+    done
+    awk -v a="${totals[0]}" -v b="${totals[1]}" 'BEGIN { if (a == "" || b == "") print "n/a"; else printf "%.0f", (b - a) / 2000 }'
+}
+
+# syscalls_per_req PID URL: attach strace -c to the running PID (every thread), send 2,000
+# requests over 4 keep-alive connections, detach; system calls per request.
+syscalls_per_req() {
+    local pid=$1 url=$2 out="$TMP/strace-$1.txt"
+    python3 "$REPO_ROOT/bench/keepalive_client.py" "$url" 200 4 || die "warm-up requests failed"
+    strace -f -c -o "$out" -p "$pid" 2>/dev/null &
+    local tracer=$!
+    sleep 1
+    python3 "$REPO_ROOT/bench/keepalive_client.py" "$url" 2000 4 || die "requests failed under strace"
+    kill -INT "$tracer"
+    wait "$tracer" 2>/dev/null || true
+    awk '$NF == "total" { printf "%.1f", $4 / 2000 }' "$out"
+}

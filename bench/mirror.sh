@@ -194,7 +194,7 @@ EOF
 
 ROWS=()
 NOTES=()
-declare -A P50 P99
+declare -A P50 P99 RPS
 
 # bench NAME PORT CPU_PID [ADMIN_PORT]
 bench() {
@@ -216,7 +216,7 @@ bench() {
     read -r rps p50 p99 responses ok non2xx errs deadline <<<"$fields"
     ((responses > 0)) || { cat "$out" >&2; die "no responses at all for $name"; }
     cpu_us="$(cpu_us_per_req "$t0" "$t1" "$responses")"
-    P50[$name]=$p50 P99[$name]=$p99
+    P50[$name]=$p50 P99[$name]=$p99 RPS[$name]=$rps
 
     local share="-" drops="-"
     if [[ -n "$admin" ]]; then
@@ -279,7 +279,6 @@ for t in mirror-fast mirror-slow nginx-mirror; do
     printf '%-12s / off:  p50 %5s ×   p99 %5s ×\n' "$t" "$(ratio "${P50[$t]}" "${P50[off]}")" "$(ratio "${P99[$t]}" "${P99[off]}")"
 done
 echo
-echo "primary p99 with slow shadow = $(ratio "${P99[mirror-slow]}" "${P99[off]}") × mirror-off (target ≤ 1.05)"
 echo "nginx-mirror p99 = $(ratio "${P99[nginx-mirror]}" "${P99[off]}") × runoff mirror-off"
 
 # runoff's logs: oha stopping closes connections with requests in flight, which Pingora
@@ -298,3 +297,22 @@ done
 ngx_err="$(grep -c . "$TMP/nginx-mirror/logs/error.log" || true)"
 echo "nginx-mirror error.log: $ngx_err lines"
 ((ngx_err == 0)) || awk 'n++ < 3 { print "  " $0 }' "$TMP/nginx-mirror/logs/error.log"
+
+# The targets of the performance issue (#19) for the 200 ms shadow, on this run's ratios. The
+# bench, not the test suite, fails when one is missed: CHECK_TARGETS=0 only reports.
+echo
+echo "targets (#19), mirror to a ${SLOW_MS} ms shadow vs mirror off, open loop at $RATE req/s:"
+MISSED=0
+for check in "p99 ${P99[mirror-slow]} ${P99[off]} <= 1.05" "req/s ${RPS[mirror-slow]} ${RPS[off]} >= 0.95"; do
+    read -r what a b op limit <<<"$check"
+    r="$(ratio "$a" "$b")"
+    verdict="$(awk -v v="$r" -v op="$op" -v l="$limit" 'BEGIN {
+        if (v == "n/a") { print "n/a"; exit }
+        print ((op == ">=") ? (v + 0 >= l + 0) : (v + 0 <= l + 0)) ? "met" : "MISSED" }')"
+    printf '  primary %-38s %6s %s %-5s %s\n' "$what" "$r" "$op" "$limit" "$verdict"
+    [[ "$verdict" == MISSED ]] && MISSED=1
+done
+if ((MISSED)) && [[ "${CHECK_TARGETS:-1}" != 0 ]]; then
+    echo "a target is missed (CHECK_TARGETS=0 to only report)"
+    exit 1
+fi

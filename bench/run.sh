@@ -3,14 +3,18 @@
 #
 # What it measures, in one run, on 127.0.0.1 only:
 #   direct  wrk -> backend nginx                    (ceiling: no proxy at all)
-#   runoff  wrk -> runoff (1 thread)  -> backend    (the thing under test)
+#   runoff  wrk -> runoff (THREADS)  -> backend     (the thing under test)
 #   nginx   wrk -> nginx (1 worker, upstream keepalive 64) -> backend (reference proxy)
-#   pingora wrk -> bare Pingora pass-through (1 thread) -> backend (the floor: the same
+#   pingora wrk -> bare Pingora pass-through (THREADS) -> backend (the floor: the same
 #           Pingora release with default settings and nothing added, bench/pingora_passthrough.rs)
 # The backend is an nginx answering `200 ok\n` from memory. Each target gets a
 # 2 s warm-up (wrk -c16), then a measured run (wrk -t1 -c64 -d$DURATION --latency).
 # Reported per target: req/s, p50 and p99 latency, errors (non-2xx, socket), and the
 # proxy's own CPU time per request (utime+stime from /proc/PID/stat around the run).
+# Then (COUNTS=1, the default) the steadiest figures of all, for runoff and bare Pingora:
+# instructions per request (valgrind's callgrind, each proxy started again under it) and
+# system calls per request (strace -c attached to the running proxy), from a fixed number of
+# requests over 4 keep-alive connections (bench/keepalive_client.py).
 #
 # Why CPU µs/request is the steadiest figure: wrk, the backend and the proxy all share
 # the same few cores (2 on the dev box), so throughput and latency mostly measure who
@@ -20,17 +24,26 @@
 # absolute numbers across runs or machines.
 #
 # Usage: bash bench/run.sh
-# env: DURATION (s, default 10), RUNOFF_BIN, PINGORA_BIN (the pass-through; built with
+# env: DURATION (s, default 10), THREADS (proxy threads of runoff and the pass-through,
+#      default 1: the steadiest on a box the load shares; runoff's own default is the cores),
+#      COUNTS (1: instructions and syscalls per request; 0 skips them), RUNOFF_BIN,
+#      PINGORA_BIN (the pass-through; built with
 #      `cargo build --release --example pingora-passthrough` unless set), KEEP_TMP=1
 set -euo pipefail
 
 DURATION="${DURATION:-10}"
+THREADS="${THREADS:-1}"
+COUNTS="${COUNTS:-1}"
 LOG_TAG=bench
 # Shared helpers: log/die, installing tools, building runoff, TMP + cleanup on exit,
 # free ports, starting nginx and runoff, CPU readings from /proc, ratio.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-apt_install_missing wrk # and nginx, curl, python3
+if [[ "$COUNTS" != 0 ]]; then
+    apt_install_missing wrk valgrind strace # and nginx, curl, python3
+else
+    apt_install_missing wrk
+fi
 ensure_runoff_bin # cargo build --release unless RUNOFF_BIN is set
 setup_tmp runoff-bench # TMP, PIDS; everything started is stopped on exit
 
@@ -67,7 +80,7 @@ wait_http "http://127.0.0.1:$NGINX_PORT/" "$PROXY_MASTER" "nginx proxy"
 # 3) runoff
 cat >"$TMP/runoff.yaml" <<EOF
 listen: 127.0.0.1:$RUNOFF_PORT
-server: { threads: 1, drain_timeout: 2s }
+server: { threads: $THREADS, drain_timeout: 1s }
 admin: { listen: 127.0.0.1:$ADMIN_PORT }
 backends:
   fast: { address: 127.0.0.1:$BACKEND_PORT }
@@ -84,7 +97,7 @@ if [[ -z "${PINGORA_BIN:-}" ]]; then
     PINGORA_BIN="$REPO_ROOT/target/release/examples/pingora-passthrough"
 fi
 PINGORA_PORT="$(free_port)"
-"$PINGORA_BIN" "127.0.0.1:$PINGORA_PORT" "127.0.0.1:$BACKEND_PORT" 1 >"$TMP/pingora.log" 2>&1 &
+"$PINGORA_BIN" "127.0.0.1:$PINGORA_PORT" "127.0.0.1:$BACKEND_PORT" "$THREADS" >"$TMP/pingora.log" 2>&1 &
 PINGORA_PID=$!
 PIDS+=("$PINGORA_PID")
 wait_http "http://127.0.0.1:$PINGORA_PORT/" "$PINGORA_PID" "pingora pass-through"
@@ -134,12 +147,29 @@ bench runoff "$RUNOFF_PORT" "$RUNOFF_PID"
 bench nginx "$NGINX_PORT" "$PROXY_WORKER"
 bench pingora "$PINGORA_PORT" "$PINGORA_PID"
 
+INSTR_RUNOFF=n/a INSTR_PINGORA=n/a SYS_RUNOFF=n/a SYS_PINGORA=n/a
+if [[ "$COUNTS" != 0 ]]; then
+    log "system calls per request (strace -c, 2,000 requests each)"
+    SYS_RUNOFF="$(syscalls_per_req "$RUNOFF_PID" "http://127.0.0.1:$RUNOFF_PORT/")"
+    SYS_PINGORA="$(syscalls_per_req "$PINGORA_PID" "http://127.0.0.1:$PINGORA_PORT/")"
+    log "instructions per request (callgrind, 500 and 2,500 requests, each proxy started again)"
+    CG_PORT="$(free_port)"
+    CG_ADMIN="$(free_port)"
+    sed -e "s/127.0.0.1:$RUNOFF_PORT/127.0.0.1:$CG_PORT/" -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$CG_ADMIN/" \
+        "$TMP/runoff.yaml" >"$TMP/runoff-callgrind.yaml"
+    INSTR_RUNOFF="$(RUST_LOG=warn instructions_per_req runoff "$CG_PORT" \
+        "$RUNOFF_BIN" run --config "$TMP/runoff-callgrind.yaml")"
+    CG_PORT="$(free_port)"
+    INSTR_PINGORA="$(instructions_per_req pingora "$CG_PORT" \
+        "$PINGORA_BIN" "127.0.0.1:$CG_PORT" "127.0.0.1:$BACKEND_PORT" "$THREADS")"
+fi
+
 # ------------------------------------------------------------- report -------
 echo
 echo "machine: $(machine_summary)"
 echo "note:    wrk, the backend nginx and the proxies all share these cores (loopback)"
 echo "load:    wrk -t1 -c64 -d${DURATION}s --latency, after a 2s -c16 warm-up; backend returns 'ok\\n'"
-echo "proxies: runoff threads=1 ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($(nginx_version))"
+echo "proxies: runoff and bare Pingora threads=$THREADS ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($(nginx_version))"
 echo
 printf '%-8s %12s %9s %9s %16s %9s %9s %10s\n' target req/s p50_ms p99_ms proxy_cpu_us/req non-2xx sock_err requests
 printf '%s\n' "${ROWS[@]}"
@@ -147,6 +177,12 @@ echo
 echo "runoff/nginx:  req/s $(ratio "${RPS[runoff]}" "${RPS[nginx]}")  p99 $(ratio "${P99[runoff]}" "${P99[nginx]}")  cpu/req $(ratio "${CPU[runoff]}" "${CPU[nginx]}")"
 echo "runoff/pingora: req/s $(ratio "${RPS[runoff]}" "${RPS[pingora]}")  p99 $(ratio "${P99[runoff]}" "${P99[pingora]}")  cpu/req $(ratio "${CPU[runoff]}" "${CPU[pingora]}")"
 echo "runoff/direct: req/s $(ratio "${RPS[runoff]}" "${RPS[direct]}")  p99 $(ratio "${P99[runoff]}" "${P99[direct]}")"
+if [[ "$COUNTS" != 0 ]]; then
+    echo
+    printf '%-8s %14s %14s\n' per-req instructions syscalls
+    printf '%-8s %14s %14s\n' runoff "$INSTR_RUNOFF" "$SYS_RUNOFF" pingora "$INSTR_PINGORA" "$SYS_PINGORA"
+    echo "runoff/pingora: instructions $(ratio "$INSTR_RUNOFF" "$INSTR_PINGORA")  syscalls $(ratio "$SYS_RUNOFF" "$SYS_PINGORA")"
+fi
 
 # runoff's log: wrk stopping (warm-up and measured run) closes connections with requests
 # in flight, which Pingora logs as "Downstream ConnectionClosed"; anything else is news.
@@ -176,6 +212,7 @@ target() { # NAME VALUE OP LIMIT
 }
 target "runoff/pingora req/s" "$(ratio "${RPS[runoff]}" "${RPS[pingora]}")" ">=" 1.0
 target "runoff/pingora cpu/req (+-3% counts as equal)" "$(ratio "${CPU[runoff]}" "${CPU[pingora]}")" "<=" 1.03
+[[ "$COUNTS" != 0 ]] && target "runoff/pingora instructions/req (tie-breaker)" "$(ratio "$INSTR_RUNOFF" "$INSTR_PINGORA")" "<=" 1.03
 target "runoff/nginx req/s" "$(ratio "${RPS[runoff]}" "${RPS[nginx]}")" ">=" 0.7
 target "runoff/nginx cpu/req" "$(ratio "${CPU[runoff]}" "${CPU[nginx]}")" "<=" 2.0
 if ((MISSED)) && [[ "${CHECK_TARGETS:-1}" != 0 ]]; then

@@ -127,26 +127,7 @@ log "compare: $(metric runoff_compare_total 'result="match"') matched, $(metric 
 # ---------------------------------------------------------------- burst -----
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 before="$(rss_kib "$RUNOFF_PID")"
-python3 - "$PORT" "$BURST" "$HOLD" >"$TMP/burst.txt" <<'PY' &
-import asyncio, sys
-port, n, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-async def one():
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    w.write(b"GET /api/users HTTP/1.1\r\nHost: soak\r\n\r\n")
-    await w.drain()
-    await r.readuntil(b"\r\n\r\n")
-    return w
-async def main():
-    writers = []
-    for i in range(0, n, 100):
-        writers += await asyncio.gather(*(one() for _ in range(min(100, n - i))))
-    print("open", len(writers), flush=True)
-    await asyncio.sleep(hold)
-    for w in writers:
-        w.close()
-    print("closed", flush=True)
-asyncio.run(main())
-PY
+python3 "$REPO_ROOT/bench/idle_clients.py" "$PORT" "$BURST" "$HOLD" >"$TMP/burst.txt" &
 BURST_PID=$!
 PIDS+=("$BURST_PID")
 until grep -q '^open' "$TMP/burst.txt" 2>/dev/null; do
