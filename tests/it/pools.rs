@@ -115,9 +115,13 @@ async fn an_address_killed_under_load_is_ejected_and_no_request_fails() {
     let retries = m.sum("runoff_upstream_retries_total", &[("backend", "svc")]);
     let errors = m.sum("runoff_upstream_errors_total", &[("backend", "svc")]);
     assert!(retries >= 1.0, "the failed attempts were retried");
-    assert_eq!(
-        errors, retries,
-        "each failed attempt counted, and each retried"
+    // Each failed attempt is counted and retried elsewhere; besides those, an idle pooled
+    // connection to the killed address that Pingora takes before it has noticed the close
+    // fails too (counted) and is retried by Pingora itself, not as one of the backend's
+    // `retries`: at most one per connection the pool held to it (8 requests at once).
+    assert!(
+        errors >= retries && errors <= retries + 8.0,
+        "each failed attempt counted, and each retried: {errors} errors, {retries} retries"
     );
     // The requests counted once each (a request is counted just after its answer: poll).
     runoff
