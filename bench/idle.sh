@@ -25,8 +25,6 @@ setup_tmp runoff-idle
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 (($(ulimit -n) > N + 100)) || die "the open-files limit $(ulimit -n) is below $N connections"
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
 BACKEND_PORT="$(free_port)"
 PORT="$(free_port)"
 ADMIN="$(free_port)"

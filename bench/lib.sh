@@ -147,6 +147,7 @@ $(cat "$cfg")"
 
 # ---------------------------------------------------------- measurement -----
 CLK_TCK="$(getconf CLK_TCK)"
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; } # resident KiB of pid $1
 cpu_ticks() { # utime+stime (fields 14, 15) of pid $1, all threads; comm may hold spaces
     sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }

@@ -37,7 +37,6 @@ apt_install_missing wrk # and nginx, curl, python3
 ensure_runoff_bin
 setup_tmp runoff-soak
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 # metric NAME LABEL_FILTER: the sum of a family's samples whose labels match the regex.
 metric() {

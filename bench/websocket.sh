@@ -85,7 +85,6 @@ fresh_backends() {
 }
 fresh_backends
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # start_runoff NAME PRIMARY [SHADOW]: runoff with one route, /ws and everything else to
 # PRIMARY (node|go), mirrored to SHADOW with `websocket: true` when given; both backends'
