@@ -6,12 +6,12 @@
 //! filled is a histogram (32-bit counts, grown as far as its largest value: 8 KiB under 2 ms,
 //! 32 KiB under 130 ms); a closed slot keeps just its recorded buckets, packed (a few KiB).
 //! Laid out for an hour, each slot cost 188 KiB: ~80 MiB of RSS growth over bench/soak.sh's
-//! first 10 minutes for one route. A recorder is one such set per core ([`Shards`]): a value
-//! goes to the set of the core recording it, under that set's lock; a reader adds them up (a value lands in the same
-//! bucket whichever set holds it, so the sum is exact). Must not: allocate per
-//! request (recorders are resolved when a config loads), hold a lock for longer than one
-//! histogram update, take more than one set's lock to record, or know who records (the proxy and
-//! the mirror are handed recorders; this module imports neither).
+//! first 10 minutes for one route. A recorder keeps one such set per core ([`Shards`]): a value
+//! goes to the set of the core recording it, under that set's own lock; a reader adds the sets
+//! up (a value lands in the same bucket whichever set holds it, so the sum is exact). Must not:
+//! allocate per request (recorders are resolved when a config loads), hold a lock for longer
+//! than one histogram update, take more than one set's lock to record, or know who records (the
+//! proxy and the mirror are handed recorders; this module imports neither).
 
 use std::collections::{btree_map, BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -114,7 +114,7 @@ fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
     None
 }
 
-/// One thread's share of a recorder.
+/// One core's share of a recorder.
 struct Inner {
     /// Since start: grown as far as the largest value (an hour's worth of buckets only once
     /// an hour-long value came).
@@ -178,7 +178,7 @@ impl Recorder {
     }
 
     /// The histogram and error count of the last `window` (whole slots), and since start,
-    /// every thread's share added up.
+    /// every core's share added up.
     fn collect(&self, window: Duration) -> Option<(Histogram<u64>, u64, Histogram<u64>, u64)> {
         let now = self.slot_index(Instant::now());
         let slots = window.as_secs().div_ceil(SLOT.as_secs()).max(1);
@@ -205,7 +205,7 @@ impl Recorder {
         let current = self.slot_index(now);
         let slots = window.as_secs().div_ceil(SLOT.as_secs()).max(1);
         let since = now.duration_since(self.started).as_secs();
-        // Each slot's values and errors over every thread's share, by slot.
+        // Each slot's values and errors over every core's share, by slot.
         let mut by_slot: BTreeMap<u64, (Histogram<u64>, u64)> = BTreeMap::new();
         self.shards.each(|inner| {
             let Some(inner) = inner else { return };

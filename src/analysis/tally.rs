@@ -92,7 +92,7 @@ impl TallySnapshot {
         })
     }
 
-    /// Add another thread's share (the same start point) into this one.
+    /// Add another core's share (the same start point) into this one.
     fn add(&mut self, other: &TallySnapshot) {
         for (into, from) in [
             (&mut self.baseline, &other.baseline),
@@ -184,7 +184,7 @@ impl Tally {
         });
     }
 
-    /// A copy of everything counted so far (every thread's share, at one instant).
+    /// A copy of everything counted so far (every core's share, at one instant).
     pub fn snapshot(&self) -> Option<TallySnapshot> {
         self.shards.all(|shards| {
             let mut parts = shards.iter();
