@@ -13,7 +13,7 @@
 //! than one histogram update, take more than one set's lock to record, or know who records (the
 //! proxy and the mirror are handed recorders; this module imports neither).
 
-use std::collections::{btree_map, BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -205,20 +205,17 @@ impl Recorder {
         let current = self.slot_index(now);
         let slots = window.as_secs().div_ceil(SLOT.as_secs()).max(1);
         let since = now.duration_since(self.started).as_secs();
+        let Ok(empty) = Histogram::<u64>::new(3) else {
+            return Vec::new();
+        };
         // Each slot's values and errors over every core's share, by slot.
         let mut by_slot: BTreeMap<u64, (Histogram<u64>, u64)> = BTreeMap::new();
         self.shards.each(|inner| {
             let Some(inner) = inner else { return };
             for s in inner.slots.iter().filter(|s| s.index + slots > current) {
-                let entry = match by_slot.entry(s.index) {
-                    btree_map::Entry::Occupied(e) => e.into_mut(),
-                    btree_map::Entry::Vacant(e) => match Histogram::<u64>::new(3) {
-                        Ok(h) => e.insert((h, 0)),
-                        Err(_) => continue,
-                    },
-                };
-                s.counts.add_to(&mut entry.0);
-                entry.1 += s.errors;
+                let (h, errors) = by_slot.entry(s.index).or_insert_with(|| (empty.clone(), 0));
+                s.counts.add_to(h);
+                *errors += s.errors;
             }
         });
         by_slot
@@ -558,6 +555,42 @@ mod tests {
         counts.add_to(&mut unpacked);
         assert_eq!(unpacked, direct);
         assert_eq!(unpacked.len(), open.len());
+    }
+
+    #[test]
+    fn values_recorded_from_many_threads_read_back_as_from_one() {
+        let started = Instant::now();
+        let shared = Arc::new(Recorder::new(started));
+        let alone = Recorder::new(started);
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let r = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    for i in 0..1000u64 {
+                        r.record(100 + t * 1000 + i, i % 50 == 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        for t in 0..4u64 {
+            for i in 0..1000u64 {
+                alone.record(100 + t * 1000 + i, i % 50 == 0);
+            }
+        }
+        let window = Duration::from_secs(60);
+        let (w, total) = shared.stats(window, 60.0, 60.0);
+        assert_eq!((w.requests, w.errors), (4000, 80));
+        assert_eq!((total.requests, total.errors), (4000, 80));
+        assert_eq!((w, total), alone.stats(window, 60.0, 60.0));
+        let sum = |h: Vec<SlotFigures>| {
+            h.iter()
+                .map(|s| (s.values, s.errors))
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        };
+        assert_eq!(sum(shared.history(window, 1000.0)), (4000, 80));
     }
 
     #[test]

@@ -196,3 +196,50 @@ impl Tally {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn counts_from_many_threads_add_up_and_a_restart_clears_every_copy() {
+        let tally = Arc::new(Tally::new("test"));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let tally = Arc::clone(&tally);
+                std::thread::spawn(move || {
+                    for i in 0..500u64 {
+                        let side = if t % 2 == 0 {
+                            Side::Baseline
+                        } else {
+                            Side::Candidate
+                        };
+                        tally.request(side, Some(Duration::from_micros(100 + i)), i % 10 == 0);
+                        tally.pair(false, i % 100 == 0, Some(1.5));
+                        tally.compared(i % 4 != 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let s = tally.snapshot().expect("snapshot");
+        assert_eq!((s.baseline.requests, s.baseline.errors), (1000, 100));
+        assert_eq!((s.candidate.requests, s.candidate.errors), (1000, 100));
+        assert_eq!(s.baseline.latency.len(), 1000);
+        assert_eq!((s.pairs, s.worse, s.better), (2000, 20, 0));
+        assert_eq!(s.ratios.len(), 2000);
+        assert_eq!((s.matched, s.mismatched), (1500, 500));
+
+        tally.restart("reset");
+        let s = tally.snapshot().expect("snapshot");
+        assert_eq!(s.reason, "reset");
+        assert_eq!(
+            (s.baseline.requests, s.candidate.requests, s.pairs),
+            (0, 0, 0)
+        );
+        assert_eq!((s.matched, s.mismatched), (0, 0));
+    }
+}
