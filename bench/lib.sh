@@ -76,12 +76,15 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# wait_http URL PID WHAT: poll URL until it answers 200, for at most 20 s.
+# wait_http URL PID WHAT [LIMIT [TRY]]: poll URL until it answers 200, for at most LIMIT s
+# (20), each try given TRY s (1; more for a process slowed down by valgrind, whose first
+# answers may take longer than a second).
 wait_http() {
-    local url=$1 pid=$2 what=$3 deadline=$((SECONDS + 20))
-    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)" == 200 ]]; do
+    local url=$1 pid=$2 what=$3 limit=${4:-20} try=${5:-1}
+    local deadline=$((SECONDS + limit))
+    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time "$try" "$url" || true)" == 200 ]]; do
         kill -0 "$pid" 2>/dev/null || die "$what exited during start-up (see above / its log)"
-        ((SECONDS < deadline)) || die "$what not ready at $url after 20 s"
+        ((SECONDS < deadline)) || die "$what not ready at $url after $limit s"
         sleep 0.1
     done
 }
@@ -183,12 +186,8 @@ instructions_per_req() {
         valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$TMP/callgrind-$name-$n.log" 2>&1 &
         local pid=$!
         PIDS+=("$pid")
-        local deadline=$((SECONDS + 120))
-        until curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$port/"; do
-            kill -0 "$pid" 2>/dev/null || die "$name exited under callgrind: $(tail -5 "$TMP/callgrind-$name-$n.log")"
-            ((SECONDS < deadline)) || die "$name not ready under callgrind after 120 s"
-            sleep 0.5
-        done
+        # One request answered: the client sends the rest.
+        wait_http "http://127.0.0.1:$port/" "$pid" "$name under callgrind ($TMP/callgrind-$name-$n.log)" 120 30
         python3 "$REPO_ROOT/bench/keepalive_client.py" "http://127.0.0.1:$port/" "$((n - 1))" 4 ||
             die "$name: requests failed under callgrind"
         kill -INT "$pid"
@@ -205,7 +204,17 @@ syscalls_per_req() {
     python3 "$REPO_ROOT/bench/keepalive_client.py" "$url" 200 4 || die "warm-up requests failed"
     strace -f -c -o "$out" -p "$pid" 2>/dev/null &
     local tracer=$!
-    sleep 1
+    PIDS+=("$tracer")
+    # Requests start once strace traces every thread (a thread's TracerPid is set on attach).
+    local deadline=$((SECONDS + 10)) task
+    for task in /proc/"$pid"/task/*; do
+        # (A thread that ended meanwhile reads as empty and is passed.)
+        while [[ "$(awk '/^TracerPid:/ { print $2 }' "$task/status" 2>/dev/null)" == 0 ]]; do
+            kill -0 "$tracer" 2>/dev/null || die "strace could not attach to $pid"
+            ((SECONDS < deadline)) || die "strace not attached to every thread of $pid after 10 s"
+            sleep 0.05
+        done
+    done
     python3 "$REPO_ROOT/bench/keepalive_client.py" "$url" 2000 4 || die "requests failed under strace"
     kill -INT "$tracer"
     wait "$tracer" 2>/dev/null || true

@@ -78,16 +78,19 @@ PROXY_MASTER=$NGINX_PID
 wait_http "http://127.0.0.1:$NGINX_PORT/" "$PROXY_MASTER" "nginx proxy"
 
 # 3) runoff
-cat >"$TMP/runoff.yaml" <<EOF
-listen: 127.0.0.1:$RUNOFF_PORT
+runoff_config() { # PORT ADMIN_PORT: the bench's runoff config, listening there
+    cat <<EOF
+listen: 127.0.0.1:$1
 server: { threads: $THREADS, drain_timeout: 1s }
-admin: { listen: 127.0.0.1:$ADMIN_PORT }
+admin: { listen: 127.0.0.1:$2 }
 backends:
   fast: { address: 127.0.0.1:$BACKEND_PORT }
 routes:
   - name: bench
     split: { fast: 100 }
 EOF
+}
+runoff_config "$RUNOFF_PORT" "$ADMIN_PORT" >"$TMP/runoff.yaml"
 launch_runoff runoff "$TMP/runoff.yaml" "$TMP/runoff.log" "$RUNOFF_PORT" "$ADMIN_PORT"
 
 # 4) the bare Pingora pass-through
@@ -154,9 +157,7 @@ if [[ "$COUNTS" != 0 ]]; then
     SYS_PINGORA="$(syscalls_per_req "$PINGORA_PID" "http://127.0.0.1:$PINGORA_PORT/")"
     log "instructions per request (callgrind, 500 and 2,500 requests, each proxy started again)"
     CG_PORT="$(free_port)"
-    CG_ADMIN="$(free_port)"
-    sed -e "s/127.0.0.1:$RUNOFF_PORT/127.0.0.1:$CG_PORT/" -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$CG_ADMIN/" \
-        "$TMP/runoff.yaml" >"$TMP/runoff-callgrind.yaml"
+    runoff_config "$CG_PORT" "$(free_port)" >"$TMP/runoff-callgrind.yaml"
     INSTR_RUNOFF="$(RUST_LOG=warn instructions_per_req runoff "$CG_PORT" \
         "$RUNOFF_BIN" run --config "$TMP/runoff-callgrind.yaml")"
     CG_PORT="$(free_port)"
