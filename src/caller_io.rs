@@ -11,14 +11,21 @@
 //! the preface (Pingora's own peek waits for 24 bytes, so a shorter HTTP/1 request would hang);
 //! an HTTP/2 connection is then left alone (its frames are not header blocks).
 //!
+//! Between two requests runoff itself waits for the next one's first bytes (`read_ahead`, from
+//! `server::keepalive`), reading them into the rewind Pingora's parser then reads first, so an
+//! idle connection holds no per-request state; and each request cycle counts the bytes Pingora
+//! was handed against the request's size on the wire (`request_size`), which says whether
+//! Pingora can be holding bytes of the next request already (`at_boundary`).
+//!
 //! Must not: change a byte read or written, keep more than the first bytes of a header block,
 //! or act while a request is under way (its body, an upgraded stream) or on HTTP/2.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -41,6 +48,13 @@ const KEEP_HEAD_BYTES: usize = 8 * 1024;
 /// `MAX_HEADERS`): past them its parser refuses the request.
 const PINGORA_MAX_HEADER_BYTES: usize = 1_048_575;
 const PINGORA_MAX_HEADERS: usize = 256;
+
+/// The most `read_ahead` takes at once: what Pingora's parser reads first itself
+/// (`pingora-core`'s `INIT_HEADER_BUF_SIZE`), so the reads a request takes do not change.
+const READ_AHEAD_BYTES: usize = 4096;
+
+/// `expected`: this cycle's request size on the wire is not known (yet).
+const UNKNOWN_SIZE: u64 = u64::MAX;
 
 /// A caller's connection as Pingora reads and writes it.
 pub(crate) struct Watched {
@@ -65,6 +79,13 @@ pub(crate) struct Watched {
     h2: bool,
     frames: FrameScan,
     goaways: PerLabel<H2Goaway>,
+    /// Bytes handed to Pingora in this request cycle (from the rewind or the connection).
+    delivered: u64,
+    /// This cycle's request size on the wire (header block and `Content-Length` body), as its
+    /// hook saw it; `UNKNOWN_SIZE` until then, or for a chunked body.
+    expected: AtomicU64,
+    /// This cycle began with nothing of its request already in Pingora's hands.
+    clean: bool,
 }
 
 /// Reads the HTTP/2 frames written to a caller, piece by piece as they are written, and tells
@@ -142,7 +163,62 @@ impl Watched {
             h2,
             frames: FrameScan::default(),
             goaways,
+            delivered: 0,
+            expected: AtomicU64::new(UNKNOWN_SIZE),
+            clean: true,
         }
+    }
+
+    /// The connection speaks HTTP/2 (ALPN `h2`, or the h2c preface read by a peek).
+    pub(crate) fn is_h2(&self) -> bool {
+        self.h2
+    }
+
+    /// The bytes read ahead and not yet handed to Pingora.
+    pub(crate) fn read_ahead_bytes(&self) -> &[u8] {
+        &self.rewind
+    }
+
+    /// The request's size on the wire, from its hook: the header block and its body's
+    /// `Content-Length` (`None`: not known, as for a chunked body).
+    pub(crate) fn request_size(&self, bytes: Option<u64>) {
+        self.expected
+            .store(bytes.unwrap_or(UNKNOWN_SIZE), Ordering::Release);
+    }
+
+    /// Between two requests, once Pingora handed the connection back: whether every byte it
+    /// was handed in the cycle just ended belonged to that cycle's request, which itself began
+    /// with nothing carried over, so Pingora holds no byte of the next request (pipelined bytes
+    /// read with the last one) and waiting for the connection's next bytes cannot leave a
+    /// request unanswered. Once a cycle is not known exact, none after it is (what Pingora
+    /// carried over is not known). Starts the next cycle.
+    pub(crate) fn at_boundary(&mut self) -> bool {
+        let expected = self.expected.swap(UNKNOWN_SIZE, Ordering::AcqRel);
+        let exact = self.clean && expected != UNKNOWN_SIZE && expected == self.delivered;
+        self.delivered = 0;
+        self.clean = exact;
+        exact
+    }
+
+    /// Wait for the connection's next bytes, holding no buffer while it is idle, and keep what
+    /// one read brings (at most `READ_AHEAD_BYTES`, through the header deadline) for Pingora's
+    /// parser to read first. `false` when the caller closed, or the read failed (a header
+    /// deadline passed: counted).
+    pub(crate) async fn read_ahead(&mut self) -> bool {
+        std::future::poll_fn(|cx| {
+            // On the stack for one poll only: an idle connection's wait holds no buffer.
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_AHEAD_BYTES];
+            let mut rb = ReadBuf::uninit(&mut chunk);
+            match self.poll_read_watched(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    self.rewind.extend_from_slice(rb.filled());
+                    Poll::Ready(!rb.filled().is_empty())
+                }
+                Poll::Ready(Err(_)) => Poll::Ready(false),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// The connection under a Pingora session, when runoff watches it.
@@ -210,6 +286,21 @@ impl Watched {
     }
 }
 
+/// A request's size on the wire from its header block's size and its header: the block and a
+/// `Content-Length` body; `None` for a chunked (or otherwise unknown) body.
+pub(crate) fn wire_size(header_block: usize, headers: &http::HeaderMap) -> Option<u64> {
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return None;
+    }
+    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let body = match (lengths.next(), lengths.next()) {
+        (None, _) => 0,
+        (Some(v), None) => v.to_str().ok()?.trim().parse::<u64>().ok()?,
+        (Some(_), Some(_)) => return None,
+    };
+    (header_block as u64).checked_add(body)
+}
+
 /// Why Pingora's parser refused a header block, from its first bytes and its size.
 pub(crate) fn classify(head: &[u8], head_bytes: usize) -> Rejection {
     if head_bytes > PINGORA_MAX_HEADER_BYTES {
@@ -259,13 +350,22 @@ impl AsyncRead for Watched {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.rewind.is_empty() {
-            // Seen (and its deadline applied) when it was peeked.
+            // Seen (and its deadline applied) when it was peeked or read ahead.
             let n = this.rewind.len().min(buf.remaining());
             buf.put_slice(&this.rewind[..n]);
-            this.rewind.drain(..n);
+            if n == this.rewind.len() {
+                // Given back whole: an idle connection keeps no buffer.
+                this.rewind = Vec::new();
+            } else {
+                this.rewind.drain(..n);
+            }
+            this.delivered += n as u64;
             return Poll::Ready(Ok(()));
         }
-        this.poll_read_watched(cx, buf)
+        let before = buf.filled().len();
+        let read = this.poll_read_watched(cx, buf);
+        this.delivered += (buf.filled().len() - before) as u64;
+        read
     }
 }
 

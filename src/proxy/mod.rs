@@ -172,6 +172,12 @@ impl ProxyHttp for Runoff {
             answer_plain(session, status, strict::refusal_body(status)).await?;
             return Ok(true);
         }
+        if let (Some(conn), Some(raw)) = (Watched::of(session.downstream_session.stream()), &raw) {
+            conn.request_size(crate::caller_io::wire_size(
+                raw.len(),
+                &session.req_header().headers,
+            ));
+        }
         if !self.shared.server.underscores_in_headers {
             for name in strict::underscore_names(session.req_header()) {
                 session.req_header_mut().remove_header(&name);

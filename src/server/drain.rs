@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownWatch};
 
+use super::keepalive::{self, Between};
 use crate::caller_io::Watched;
 use crate::metrics::{H2Goaway, PerLabel, Rejection};
 use crate::state::{Connections, Shared};
@@ -36,12 +37,15 @@ pub(super) struct LastAcceptGrace<A> {
     pub(super) header_timeout: Duration,
     pub(super) rejections: PerLabel<Rejection>,
     pub(super) goaways: PerLabel<H2Goaway>,
+    /// Between requests runoff waits for the next one itself (`keepalive`): the keep-alive
+    /// timeout, and the close of those waits once the grace is over.
+    pub(super) between: Between,
 }
 
 #[async_trait]
 impl<A> pingora::apps::ServerApp for LastAcceptGrace<A>
 where
-    A: pingora::apps::ServerApp + Send + Sync + 'static,
+    A: pingora::apps::HttpServerApp + Send + Sync + 'static,
 {
     async fn process_new(
         self: &Arc<Self>,
@@ -49,8 +53,8 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<pingora::protocols::Stream> {
         let _slot = self.connections.admit()?;
-        let session: pingora::protocols::Stream = if Watched::of(Some(&session)).is_some() {
-            session
+        let watched = if Watched::of(Some(&session)).is_some() {
+            session.into_any().downcast::<Watched>().ok()?
         } else {
             Box::new(Watched::new(
                 session,
@@ -59,12 +63,13 @@ where
                 self.goaways.clone(),
             ))
         };
-        self.inner.process_new(session, shutdown).await
+        keepalive::serve(&self.inner, watched, shutdown, &self.between).await
     }
 
     async fn cleanup(&self) {
         tokio::time::sleep(LAST_ACCEPT_GRACE).await;
-        self.inner.cleanup().await;
+        self.between.closing.close();
+        pingora::apps::ServerApp::cleanup(self.inner.as_ref()).await;
     }
 }
 

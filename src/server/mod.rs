@@ -9,6 +9,7 @@
 
 mod drain;
 mod judge;
+mod keepalive;
 mod limits;
 mod signals;
 mod upgrade;
@@ -283,6 +284,10 @@ fn assemble(
             header_timeout: startup.server.client_header_timeout,
             rejections: shared.metrics.rejected_requests.clone(),
             goaways: shared.metrics.h2_goaways.clone(),
+            between: keepalive::Between {
+                keepalive: startup.server.keepalive_timeout,
+                closing: keepalive::Closing::default(),
+            },
         },
     );
     for certs in &shared.tls {

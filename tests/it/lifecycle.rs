@@ -371,6 +371,60 @@ async fn pipelined_requests_are_each_answered_in_order_mirrored_and_counted() {
     );
 }
 
+/// Between requests runoff waits for the next one itself (`server::keepalive`), unless Pingora
+/// may hold bytes of it already: requests pipelined after plain ones, around `Content-Length`
+/// and chunked bodies, and a next request cut in two across writes are all answered, in order,
+/// none left waiting (each answer is due within 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_pipelined_after_plain_ones_and_around_bodies_are_all_answered() {
+    use tokio::io::AsyncWriteExt;
+    let node = fixture("node").start().await;
+    let runoff = Runoff::start(|p| harness::one_backend(p, "node", node.addr, "")).await;
+    let get = |i: u32| format!("GET /api/k{i} HTTP/1.1\r\nHost: runoff.test\r\n\r\n");
+    let post = |i: u32| {
+        format!("POST /api/k{i} HTTP/1.1\r\nHost: runoff.test\r\nContent-Length: 3\r\n\r\nabc")
+    };
+    let chunked = |i: u32| {
+        format!(
+            "POST /api/k{i} HTTP/1.1\r\nHost: runoff.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+             3\r\nabc\r\n0\r\n\r\n"
+        )
+    };
+    // Each connection: writes, and how many answers each write is due.
+    let half = get(31);
+    let (head, tail) = half.split_at(12);
+    let connections: Vec<Vec<(String, usize)>> = vec![
+        vec![(get(1), 1), (get(2) + &get(3), 2), (get(4), 1), (get(5), 1)],
+        vec![(post(11), 1), (post(12) + &get(13), 2), (get(14), 1)],
+        vec![
+            (chunked(21), 1),
+            (get(22), 1),
+            (chunked(23) + &get(24), 2),
+            (get(25), 1),
+        ],
+        vec![
+            (get(30), 1),
+            (get(32) + head, 1),
+            (tail.to_string(), 1),
+            (get(33), 1),
+        ],
+    ];
+    let mut sent = 0;
+    for writes in &connections {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", runoff.ports.listen))
+            .await
+            .expect("connect");
+        for (bytes, answers) in writes {
+            s.write_all(bytes.as_bytes()).await.expect("write");
+            for head in read_responses(&mut s, *answers).await {
+                assert!(head.starts_with("http/1.1 200"), "{head}");
+            }
+            sent += answers;
+        }
+    }
+    assert_eq!(node.count(), sent as u64);
+}
+
 /// A caller that sends part of a body and stalls: answered 408, counted as its own fault.
 async fn stalled_body(server: &str, backend: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
