@@ -563,6 +563,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_requests_wire_size_is_its_header_block_and_a_content_length_body() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut h = http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    http::header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    http::HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            h
+        };
+        assert_eq!(wire_size(40, &headers(&[])), Some(40));
+        assert_eq!(
+            wire_size(60, &headers(&[("content-length", "3")])),
+            Some(63)
+        );
+        assert_eq!(
+            wire_size(60, &headers(&[("content-length", "0")])),
+            Some(60)
+        );
+        // Not known: a chunked body, two lengths, one that is not a number.
+        assert_eq!(
+            wire_size(70, &headers(&[("transfer-encoding", "chunked")])),
+            None
+        );
+        assert_eq!(
+            wire_size(
+                70,
+                &headers(&[("content-length", "3"), ("content-length", "3")])
+            ),
+            None
+        );
+        assert_eq!(wire_size(70, &headers(&[("content-length", "x")])), None);
+    }
+
+    #[test]
     fn refusals_are_classified() {
         let c = |head: &[u8]| classify(head, head.len());
         assert_eq!(c(b"GET /x HTTP/9.9\r\n\r\n"), Rejection::BadRequestLine);
