@@ -174,9 +174,10 @@ impl Watched {
         self.h2
     }
 
-    /// The bytes read ahead and not yet handed to Pingora.
-    pub(crate) fn read_ahead_bytes(&self) -> &[u8] {
-        &self.rewind
+    /// The bytes read ahead may be the start of the HTTP/2 preface (all of them agree with it):
+    /// Pingora's h2c peek then decides.
+    pub(crate) fn may_be_h2_preface(&self) -> bool {
+        agrees_with_h2_preface(&self.rewind)
     }
 
     /// The request's size on the wire, from its hook: the header block and its body's
@@ -284,6 +285,12 @@ impl Watched {
             self.counted = false;
         }
     }
+}
+
+/// Whether every byte of `first` (a connection's first bytes) agrees with the HTTP/2 preface.
+fn agrees_with_h2_preface(first: &[u8]) -> bool {
+    let n = first.len().min(H2_PREFACE.len());
+    first[..n] == H2_PREFACE[..n]
 }
 
 /// A request's size on the wire from its header block's size and its header: the block and a
@@ -524,7 +531,7 @@ impl Peek for Watched {
         let mut n = self.rewind.len().min(buf.len());
         buf[..n].copy_from_slice(&self.rewind[..n]);
         let mut read = Vec::new();
-        while n < buf.len() && buf[..n] == H2_PREFACE[..n.min(H2_PREFACE.len())] {
+        while n < buf.len() && agrees_with_h2_preface(&buf[..n]) {
             let mut chunk = [0u8; 64];
             let want = (buf.len() - n).min(chunk.len());
             let got = std::future::poll_fn(|cx| {
@@ -561,6 +568,16 @@ impl fmt::Debug for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_preface_is_told_from_its_first_bytes() {
+        assert!(agrees_with_h2_preface(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"
+        ));
+        assert!(agrees_with_h2_preface(b"PRI *"));
+        assert!(!agrees_with_h2_preface(b"GET / HTTP/1.1\r\n"));
+        assert!(!agrees_with_h2_preface(b"POST / HTTP/1.1\r\n"));
+    }
 
     #[test]
     fn a_requests_wire_size_is_its_header_block_and_a_content_length_body() {

@@ -25,9 +25,6 @@ use tokio::sync::Notify;
 
 use crate::caller_io::Watched;
 
-/// What an HTTP/2 client sends first (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 /// Pingora's keep-alive timeout for a connection's first request (`pingora-core` sets 60 s
 /// before the proxy's hooks set runoff's own).
 const PINGORA_FIRST_KEEPALIVE_SECS: u64 = 60;
@@ -90,7 +87,7 @@ where
     if !next_bytes(&mut stream, None, between).await {
         return None;
     }
-    if h2c && stream.get_ssl_digest().is_none() && may_be_preface(stream.read_ahead_bytes()) {
+    if h2c && stream.get_ssl_digest().is_none() && stream.may_be_h2_preface() {
         // Pingora peeks for the preface (the bytes read are read again) and speaks HTTP/2.
         return app.process_new(stream, shutdown).await;
     }
@@ -162,23 +159,9 @@ async fn next_bytes(stream: &mut Watched, limit: Option<Duration>, between: &Bet
     }
 }
 
-/// Whether a connection's first bytes may be the HTTP/2 preface (all of them agree with it).
-fn may_be_preface(first: &[u8]) -> bool {
-    let n = first.len().min(H2_PREFACE.len());
-    first[..n] == H2_PREFACE[..n]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_preface_is_told_from_its_first_bytes() {
-        assert!(may_be_preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"));
-        assert!(may_be_preface(b"PRI *"));
-        assert!(!may_be_preface(b"GET / HTTP/1.1\r\n"));
-        assert!(!may_be_preface(b"POST / HTTP/1.1\r\n"));
-    }
 
     #[tokio::test]
     async fn closing_wakes_a_waiter_and_is_seen_by_a_late_one() {
