@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Ssl, Stream, ALPN};
 use pingora::server::ShutdownWatch;
@@ -102,9 +102,7 @@ where
     );
     loop {
         let (next, settings) = app.process_new_http(session, shutdown).await?.consume();
-        if !next.as_any().is::<Watched>() {
-            return plain_loop(app, next, settings, shutdown).await;
-        }
+        // Pingora hands back the stream it was given: the `Watched` above.
         let mut watched = next.into_any().downcast::<Watched>().ok()?;
         if watched.at_boundary()
             && !next_bytes(&mut watched, Some(between.keepalive), between).await
@@ -115,26 +113,6 @@ where
         if let Some(settings) = settings {
             settings.apply_to_session(&mut session);
         }
-    }
-}
-
-/// Pingora's own loop, for a connection that is not watched (none is, today).
-async fn plain_loop<A>(
-    app: &Arc<A>,
-    stream: Stream,
-    settings: Option<HttpPersistentSettings>,
-    shutdown: &ShutdownWatch,
-) -> Option<Stream>
-where
-    A: HttpServerApp + Send + Sync + 'static,
-{
-    let (mut stream, mut settings) = (stream, settings);
-    loop {
-        let mut session = ServerSession::new_http1(stream);
-        if let Some(settings) = settings {
-            settings.apply_to_session(&mut session);
-        }
-        (stream, settings) = app.process_new_http(session, shutdown).await?.consume();
     }
 }
 
