@@ -51,7 +51,7 @@ YAML
 launch_runoff runoff "$TMP/runoff.yaml" "$TMP/runoff.log" "$PORT" "$ADMIN" /api/users
 THREADS_USED="$(curl -s "http://127.0.0.1:$ADMIN/api/config" | python3 -c 'import json,sys; print(json.load(sys.stdin)["server"]["threads"])' 2>/dev/null || echo '?')"
 
-hold_idle() { # PID PORT NAME: N idle callers on PORT; sets open_rss once all are open
+hold_idle() { # PID PORT NAME: N idle callers on PORT; HELD_RSS is PID's RSS once all are open
     python3 "$REPO_ROOT/bench/idle_clients.py" "$2" "$N" "$HOLD" >"$TMP/clients-$3.txt" 2>&1 &
     CLIENTS=$!
     PIDS+=("$CLIENTS")
@@ -60,17 +60,17 @@ hold_idle() { # PID PORT NAME: N idle callers on PORT; sets open_rss once all ar
         sleep 0.1
     done
     sleep 1
-    open_rss="$(rss_kib "$1")"
+    HELD_RSS="$(rss_kib "$1")"
 }
 
 before="$(rss_kib "$RUNOFF_PID")"
 hold_idle "$RUNOFF_PID" "$PORT" runoff
+open_rss="$HELD_RSS"
 open_conns="$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^runoff_downstream_connections / { print $NF }')"
 wait "$CLIENTS" || die "the client failed: $(tail -3 "$TMP/clients-runoff.txt")"
 sleep "$SETTLE"
 after="$(rss_kib "$RUNOFF_PID")"
 kill "$RUNOFF_PID" 2>/dev/null || true
-runoff_open="$open_rss"
 
 # The floor: bare Pingora, as many threads, the same callers.
 if [[ -z "${PINGORA_BIN:-}" ]]; then
@@ -89,8 +89,7 @@ wait_http "http://127.0.0.1:$PINGORA_PORT/api/users" "$PINGORA_PID" "pingora pas
 pingora_before="$(rss_kib "$PINGORA_PID")"
 hold_idle "$PINGORA_PID" "$PINGORA_PORT" pingora
 wait "$CLIENTS" || die "the client failed: $(tail -3 "$TMP/clients-pingora.txt")"
-pingora_open="$open_rss"
-open_rss="$runoff_open"
+pingora_open="$HELD_RSS"
 
 echo
 echo "machine: $(machine_summary); runoff threads=$THREADS_USED (default config but for the listeners)"
