@@ -238,11 +238,55 @@ fn spawn_run(
 
 impl Drop for Runoff {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.tell_why();
+        }
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+impl Runoff {
+    /// A failing test's evidence, printed (the test harness shows it with the failure): this
+    /// process's log and the counters that say where requests went when they did not arrive.
+    fn tell_why(&self) {
+        let log = self.stderr();
+        let tail = &log[log.len().saturating_sub(8192)..];
+        eprintln!(
+            "--- runoff (pid {}) stderr, last 8 KiB ---\n{tail}",
+            self.pid()
+        );
+        if let Some(text) = admin_get(self.ports.admin, "/metrics") {
+            eprintln!("--- runoff /metrics: requests, drops, refusals, errors (not 0) ---");
+            text.lines()
+                .filter(|l| !l.starts_with('#') && !l.ends_with(" 0"))
+                .filter(|l| {
+                    ["dropped", "rejected", "refused", "error", "requests_total"]
+                        .iter()
+                        .any(|k| l.contains(k))
+                })
+                .for_each(|l| eprintln!("{l}"));
+        }
+    }
+}
+
+/// A plain blocking GET on the admin listener (usable where no runtime is, e.g. in `drop`);
+/// `None` when it does not answer within a second.
+fn admin_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
 }
 
 /// The config of a runoff in front of one backend `name` on one route `api`; `options` are
