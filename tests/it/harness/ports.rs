@@ -2,28 +2,51 @@
 //! that must refuse every connection.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::net::TcpSocket;
 
-/// A port that was free a moment ago (bound to `127.0.0.1:0`, then closed), for a process
-/// that binds it itself. Someone else may take it in between: callers retry on address-in-use.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Ports below the kernel's ephemeral range, handed out in turn. A port freed after a
+/// `bind("127.0.0.1:0")` is the very next one the kernel gives any `bind(0)` in this process
+/// (a parallel test's fixture): a runoff told to listen there could find a fixture on it, and
+/// a fixture answers `/readyz` and every request with 200, so a test would talk to another
+/// test's server. Below the range only this counter hands ports out; neither `bind(0)` nor an
+/// outgoing connection ever takes one.
+static NEXT: AtomicU32 = AtomicU32::new(0);
+const SPAN: u32 = 8192;
+
+/// The first port of the range this harness hands out: just below the ephemeral range.
+fn range_start() -> u32 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    assert!(
+        low >= 1024 + SPAN,
+        "the ephemeral port range starts at {low}: no room below it for test ports"
+    );
+    low - SPAN
 }
 
-/// Two free loopback ports, distinct: both are bound at once before either is released (two
-/// `free_port()` calls in a row can return the same port).
+/// A port free now and never handed out by this process before, for a process that binds it
+/// itself. Another program may still take it in between: callers retry on address-in-use.
+pub fn free_port() -> u16 {
+    let start = range_start();
+    // Each test binary starts at its own place in the range (two may run at once).
+    let offset = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (start + (offset + n) % SPAN) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {start}..{}", start + SPAN);
+}
+
+/// Two free loopback ports, distinct.
 pub fn free_port_pair() -> (u16, u16) {
-    let a = StdListener::bind("127.0.0.1:0").unwrap();
-    let b = StdListener::bind("127.0.0.1:0").unwrap();
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
+    (free_port(), free_port())
 }
 
 /// A loopback address that refuses connections for as long as this guard lives: a socket
