@@ -79,7 +79,7 @@ async fn an_address_killed_under_load_is_ejected_and_no_request_fails() {
     for f in [&a, &b, &c] {
         assert!(f.count() > 250, "{} answered {}", f.name, f.count());
     }
-    c.kill();
+    c.kill().await;
     let c_before = c.count();
     let second = load(&client, &runoff.url("/orders"), 1000, 8).await;
     assert_eq!(second, HashMap::from([(200, 1000)]), "no request fails");
@@ -270,7 +270,7 @@ async fn a_dead_candidate_fails_over_to_the_fallback_and_its_keys_come_back() {
         to_go.len()
     );
 
-    go.kill();
+    go.kill().await;
     wait_state(&runoff, "go", &g, "unhealthy").await;
     let during = keys_served_by(&runoff, &keys, "go").await;
     assert!(during.is_empty(), "nothing reaches a dead candidate");

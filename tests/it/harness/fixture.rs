@@ -94,11 +94,29 @@ impl Drop for Fixture {
 }
 
 impl Fixture {
-    /// Die like a killed process: stop listening and close every open connection.
-    pub fn kill(&self) {
+    /// Die like a killed process: stop listening and close every open connection. Returns
+    /// once both are done (an abort only takes effect when the runtime next reaches the task:
+    /// until then the listener still completes connections, which the close then resets
+    /// instead of refusing).
+    pub async fn kill(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
         self.task.abort();
-        for c in self.state.conns.lock().unwrap().drain(..) {
+        // The accept loop ended: the listener is closed, and no connection is added any more.
+        while !self.task.is_finished() {
+            assert!(Instant::now() < deadline, "{}: still listening", self.name);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let conns: Vec<_> = self.state.conns.lock().unwrap().drain(..).collect();
+        for c in &conns {
             c.abort();
+        }
+        while conns.iter().any(|c| !c.is_finished()) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: a connection still open",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 }
