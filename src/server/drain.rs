@@ -47,12 +47,47 @@ impl<A> pingora::apps::ServerApp for LastAcceptGrace<A>
 where
     A: pingora::apps::HttpServerApp + Send + Sync + 'static,
 {
+    /// Takes the connection into a task of runoff's own and returns at once, which ends
+    /// Pingora's task for it: that task is sized for the largest thing it may do (a TLS
+    /// handshake, ~9 KiB), and every open connection held one for its whole life. Pingora
+    /// does nothing with a connection after this returns `None`, so the connection is the
+    /// same one either way; the new task is only as large as serving it needs.
     async fn process_new(
         self: &Arc<Self>,
         session: pingora::protocols::Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<pingora::protocols::Stream> {
-        let _slot = self.connections.admit()?;
+        let slot = self.connections.admit()?;
+        let this = Arc::clone(self);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut next = Some(session);
+            // Pingora's own loop over a connection it gets back (an HTTP/2 or custom
+            // protocol app may hand one back), kept here.
+            while let Some(session) = next {
+                next = this.serve(session, &shutdown).await;
+            }
+        });
+        None
+    }
+
+    async fn cleanup(&self) {
+        tokio::time::sleep(LAST_ACCEPT_GRACE).await;
+        self.between.closing.close();
+        pingora::apps::ServerApp::cleanup(self.inner.as_ref()).await;
+    }
+}
+
+impl<A> LastAcceptGrace<A>
+where
+    A: pingora::apps::HttpServerApp + Send + Sync + 'static,
+{
+    async fn serve(
+        &self,
+        session: pingora::protocols::Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<pingora::protocols::Stream> {
         let watched = if Watched::of(Some(&session)).is_some() {
             session.into_any().downcast::<Watched>().ok()?
         } else {
@@ -64,12 +99,6 @@ where
             ))
         };
         keepalive::serve(&self.inner, watched, shutdown, &self.between).await
-    }
-
-    async fn cleanup(&self) {
-        tokio::time::sleep(LAST_ACCEPT_GRACE).await;
-        self.between.closing.close();
-        pingora::apps::ServerApp::cleanup(self.inner.as_ref()).await;
     }
 }
 
