@@ -53,6 +53,12 @@ const PINGORA_MAX_HEADERS: usize = 256;
 /// (`pingora-core`'s `INIT_HEADER_BUF_SIZE`), so the reads a request takes do not change.
 const READ_AHEAD_BYTES: usize = 4096;
 
+/// Writes smaller than this are gathered until a flush (or until they would not fit), as
+/// Pingora's own L4 write buffer (`DEFAULT_L4_WRITE_BUFFER_SIZE`) gathers them, so a small
+/// response's head and body leave in one system call. Pingora's buffer is allocated with each
+/// connection and kept for its life; this one only while a response is being written.
+const GATHER_BYTES: usize = 1460;
+
 /// `expected`: this cycle's request size on the wire is not known (yet).
 const UNKNOWN_SIZE: u64 = u64::MAX;
 
@@ -86,6 +92,10 @@ pub(crate) struct Watched {
     expected: AtomicU64,
     /// This cycle began with nothing of its request already in Pingora's hands.
     clean: bool,
+    /// Small writes gathered until the next flush (`GATHER_BYTES`), and how much of them is
+    /// written already; empty, with no allocation, once flushed.
+    out: Vec<u8>,
+    out_sent: usize,
 }
 
 /// Reads the HTTP/2 frames written to a caller, piece by piece as they are written, and tells
@@ -166,6 +176,8 @@ impl Watched {
             delivered: 0,
             expected: AtomicU64::new(UNKNOWN_SIZE),
             clean: true,
+            out: Vec::new(),
+            out_sent: 0,
         }
     }
 
@@ -421,6 +433,36 @@ impl Watched {
     }
 }
 
+impl Watched {
+    /// Write out what was gathered; the buffer is freed once it is all written.
+    fn poll_write_gathered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_sent < self.out.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_sent..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.out_sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.out.capacity() > 0 {
+            self.out = Vec::new();
+            self.out_sent = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Gather `bytes` (which fit) for the next flush.
+    fn gather(&mut self, bytes: &[u8]) {
+        if self.out.capacity() == 0 {
+            self.out.reserve_exact(GATHER_BYTES);
+        }
+        self.out.extend_from_slice(bytes);
+        if self.h2 {
+            self.scan(bytes);
+        }
+    }
+}
+
 impl AsyncWrite for Watched {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -429,6 +471,15 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.note_write(!data.is_empty());
+        if this.out.len() + data.len() > GATHER_BYTES {
+            if let Err(e) = std::task::ready!(this.poll_write_gathered(cx)) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        if data.len() < GATHER_BYTES {
+            this.gather(data);
+            return Poll::Ready(Ok(data.len()));
+        }
         let written = Pin::new(&mut this.inner).poll_write(cx, data);
         if let (true, Poll::Ready(Ok(n))) = (this.h2, &written) {
             this.scan(&data[..*n]);
@@ -437,11 +488,19 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if let Err(e) = std::task::ready!(this.poll_write_gathered(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if let Err(e) = std::task::ready!(this.poll_write_gathered(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -450,7 +509,19 @@ impl AsyncWrite for Watched {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.note_write(bufs.iter().any(|b| !b.is_empty()));
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        this.note_write(total > 0);
+        if this.out.len() + total > GATHER_BYTES {
+            if let Err(e) = std::task::ready!(this.poll_write_gathered(cx)) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        if total < GATHER_BYTES {
+            for b in bufs {
+                this.gather(b);
+            }
+            return Poll::Ready(Ok(total));
+        }
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let (true, Poll::Ready(Ok(n))) = (this.h2, &written) {
             let mut left = *n;
@@ -467,13 +538,15 @@ impl AsyncWrite for Watched {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 }
 
 #[async_trait]
 impl Shutdown for Watched {
     async fn shutdown(&mut self) {
+        // What was gathered goes out first (best effort: the connection is closing).
+        let _ = std::future::poll_fn(|cx| self.poll_write_gathered(cx)).await;
         self.inner.shutdown().await;
     }
 }
@@ -692,5 +765,82 @@ mod tests {
         assert_eq!(H2Goaway::from_code(0xb), Some(H2Goaway::EnhanceYourCalm));
         assert_eq!(H2Goaway::from_code(0), None);
         assert_eq!(H2Goaway::from_code(1), Some(H2Goaway::ProtocolError));
+    }
+}
+
+#[cfg(test)]
+mod gather_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A caller's connection on loopback, watched as runoff watches it, and its caller's end.
+    async fn pair() -> (Watched, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let caller = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        let counter = || prometheus::IntCounter::new("c", "c").expect("counter");
+        let watched = Watched::new(
+            Box::new(pingora::protocols::l4::stream::Stream::from(accepted)),
+            Duration::from_secs(60),
+            PerLabel::new(|_: Rejection| counter()),
+            PerLabel::new(|_: H2Goaway| counter()),
+        );
+        (watched, caller)
+    }
+
+    #[tokio::test]
+    async fn small_writes_wait_for_the_flush_and_leave_in_order_with_nothing_kept() {
+        let (mut w, mut caller) = pair().await;
+        w.request_began();
+        w.write_all(b"HTTP/1.1 200 OK\r\n").await.expect("write");
+        w.write_all(b"content-length: 5\r\n\r\n")
+            .await
+            .expect("write");
+        w.write_all(b"hello").await.expect("write");
+        // Gathered, not written yet.
+        assert_eq!(w.out.len(), 17 + 21 + 5);
+        w.flush().await.expect("flush");
+        assert_eq!(w.out.capacity(), 0, "no buffer kept once flushed");
+        // A write as large as the buffer goes out at once, after what was gathered before it.
+        let big = vec![b'x'; GATHER_BYTES];
+        w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1460\r\n\r\n")
+            .await
+            .expect("write");
+        w.write_all(&big).await.expect("write");
+        assert_eq!(w.out.capacity(), 0, "written through, nothing gathered");
+        // Pingora's own shutdown sends what is gathered first.
+        w.write_all(b"0\r\n\r\n").await.expect("write");
+        Shutdown::shutdown(&mut w).await;
+        let mut got = Vec::new();
+        caller.read_to_end(&mut got).await.expect("read");
+        let mut want = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec();
+        want.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 1460\r\n\r\n");
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn vectored_writes_are_gathered_too() {
+        let (mut w, mut caller) = pair().await;
+        w.request_began();
+        let parts = [
+            io::IoSlice::new(b"5\r\n"),
+            io::IoSlice::new(b"hello"),
+            io::IoSlice::new(b"\r\n"),
+        ];
+        let n = std::future::poll_fn(|cx| Pin::new(&mut w).poll_write_vectored(cx, &parts))
+            .await
+            .expect("write");
+        assert_eq!(n, 10);
+        assert_eq!(w.out, b"5\r\nhello\r\n");
+        AsyncWriteExt::shutdown(&mut w).await.expect("shutdown");
+        let mut got = Vec::new();
+        caller.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, b"5\r\nhello\r\n");
     }
 }

@@ -310,8 +310,11 @@ fn assemble(
         // Pingora's HTTP/1 reader reads into its own buffer; the L4 buffer saves syscalls for
         // TLS's small reads, and runoff's listeners are plaintext. bench/run.sh measured no
         // loss (43 against 49 µs of CPU per request with the buffer, same run).
+        // No L4 write buffer either: Pingora allocates its 1,460 bytes with the connection and
+        // keeps them for its life; `Watched` gathers small writes the same way, holding a
+        // buffer only while a response is being written.
         proxy.add_listener(
-            ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::default().read(0)),
+            ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered()),
         );
     }
     server.add_service(proxy);
