@@ -8,6 +8,7 @@
 #   off          oha -> runoff (1 thread) -> fast backend               (route without mirror)
 #   mirror-fast  same, the route mirrors 100% of GETs to a second fast backend
 #   mirror-slow  same, the route mirrors 100% of GETs to a backend that answers after 200 ms
+#   slow-own     mirror-slow with `server.shadow_threads: 1`: the copies on a thread of their own
 #   nginx-mirror oha -> nginx (1 worker, `mirror /mirror;`) -> fast backend, copies to the
 #                200 ms backend: nginx holds the client connection until the mirror
 #                subrequest ends, the behaviour runoff must not have.
@@ -106,15 +107,16 @@ start_nginx nginx-mirror "    upstream fast {
 NGX_MASTER=$NGINX_PID
 wait_http "http://127.0.0.1:$NGX_PORT/" "$NGX_MASTER" "nginx mirror proxy"
 
-# 4) runoff, three instances: off, mirror to the fast shadow, mirror to the slow shadow
+# 4) runoff, four instances: off, mirror to the fast shadow, mirror to the slow shadow (copies
+#    on the proxy's thread, the default, and on a thread of their own)
 declare -A R_PORT R_ADMIN R_PID
-start_runoff() { # NAME SHADOW_PORT MIRROR(0|1)
-    local name=$1 shadow=$2 mirror=$3 cfg="$TMP/runoff-$1.yaml"
+start_runoff() { # NAME SHADOW_PORT MIRROR(0|1) [SHADOW_THREADS]
+    local name=$1 shadow=$2 mirror=$3 shadow_threads=${4:-0} cfg="$TMP/runoff-$1.yaml"
     R_PORT[$name]="$(free_port)"
     R_ADMIN[$name]="$(free_port)"
     cat >"$cfg" <<EOF
 listen: 127.0.0.1:${R_PORT[$name]}
-server: { threads: 1, drain_timeout: 2s }
+server: { threads: 1, drain_timeout: 2s, shadow_threads: $shadow_threads }
 admin: { listen: 127.0.0.1:${R_ADMIN[$name]} }
 backends:
   fast:   { address: 127.0.0.1:$FAST_PORT }
@@ -130,6 +132,7 @@ EOF
 start_runoff off "$SHADOW_FAST_PORT" 0
 start_runoff mirror-fast "$SHADOW_FAST_PORT" 1
 start_runoff mirror-slow "$SLOW_PORT" 1
+start_runoff slow-own "$SLOW_PORT" 1 1
 
 # ---------------------------------------------------------- measurement -----
 # oha_fields FILE: "rps p50_ms p99_ms responses 2xx non2xx errors deadline_aborted"
@@ -158,7 +161,7 @@ oha_run() {
     oha "${args[@]}" "$url" >"$out" 2>"$out.err" || { cat "$out.err" >&2; die "oha failed against $url"; }
 }
 
-# metrics_summary ADMIN_PORT: "completed_share dispatched completed reason=n,..."
+# metrics_summary ADMIN_PORT: "completed_share dispatched completed reason=n,... classes fresh/reused"
 metrics_summary() {
     curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" >"$TMP/metrics-$1.txt" ||
         die "could not scrape http://127.0.0.1:$1/metrics"
@@ -169,6 +172,7 @@ lab_re = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 dispatched = completed = 0.0
 dropped = {}
 shadow_classes = {}
+shadow_conns = {"false": 0, "true": 0}
 for line in open(sys.argv[1]):
     if line.startswith("#"):
         continue
@@ -185,10 +189,13 @@ for line in open(sys.argv[1]):
     elif name == "runoff_mirror_dropped_total":
         r = labels.get("reason", "?")
         dropped[r] = dropped.get(r, 0) + value
+    elif name == "runoff_upstream_connections_total" and labels.get("role") == "shadow":
+        shadow_conns[labels.get("reused", "?")] = shadow_conns.get(labels.get("reused", "?"), 0) + value
 share = "%.4f" % (completed / dispatched) if dispatched else "n/a"
 drops = ",".join("%s=%d" % (k, v) for k, v in sorted(dropped.items())) or "-"
 classes = ",".join("%s=%d" % (k, v) for k, v in sorted(shadow_classes.items()) if v) or "-"
-print(share, int(dispatched), int(completed), drops, classes)
+print(share, int(dispatched), int(completed), drops, classes,
+      "%d/%d" % (shadow_conns["false"], shadow_conns["true"]))
 EOF
 }
 
@@ -222,13 +229,13 @@ bench() {
     if [[ -n "$admin" ]]; then
         log "$name: waiting ${SETTLE}s for in-flight copies, then scraping /metrics"
         sleep "$SETTLE"
-        local dispatched completed classes summary
+        local dispatched completed classes conns summary
         summary="$(metrics_summary "$admin")"
-        read -r share dispatched completed drops classes <<<"$summary"
-        NOTES+=("$(printf '%-12s copies dispatched %d, completed %d (shadow status classes: %s), dropped: %s' \
-            "$name" "$dispatched" "$completed" "$classes" "$drops")")
+        read -r share dispatched completed drops classes conns <<<"$summary"
+        NOTES+=("$(printf '%-12s copies dispatched %d, completed %d (shadow status classes: %s), dropped: %s; shadow connections new/reused %s' \
+            "$name" "$dispatched" "$completed" "$classes" "$drops" "$conns")")
     fi
-    if [[ "$name" == mirror-slow || "$name" == nginx-mirror ]]; then
+    if [[ "$name" == mirror-slow || "$name" == slow-own || "$name" == nginx-mirror ]]; then
         NOTES+=("$(printf '%-12s slow shadow (python) CPU during the run: %.0f%% of one core' "$name" \
             "$(awk -v d="$((s1 - s0))" -v hz="$CLK_TCK" -v w="$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" \
                 'BEGIN { print d / hz / w * 100 }')")")
@@ -255,6 +262,7 @@ NGX_WORKER="$(nginx_worker "$NGX_MASTER")"
 bench off "${R_PORT[off]}" "${R_PID[off]}"
 bench mirror-fast "${R_PORT[mirror-fast]}" "${R_PID[mirror-fast]}" "${R_ADMIN[mirror-fast]}"
 bench mirror-slow "${R_PORT[mirror-slow]}" "${R_PID[mirror-slow]}" "${R_ADMIN[mirror-slow]}"
+bench slow-own "${R_PORT[slow-own]}" "${R_PID[slow-own]}" "${R_ADMIN[slow-own]}"
 bench nginx-mirror "$NGX_PORT" "$NGX_WORKER"
 
 # ------------------------------------------------------------- report -------
@@ -264,7 +272,7 @@ echo "note:     oha, the backends and the proxies all share these cores (loopbac
 echo "capacity: runoff mirror-off, closed loop oha -c $CONNS: $CAPACITY"
 echo "load:     oha -q $RATE --latency-correction -c $CONNS -z ${DURATION}s (open loop), after ${WARMUP}s at the same rate"
 echo "shadows:  fast = nginx 'ok\\n'; slow = bench/slow_backend.py, +${SLOW_MS} ms; mirror percent 100, timeout 5s"
-echo "proxies:  runoff threads=1 ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($(nginx_version))"
+echo "proxies:  runoff threads=1 ($(basename "$RUNOFF_BIN")), shadow_threads 0 (slow-own: 1), nginx worker_processes=1 ($(nginx_version))"
 echo
 printf '%-12s %9s %9s %9s %10s %8s %8s %9s %9s  %s\n' \
     target req/s p50_ms p99_ms cpu_us/req non-2xx errors deadline copies_ok dropped_by_reason
@@ -275,7 +283,7 @@ echo " copies_ok: sum(runoff_requests_total{role=\"shadow\"}) / sum(runoff_mirro
 echo " over the instance's life: warm-up + measured run, scraped ${SETTLE}s after the run)"
 printf '%s\n' "${NOTES[@]}"
 echo
-for t in mirror-fast mirror-slow nginx-mirror; do
+for t in mirror-fast mirror-slow slow-own nginx-mirror; do
     printf '%-12s / off:  p50 %5s ×   p99 %5s ×\n' "$t" "$(ratio "${P50[$t]}" "${P50[off]}")" "$(ratio "${P99[$t]}" "${P99[off]}")"
 done
 echo
@@ -284,7 +292,7 @@ echo "nginx-mirror p99 = $(ratio "${P99[nginx-mirror]}" "${P99[off]}") × runoff
 # runoff's logs: oha stopping closes connections with requests in flight, which Pingora
 # logs as "Downstream ConnectionClosed"; anything else is news.
 echo
-for name in off mirror-fast mirror-slow; do
+for name in off mirror-fast mirror-slow slow-own; do
     f="$TMP/runoff-$name.log"
     lines="$(grep -c . "$f" || true)"
     closed="$(grep -c 'Downstream ConnectionClosed' "$f" || true)"
@@ -312,6 +320,7 @@ for check in "p99 ${P99[mirror-slow]} ${P99[off]} <= 1.05" "req/s ${RPS[mirror-s
     printf '  primary %-38s %6s %s %-5s %s\n' "$what" "$r" "$op" "$limit" "$verdict"
     [[ "$verdict" == MISSED ]] && MISSED=1
 done
+echo "  (with server.shadow_threads: 1, not the default: p99 $(ratio "${P99[slow-own]}" "${P99[off]}") ×, req/s $(ratio "${RPS[slow-own]}" "${RPS[off]}") ×)"
 if ((MISSED)) && [[ "${CHECK_TARGETS:-1}" != 0 ]]; then
     echo "a target is missed (CHECK_TARGETS=0 to only report)"
     exit 1

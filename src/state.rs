@@ -451,12 +451,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: &Config, metrics: Arc<Metrics>, access_log: AccessLogger) -> Shared {
+    /// `shadow_threads`: the runtime shadow copies run on (`mirror::start_shadow_threads`).
+    pub(crate) fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        access_log: AccessLogger,
+        shadow_threads: Option<tokio::runtime::Handle>,
+    ) -> Shared {
         let server = &config.startup.server;
         let mirrors = Arc::new(MirrorRuntime::new(
             server.mirror_memory_bytes,
             server.upstream_keepalive_pool_size,
             access_log.clone(),
+            shadow_threads,
         ));
         let compare_store = Arc::new(CompareStore::default());
         let book = Arc::new(Book::default());

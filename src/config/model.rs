@@ -96,6 +96,8 @@ pub struct ServerSettings {
     pub upstream_keepalive_pool_size: usize,
     /// Global budget for request-body bytes buffered for shadow copies.
     pub mirror_memory_bytes: u64,
+    /// Threads of their own for shadow copies (0: they run on the proxy's threads).
+    pub shadow_threads: usize,
     /// Reload when the config file changes.
     pub watch: bool,
     /// Where a new process started with `--upgrade` receives the listeners (SIGQUIT handoff);

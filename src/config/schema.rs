@@ -52,6 +52,7 @@ pub struct RawServer {
     pub underscores_in_headers: Option<bool>,
     pub upstream_keepalive_pool_size: Option<i64>,
     pub mirror_memory_bytes: Option<i64>,
+    pub shadow_threads: Option<i64>,
     pub watch: Option<bool>,
     pub upgrade_sock: Option<String>,
     pub ramp_state_file: Option<String>,

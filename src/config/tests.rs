@@ -53,6 +53,7 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(c.startup.server.drain_timeout, Duration::from_secs(10));
     assert_eq!(c.startup.server.keepalive_timeout, Duration::from_secs(75));
     assert_eq!(c.startup.server.max_connections, 16_384);
+    assert_eq!(c.startup.server.shadow_threads, 0);
     assert_eq!(
         c.startup.server.client_body_timeout,
         Duration::from_secs(60)
@@ -127,7 +128,7 @@ fn listen_may_be_a_list() {
 fn every_problem_is_reported_with_its_path() {
     let yaml = r#"
 listen: nowhere
-server: { threads: 0, drain_timeout: soon, keepalive_timeout: 500ms }
+server: { threads: 0, drain_timeout: soon, keepalive_timeout: 500ms, shadow_threads: -1 }
 admin: { listen: 127.0.0.1:99999 }
 backends:
   node: { address: 127.0.0.1:3000, read_timeout: 0s }
@@ -146,6 +147,7 @@ routes:
         "server.threads: must be greater than 0, got 0",
         "server.drain_timeout: `soon` is not a duration",
         "server.keepalive_timeout: must be at least 1s, got `500ms`",
+        "server.shadow_threads: must be a whole number of at least 0, got -1",
         "admin.listen: `127.0.0.1:99999` is not an IP address",
         "backends.node.read_timeout: must be greater than 0",
         "backends.go.address: `127.0.0.1` is not host:port",

@@ -229,6 +229,12 @@ fn server(c: &mut Checker, raw: &RawServer) -> ServerSettings {
             raw.mirror_memory_bytes,
             defaults::MIRROR_MEMORY_BYTES as usize,
         ) as u64,
+        shadow_threads: c.count(
+            "server.shadow_threads",
+            raw.shadow_threads,
+            defaults::SHADOW_THREADS,
+            0,
+        ) as usize,
         watch: raw.watch.unwrap_or(false),
         upgrade_sock: match raw.upgrade_sock.as_deref() {
             None => None,

@@ -37,11 +37,14 @@ use tee::Budget;
 pub(crate) use request::{body_plan, shadow_request, BodyPlan};
 pub(crate) use tee::CopyHandle;
 
-/// Process-wide mirroring resources: the shadow connection pool and the memory budget.
+/// Process-wide mirroring resources: the shadow connection pool, the memory budget, and the
+/// threads copies run on.
 pub(crate) struct MirrorRuntime {
     connector: Connector,
     budget: Arc<Budget>,
     access_log: AccessLogger,
+    /// The runtime of `server.shadow_threads`; `None`: copies run on the proxy's threads.
+    threads: Option<tokio::runtime::Handle>,
 }
 
 impl MirrorRuntime {
@@ -49,13 +52,43 @@ impl MirrorRuntime {
         memory_bytes: u64,
         pool_size: usize,
         access_log: AccessLogger,
+        threads: Option<tokio::runtime::Handle>,
     ) -> MirrorRuntime {
         MirrorRuntime {
             connector: Connector::new(Some(ConnectorOptions::new(pool_size))),
             budget: Arc::new(Budget::new(memory_bytes)),
             access_log,
+            threads,
         }
     }
+
+    /// Run a copy's exchange on the shadow threads (or, without them, where it is sent from).
+    fn spawn(&self, copy: impl std::future::Future<Output = ()> + Send + 'static) {
+        match &self.threads {
+            Some(threads) => drop(threads.spawn(copy)),
+            None => drop(tokio::spawn(copy)),
+        }
+    }
+}
+
+/// Start the `server.shadow_threads` threads shadow copies run on, and return their runtime;
+/// `None` for 0 (the default: copies run on the proxy's threads). Each copy is a second
+/// exchange per mirrored request: on threads of its own it never waits behind a caller's
+/// request, nor a caller behind it, and it takes no more than those threads' cores (past them
+/// copies wait, time out and are dropped, counted). The runtime lives as long as the process:
+/// it is never dropped (a runtime may not be dropped from async code, where the last copy may
+/// end).
+pub(crate) fn start_shadow_threads(n: usize) -> std::io::Result<Option<tokio::runtime::Handle>> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(n)
+        .thread_name("runoff-shadow")
+        .enable_all()
+        .build()?;
+    let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
+    Ok(Some(runtime.handle().clone()))
 }
 
 /// One route's mirror, as the snapshot holds it: built when a config loads.

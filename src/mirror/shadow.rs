@@ -68,7 +68,8 @@ impl Pending {
         if let Some(f) = facts.as_ref().filter(|_| self.pair.judged()) {
             self.pair.name(f.clone());
         }
-        tokio::spawn(run(Job {
+        let rt = Arc::clone(&self.rt);
+        rt.spawn(run(Job {
             facts: facts.filter(|_| log),
             header,
             pending: self,

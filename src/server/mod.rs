@@ -143,7 +143,14 @@ pub(crate) fn run(config: Config, options: RunOptions, extras: Extras) -> Result
         metrics.access_log_dropped.clone(),
     )
     .map_err(StartError::AccessLog)?;
-    let shared = Arc::new(Shared::new(&config, Arc::clone(&metrics), access_log));
+    let shadow_threads = crate::mirror::start_shadow_threads(config.startup.server.shadow_threads)
+        .map_err(StartError::Thread)?;
+    let shared = Arc::new(Shared::new(
+        &config,
+        Arc::clone(&metrics),
+        access_log,
+        shadow_threads,
+    ));
     let startup = config.startup.clone();
     let ramp_file = startup.server.ramp_state_file.clone().or_else(|| {
         options.config_path.as_deref().map(|p| {

@@ -260,3 +260,50 @@ async fn only_allowed_methods_are_copied_and_copies_are_never_copied_again() {
     assert_eq!(methods.len(), 2);
     assert!(methods.contains(&"HEAD".to_string()) && methods.contains(&"GET".to_string()));
 }
+
+/// The names of a process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+/// Copies run on the proxy's threads by default (`server.shadow_threads: 0`); with 1 on a
+/// thread of their own, never queued with callers' requests. Both deliver every copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_run_on_a_thread_of_their_own_when_told_to() {
+    for (server, own_thread) in [("", false), ("server: { shadow_threads: 1 }\n", true)] {
+        let go = fixture("go").start().await;
+        let node = fixture("node").start().await;
+        let (n, g) = (node.addr.to_string(), go.addr.to_string());
+        let runoff = Runoff::start(|p| format!("{server}{}", config(p, &n, &g, ""))).await;
+        let client = reqwest::Client::new();
+        for i in 0..20 {
+            let resp = client
+                .get(runoff.url(&format!("/orders/{i}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.text().await.unwrap(), "hello from node\n");
+        }
+        let m = runoff
+            .expect_metric(
+                "runoff_requests_total",
+                &shadow(&[("status_class", "2xx")]),
+                20.0,
+            )
+            .await;
+        assert_eq!(m.sum("runoff_mirror_dropped_total", ROUTE_GO), 0.0);
+        assert_identity(&m);
+        go.wait_for(20, Duration::from_secs(10)).await;
+        let names = thread_names(runoff.pid());
+        assert_eq!(
+            names.iter().any(|n| n == "runoff-shadow"),
+            own_thread,
+            "{server:?}: {names:?}"
+        );
+    }
+}
