@@ -251,12 +251,17 @@ impl Drop for Runoff {
 impl Runoff {
     /// A failing test's evidence, printed (the test harness shows it with the failure): this
     /// process's log and the counters that say where requests went when they did not arrive.
+    /// Never panics: it runs in `drop` while the test is already panicking.
     fn tell_why(&self) {
         let log = self.stderr();
-        let tail = &log[log.len().saturating_sub(8192)..];
+        // From a character boundary: a log line may hold non-ASCII text.
+        let from = (log.len().saturating_sub(8192)..log.len())
+            .find(|i| log.is_char_boundary(*i))
+            .unwrap_or(log.len());
+        let pid = self.child.as_ref().map(Child::id);
         eprintln!(
-            "--- runoff (pid {}) stderr, last 8 KiB ---\n{tail}",
-            self.pid()
+            "--- runoff (pid {pid:?}) stderr, last 8 KiB ---\n{}",
+            &log[from..]
         );
         if let Some(text) = admin_get(self.ports.admin, "/metrics") {
             eprintln!("--- runoff /metrics: requests, drops, refusals, errors (not 0) ---");
