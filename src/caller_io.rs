@@ -17,6 +17,11 @@
 //! was handed against the request's size on the wire (`request_size`), which says whether
 //! Pingora can be holding bytes of the next request already (`at_boundary`).
 //!
+//! Writes under `GATHER_BYTES` are gathered until Pingora flushes, as Pingora's own L4 write
+//! buffer does (runoff's plaintext listeners go without it: it is allocated with each
+//! connection for its life), so a small response still leaves in one system call, and an idle
+//! connection holds no write buffer.
+//!
 //! Must not: change a byte read or written, keep more than the first bytes of a header block,
 //! or act while a request is under way (its body, an upgraded stream) or on HTTP/2.
 

@@ -1,5 +1,7 @@
 //! Stopping without losing a request: the grace between "stop accepting" and "close idle
-//! connections", and the wait for in-flight requests once a graceful stop begins.
+//! connections", and the wait for in-flight requests once a graceful stop begins. The wrapper
+//! that holds that grace also admits each accepted connection and moves it into a task of
+//! runoff's own (Pingora's per-connection task is sized for a TLS handshake).
 //!
 //! Must not: exit the process (`server::run` returns and the binary exits), or wait longer than
 //! `server.drain_timeout`.
@@ -20,11 +22,12 @@ use crate::state::{Connections, Shared};
 /// get their first request read and served before idle keep-alive connections are closed.
 const LAST_ACCEPT_GRACE: Duration = Duration::from_millis(1500);
 
-/// Wraps the proxy application so that stopping to accept and closing idle connections are
-/// two steps, not one. Pingora closes every connection still waiting for a request header the
-/// moment its accept loops end, which includes a connection accepted a microsecond earlier
-/// whose request bytes are still on the wire: during a SIGQUIT handoff that is a failed
-/// request. Delaying the close by a short grace lets those requests in (and served, with
+/// Wraps the proxy application: each accepted connection is admitted (or refused past the cap)
+/// and served in a task of runoff's own (`process_new`), and stopping to accept and closing
+/// idle connections are two steps, not one. Pingora closes every connection still waiting for
+/// a request header the moment its accept loops end, which includes a connection accepted a
+/// microsecond earlier whose request bytes are still on the wire: during a SIGQUIT handoff
+/// that is a failed request. Delaying the close by a short grace lets those requests in (and served, with
 /// keep-alive off since the shutdown flag is up).
 pub(super) struct LastAcceptGrace<A> {
     pub(super) inner: Arc<A>,
