@@ -456,6 +456,15 @@ impl Watched {
         Poll::Ready(Ok(()))
     }
 
+    /// Before a write of `len` bytes: what was gathered goes out first when `len` would not
+    /// fit beside it. `true`: gather these bytes; `false`: they are too many, write them through.
+    fn poll_room_for(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<bool>> {
+        if self.out.len() + len > GATHER_BYTES {
+            std::task::ready!(self.poll_write_gathered(cx))?;
+        }
+        Poll::Ready(Ok(len < GATHER_BYTES))
+    }
+
     /// Gather `bytes` (which fit) for the next flush.
     fn gather(&mut self, bytes: &[u8]) {
         if self.out.capacity() == 0 {
@@ -476,12 +485,7 @@ impl AsyncWrite for Watched {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.note_write(!data.is_empty());
-        if this.out.len() + data.len() > GATHER_BYTES {
-            if let Err(e) = std::task::ready!(this.poll_write_gathered(cx)) {
-                return Poll::Ready(Err(e));
-            }
-        }
-        if data.len() < GATHER_BYTES {
+        if std::task::ready!(this.poll_room_for(cx, data.len()))? {
             this.gather(data);
             return Poll::Ready(Ok(data.len()));
         }
@@ -494,17 +498,13 @@ impl AsyncWrite for Watched {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Err(e) = std::task::ready!(this.poll_write_gathered(cx)) {
-            return Poll::Ready(Err(e));
-        }
+        std::task::ready!(this.poll_write_gathered(cx))?;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Err(e) = std::task::ready!(this.poll_write_gathered(cx)) {
-            return Poll::Ready(Err(e));
-        }
+        std::task::ready!(this.poll_write_gathered(cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 
@@ -516,12 +516,7 @@ impl AsyncWrite for Watched {
         let this = self.get_mut();
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         this.note_write(total > 0);
-        if this.out.len() + total > GATHER_BYTES {
-            if let Err(e) = std::task::ready!(this.poll_write_gathered(cx)) {
-                return Poll::Ready(Err(e));
-            }
-        }
-        if total < GATHER_BYTES {
+        if std::task::ready!(this.poll_room_for(cx, total))? {
             for b in bufs {
                 this.gather(b);
             }
@@ -646,6 +641,7 @@ impl fmt::Debug for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn the_preface_is_told_from_its_first_bytes() {
@@ -771,12 +767,6 @@ mod tests {
         assert_eq!(H2Goaway::from_code(0), None);
         assert_eq!(H2Goaway::from_code(1), Some(H2Goaway::ProtocolError));
     }
-}
-
-#[cfg(test)]
-mod gather_tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A caller's connection on loopback, watched as runoff watches it, and its caller's end.
     async fn pair() -> (Watched, tokio::net::TcpStream) {
