@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::LazyLock;
 
 use tokio::net::TcpSocket;
 
@@ -15,7 +16,13 @@ use tokio::net::TcpSocket;
 static NEXT: AtomicU32 = AtomicU32::new(0);
 const SPAN: u32 = 8192;
 
-/// The first port of the range this harness hands out: just below the ephemeral range.
+/// The first port of the range this harness hands out: just below the ephemeral range (read
+/// once), and where in it this test binary starts (two binaries may run at once).
+static RANGE: LazyLock<(u32, u32)> = LazyLock::new(|| {
+    let start = range_start();
+    (start, std::process::id().wrapping_mul(7919) % SPAN)
+});
+
 fn range_start() -> u32 {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -31,9 +38,7 @@ fn range_start() -> u32 {
 /// A port free now and never handed out by this process before, for a process that binds it
 /// itself. Another program may still take it in between: callers retry on address-in-use.
 pub fn free_port() -> u16 {
-    let start = range_start();
-    // Each test binary starts at its own place in the range (two may run at once).
-    let offset = std::process::id().wrapping_mul(7919) % SPAN;
+    let (start, offset) = *RANGE;
     for _ in 0..SPAN {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = (start + (offset + n) % SPAN) as u16;
