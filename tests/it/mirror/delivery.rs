@@ -261,17 +261,39 @@ async fn only_allowed_methods_are_copied_and_copies_are_never_copied_again() {
     assert!(methods.contains(&"HEAD".to_string()) && methods.contains(&"GET".to_string()));
 }
 
-/// The names of a process's threads.
-fn thread_names(pid: u32) -> Vec<String> {
+/// A process's threads: each one's name and how many times it has gone to sleep and been
+/// woken (`voluntary_ctxt_switches`: a thread parked with nothing to do stays at its count).
+fn threads(pid: u32) -> Vec<(String, u64)> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim().to_string())
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let woken = status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                .trim()
+                .parse()
+                .ok()?;
+            Some((name.trim().to_string(), woken))
+        })
         .collect()
 }
 
+/// How many times the shadow threads have been woken, and whether there are any.
+fn shadow_wakeups(pid: u32) -> Option<u64> {
+    let shadow: Vec<u64> = threads(pid)
+        .into_iter()
+        .filter(|(name, _)| name == "runoff-shadow")
+        .map(|(_, woken)| woken)
+        .collect();
+    (!shadow.is_empty()).then(|| shadow.iter().sum())
+}
+
 /// Copies run on the proxy's threads by default (`server.shadow_threads: 0`); with 1 on a
-/// thread of their own, never queued with callers' requests. Both deliver every copy.
+/// thread of their own, never queued with callers' requests: that thread, asleep while
+/// nothing is copied, is woken by the copies. Both deliver every copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_run_on_a_thread_of_their_own_when_told_to() {
     for (server, own_thread) in [("", false), ("server: { shadow_threads: 1 }\n", true)] {
@@ -279,6 +301,8 @@ async fn copies_run_on_a_thread_of_their_own_when_told_to() {
         let node = fixture("node").start().await;
         let (n, g) = (node.addr.to_string(), go.addr.to_string());
         let runoff = Runoff::start(|p| format!("{server}{}", config(p, &n, &g, ""))).await;
+        let before = shadow_wakeups(runoff.pid());
+        assert_eq!(before.is_some(), own_thread, "{server:?}");
         let client = reqwest::Client::new();
         for i in 0..20 {
             let resp = client
@@ -299,11 +323,11 @@ async fn copies_run_on_a_thread_of_their_own_when_told_to() {
         assert_eq!(m.sum("runoff_mirror_dropped_total", ROUTE_GO), 0.0);
         assert_identity(&m);
         go.wait_for(20, Duration::from_secs(10)).await;
-        let names = thread_names(runoff.pid());
-        assert_eq!(
-            names.iter().any(|n| n == "runoff-shadow"),
-            own_thread,
-            "{server:?}: {names:?}"
-        );
+        let after = shadow_wakeups(runoff.pid());
+        match (before, after) {
+            (Some(b), Some(a)) => assert!(a > b, "the shadow thread did the copying: {b} -> {a}"),
+            (None, None) => {}
+            other => panic!("{server:?}: shadow threads came or went: {other:?}"),
+        }
     }
 }
