@@ -99,25 +99,17 @@ impl Fixture {
     /// until then the listener still completes connections, which the close then resets
     /// instead of refusing).
     pub async fn kill(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let within = Duration::from_secs(10);
         self.task.abort();
         // The accept loop ended: the listener is closed, and no connection is added any more.
-        while !self.task.is_finished() {
-            assert!(Instant::now() < deadline, "{}: still listening", self.name);
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let what = format!("{}: the listener closed", self.name);
+        super::poll::wait_until(&what, within, || self.task.is_finished()).await;
         let conns: Vec<_> = self.state.conns.lock().unwrap().drain(..).collect();
         for c in &conns {
             c.abort();
         }
-        while conns.iter().any(|c| !c.is_finished()) {
-            assert!(
-                Instant::now() < deadline,
-                "{}: a connection still open",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let what = format!("{}: every connection closed", self.name);
+        super::poll::wait_until(&what, within, || conns.iter().all(|c| c.is_finished())).await;
     }
 }
 
