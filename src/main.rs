@@ -9,7 +9,8 @@ use runoff::commands;
 
 /// jemalloc rather than glibc's malloc: memory freed after a burst (of connections, of
 /// buffered bodies) goes back to the system, by its background thread after a 10 s decay,
-/// instead of staying resident (bench/soak.sh).
+/// instead of staying resident (bench/soak.sh). Its options are built in
+/// (`.cargo/config.toml`, `JEMALLOC_SYS_WITH_MALLOC_CONF`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

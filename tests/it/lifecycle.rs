@@ -183,6 +183,34 @@ fn help_and_version() {
     }
 }
 
+/// The binary's allocator carries the options built into it (`.cargo/config.toml`): thread
+/// caches that keep Pingora's 64 KiB body buffers, beside the background purge thread. jemalloc
+/// prints its options at exit when asked to through the environment.
+#[test]
+fn the_allocator_keeps_its_built_in_options() {
+    let out = Command::new(bin())
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for option in ["opt.tcache_max: 65536", "opt.background_thread: true"] {
+        assert!(
+            stats.lines().any(|l| l
+                .trim()
+                .strip_prefix(option)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))),
+            "{option} missing from:\n{}",
+            &stats[..stats.len().min(4000)]
+        );
+    }
+}
+
 /// Read one HTTP/1.1 response from `s`; its head, lowercased.
 async fn read_response(s: &mut tokio::net::TcpStream) -> String {
     read_responses(s, 1).await.remove(0)
