@@ -14,6 +14,8 @@ use rand::Rng;
 
 use crate::config::Forwarding;
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// Who sent a request, as runoff believes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Peer {
@@ -33,7 +35,7 @@ impl Peer {
         let trusted = addr.is_some_and(|ip| fwd.trusts(ip));
         let client = if trusted {
             let chain: Vec<IpAddr> = headers
-                .get_all("x-forwarded-for")
+                .get_all(&X_FORWARDED_FOR)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
@@ -78,18 +80,18 @@ pub(crate) fn apply_forwarding(
     }
     if fwd.x_forwarded_for {
         if let Some(ip) = peer.addr {
-            let existing = req
-                .headers
-                .get("x-forwarded-for")
-                .map(HeaderValue::as_bytes)
-                .filter(|_| peer.trusted);
+            let existing = peer
+                .trusted
+                .then(|| req.headers.get(&X_FORWARDED_FOR))
+                .flatten()
+                .map(HeaderValue::as_bytes);
             let value = forwarded_for(existing, ip)
                 .explain_err(pingora::ErrorType::InvalidHTTPHeader, |_| {
                     "X-Forwarded-For is not a header value"
                 })?;
             req.insert_header("x-forwarded-for", value)?;
         } else if !peer.trusted {
-            req.remove_header("x-forwarded-for");
+            req.remove_header(&X_FORWARDED_FOR);
         }
     }
     let keep = |req: &RequestHeader, name: &str| peer.trusted && req.headers.contains_key(name);

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, HOST};
+use http::header::{HeaderName, HeaderValue, HOST};
 use pingora::http::RequestHeader;
 use rand::Rng;
 
@@ -162,7 +162,9 @@ fn forced<'r>(
     client_ip: Option<IpAddr>,
 ) -> Option<&'r HeaderValue> {
     let Some(force) = &route.force else {
-        if req.headers.contains_key(defaults::FORCE_HEADER) {
+        // A static name: a `&str` lookup parses the name first, on every request.
+        static FORCE: HeaderName = HeaderName::from_static(defaults::FORCE_HEADER);
+        if req.headers.contains_key(&FORCE) {
             state.force_refused.inc(ForceRefusal::Disabled);
         }
         return None;
