@@ -9,7 +9,9 @@ mod context;
 mod decide;
 mod websocket;
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,15 +111,23 @@ const BACKEND_FULL_BODY: &[u8] = b"runoff: the backend is at its max_in_flight l
 const UNHEALTHY_BODY: &[u8] = b"runoff: the backend has no healthy address\n";
 
 /// Answer with runoff's own small plain-text response; the caller's connection stays open.
-async fn answer_plain(session: &mut Session, status: u16, body: &'static [u8]) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(3))?;
-    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("server", "runoff")?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from_static(body)), true)
-        .await
+/// Boxed, as `request_filter`'s rare paths are: inline, their state would be part of the
+/// filter's future, which is built and copied into a box of its own for every request.
+fn answer_plain<'a>(
+    session: &'a mut Session,
+    status: u16,
+    body: &'static [u8],
+) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+    Box::pin(async move {
+        let mut resp = ResponseHeader::build(status, Some(3))?;
+        resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("server", "runoff")?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(Bytes::from_static(body)), true)
+            .await
+    })
 }
 
 /// Tell the current attempt's address how it went (for outlier ejection).
@@ -219,7 +229,8 @@ impl ProxyHttp for Runoff {
         if crate::websocket::is_websocket(req) && session.downstream_session.as_http1().is_some() {
             let key = sticky_key.as_ref().map(|k| k.as_bytes().to_vec());
             ctx.request_id = Some(request_id);
-            return websocket::serve(self, session, ctx, key).await;
+            // Boxed: see `answer_plain`.
+            return Box::pin(websocket::serve(self, session, ctx, key)).await;
         }
         let sticky = sticky_key.as_ref().map(|k| k.as_bytes());
         if let Some(target) = &ctx.target {
