@@ -85,16 +85,20 @@ async fn drain_is_bounded_by_drain_timeout() {
     assert!(outcome.is_err(), "{outcome:?}");
 }
 
+/// `runoff check` on the shipped example config.
+fn check_the_example() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "check",
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"),
+    ]);
+    cmd
+}
+
 #[test]
 fn check_accepts_the_shipped_example() {
-    let out = Command::new(bin())
-        .args([
-            "check",
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"),
-        ])
-        .output()
-        .unwrap();
+    let out = check_the_example().output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -188,13 +192,8 @@ fn help_and_version() {
 /// prints its options at exit when asked to through the environment.
 #[test]
 fn the_allocator_keeps_its_built_in_options() {
-    let out = Command::new(bin())
+    let out = check_the_example()
         .env("_RJEM_MALLOC_CONF", "stats_print:true")
-        .args([
-            "check",
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"),
-        ])
         .output()
         .unwrap();
     assert!(out.status.success());
