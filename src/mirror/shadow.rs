@@ -138,7 +138,7 @@ async fn run(job: Job) {
     // Boxed: the exchange holds Pingora's client-session futures (~12 KB); inline, they would
     // make this task's whole future that size, and a future is copied whole at every move
     // between here and tokio's task cell (~110 KB of memcpy per copy under callgrind). Boxed,
-    // it is built once, in the box, when the copy first runs.
+    // it is moved once, into its box, when the copy first runs.
     let exchange = Box::pin(exchange(&rt, &rm, header, body));
     let outcome = tokio::time::timeout(rm.config.timeout, exchange).await;
     let upstream = upstream_started.elapsed();

@@ -111,8 +111,9 @@ const BACKEND_FULL_BODY: &[u8] = b"runoff: the backend is at its max_in_flight l
 const UNHEALTHY_BODY: &[u8] = b"runoff: the backend has no healthy address\n";
 
 /// Answer with runoff's own small plain-text response; the caller's connection stays open.
-/// Boxed, as `request_filter`'s rare paths are: inline, their state would be part of the
-/// filter's future, which is built and copied into a box of its own for every request.
+/// The future is boxed: inline, its state (and the WebSocket session's, boxed where it is
+/// awaited) would be part of `request_filter`'s future, which `async_trait` builds and moves
+/// into a box on every request: 2,648 bytes copied for these rare paths.
 fn answer_plain<'a>(
     session: &'a mut Session,
     status: u16,

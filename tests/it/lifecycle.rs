@@ -205,7 +205,7 @@ fn the_allocator_keeps_its_built_in_options() {
                 .strip_prefix(option)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))),
             "{option} missing from:\n{}",
-            &stats[..stats.len().min(4000)]
+            stats.chars().take(4000).collect::<String>()
         );
     }
 }
