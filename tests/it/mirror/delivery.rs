@@ -261,34 +261,28 @@ async fn only_allowed_methods_are_copied_and_copies_are_never_copied_again() {
     assert!(methods.contains(&"HEAD".to_string()) && methods.contains(&"GET".to_string()));
 }
 
-/// A process's threads: each one's name and how many times it has gone to sleep and been
-/// woken (`voluntary_ctxt_switches`: a thread parked with nothing to do stays at its count).
-fn threads(pid: u32) -> Vec<(String, u64)> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
+/// How many times the process's `runoff-shadow` threads have gone to sleep and been woken, in
+/// all (`voluntary_ctxt_switches`: a thread parked with nothing to do stays at its count);
+/// `None` when it has no such thread.
+fn shadow_wakeups(pid: u32) -> Option<u64> {
+    let woken: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .filter_map(|t| {
             let dir = t.ok()?.path();
             let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if name.trim() != "runoff-shadow" {
+                return None;
+            }
             let status = std::fs::read_to_string(dir.join("status")).ok()?;
-            let woken = status
+            status
                 .lines()
                 .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
                 .trim()
                 .parse()
-                .ok()?;
-            Some((name.trim().to_string(), woken))
+                .ok()
         })
-        .collect()
-}
-
-/// How many times the shadow threads have been woken, and whether there are any.
-fn shadow_wakeups(pid: u32) -> Option<u64> {
-    let shadow: Vec<u64> = threads(pid)
-        .into_iter()
-        .filter(|(name, _)| name == "runoff-shadow")
-        .map(|(_, woken)| woken)
         .collect();
-    (!shadow.is_empty()).then(|| shadow.iter().sum())
+    (!woken.is_empty()).then(|| woken.iter().sum())
 }
 
 /// Copies run on the proxy's threads by default (`server.shadow_threads: 0`); with 1 on a
