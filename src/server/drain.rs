@@ -27,8 +27,8 @@ const LAST_ACCEPT_GRACE: Duration = Duration::from_millis(1500);
 /// idle connections are two steps, not one. Pingora closes every connection still waiting for
 /// a request header the moment its accept loops end, which includes a connection accepted a
 /// microsecond earlier whose request bytes are still on the wire: during a SIGQUIT handoff
-/// that is a failed request. Delaying the close by a short grace lets those requests in (and served, with
-/// keep-alive off since the shutdown flag is up).
+/// that is a failed request. Delaying the close by a short grace lets those requests in (and
+/// served, with keep-alive off since the shutdown flag is up).
 pub(super) struct LastAcceptGrace<A> {
     pub(super) inner: Arc<A>,
     /// Every caller's connection takes a slot for its life; past `server.max_connections` one
