@@ -190,7 +190,8 @@ for line in open(sys.argv[1]):
         r = labels.get("reason", "?")
         dropped[r] = dropped.get(r, 0) + value
     elif name == "runoff_upstream_connections_total" and labels.get("role") == "shadow":
-        shadow_conns[labels.get("reused", "?")] = shadow_conns.get(labels.get("reused", "?"), 0) + value
+        reused = labels.get("reused", "?")
+        shadow_conns[reused] = shadow_conns.get(reused, 0) + value
 share = "%.4f" % (completed / dispatched) if dispatched else "n/a"
 drops = ",".join("%s=%d" % (k, v) for k, v in sorted(dropped.items())) or "-"
 classes = ",".join("%s=%d" % (k, v) for k, v in sorted(shadow_classes.items()) if v) or "-"
