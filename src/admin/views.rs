@@ -212,7 +212,7 @@ impl<'a> ConfigView<'a> {
                 x_forwarded_for: live.forwarding.x_forwarded_for,
                 x_forwarded_proto: live.forwarding.x_forwarded_proto,
                 x_forwarded_host: live.forwarding.x_forwarded_host,
-                request_id_header: live.forwarding.request_id_header.as_str(),
+                request_id_header: live.forwarding.request_id_header.name().as_str(),
             },
             access_log: startup.access_log.describe(),
             backends: live

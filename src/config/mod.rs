@@ -20,10 +20,10 @@ use crate::error::ConfigError;
 use schema::RawConfig;
 
 pub use model::{
-    humane, AccessLog, AdminSettings, Analysis, Backend, BackendTls, Balance, CertFiles, Compare,
-    Config, Criterion, Force, Forwarding, HeaderRule, HealthCheck, JsonRules, Live, Mirror, OnFail,
-    Outlier, Pacing, PoolSpec, ProcessSpec, Protocol, Ramp, Redact, Route, RouteMatch,
-    ServerSettings, SplitEntry, Startup, StickyKey, TlsListener,
+    humane, AccessLog, AddedHeaderName, AdminSettings, Analysis, Backend, BackendTls, Balance,
+    CertFiles, Compare, Config, Criterion, Force, Forwarding, HeaderRule, HealthCheck, JsonRules,
+    Live, Mirror, OnFail, Outlier, Pacing, PoolSpec, ProcessSpec, Protocol, Ramp, Redact, Route,
+    RouteMatch, ServerSettings, SplitEntry, Startup, StickyKey, TlsListener,
 };
 pub use resolve::{dns_client, parse_entry, Entry};
 pub use tls::load_certified_key;

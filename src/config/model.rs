@@ -208,11 +208,44 @@ pub struct Forwarding {
     pub x_forwarded_for: bool,
     pub x_forwarded_proto: bool,
     pub x_forwarded_host: bool,
-    pub request_id_header: HeaderName,
+    pub request_id_header: AddedHeaderName,
     /// Peers whose `X-Forwarded-*` and marker header are believed: from them `X-Forwarded-For`
     /// is extended and the client is the rightmost address not in this list; from anyone
     /// else the forwarding headers are replaced.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// The name of a header runoff adds to requests, parsed once, with its text (lower case) kept
+/// ready for the map of header case Pingora writes from: `RequestHeader::insert_parsed_header`
+/// (patches/README.md) then neither parses nor copies the name per request.
+#[derive(Debug, Clone)]
+pub struct AddedHeaderName {
+    name: HeaderName,
+    text: bytes::Bytes,
+}
+
+impl AddedHeaderName {
+    /// `name` must be a valid header name in lower case (checked at compile time in a `static`).
+    pub const fn from_static(name: &'static str) -> AddedHeaderName {
+        AddedHeaderName {
+            name: HeaderName::from_static(name),
+            text: bytes::Bytes::from_static(name.as_bytes()),
+        }
+    }
+
+    pub fn new(name: HeaderName) -> AddedHeaderName {
+        let text = bytes::Bytes::copy_from_slice(name.as_str().as_bytes());
+        AddedHeaderName { name, text }
+    }
+
+    pub fn name(&self) -> &HeaderName {
+        &self.name
+    }
+
+    /// The name as written upstream.
+    pub fn text(&self) -> &bytes::Bytes {
+        &self.text
+    }
 }
 
 impl Forwarding {

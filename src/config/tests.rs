@@ -88,7 +88,10 @@ fn minimal_config_gets_documented_defaults() {
     );
     assert!(r.sticky.is_none());
     assert_eq!(c.startup.access_log, AccessLog::Off);
-    assert_eq!(c.live.forwarding.request_id_header.as_str(), "x-request-id");
+    assert_eq!(
+        c.live.forwarding.request_id_header.name().as_str(),
+        "x-request-id"
+    );
 }
 
 #[test]

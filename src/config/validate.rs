@@ -15,9 +15,9 @@ use indexmap::IndexMap;
 use super::checker::{check_name, Checker};
 use super::defaults;
 use super::model::{
-    AccessLog, AdminSettings, Backend, BackendTls, Balance, CertFiles, Config, Forwarding,
-    HealthCheck, Live, Outlier, PoolSpec, ProcessSpec, Protocol, Redact, ServerSettings, Startup,
-    TlsListener,
+    AccessLog, AddedHeaderName, AdminSettings, Backend, BackendTls, Balance, CertFiles, Config,
+    Forwarding, HealthCheck, Live, Outlier, PoolSpec, ProcessSpec, Protocol, Redact,
+    ServerSettings, Startup, TlsListener,
 };
 use super::resolve::resolve_all;
 use super::schema::{
@@ -339,7 +339,7 @@ fn forwarding(c: &mut Checker, raw: &RawForwarding) -> Forwarding {
         x_forwarded_for: raw.x_forwarded_for.unwrap_or(true),
         x_forwarded_proto: raw.x_forwarded_proto.unwrap_or(true),
         x_forwarded_host: raw.x_forwarded_host.unwrap_or(true),
-        request_id_header,
+        request_id_header: AddedHeaderName::new(request_id_header),
         trusted_proxies: c.networks(
             "forwarding.trusted_proxies",
             raw.trusted_proxies.as_deref().unwrap_or_default(),

@@ -160,7 +160,7 @@ impl RouteMirror {
             protocol: backend.protocol,
             route_name: route.name.clone(),
             backend_name: backend.name.clone(),
-            request_id_header: live.forwarding.request_id_header.clone(),
+            request_id_header: live.forwarding.request_id_header.name().clone(),
             grpc_error_codes: live.grpc_error_codes.clone(),
             redact: Redactor::new(&live.redact, &m.strip_headers),
             in_flight,

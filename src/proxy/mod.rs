@@ -226,7 +226,7 @@ impl ProxyHttp for Runoff {
             answer_plain(session, 503, UNHEALTHY_BODY).await?;
             return Ok(true);
         }
-        let request_id = RequestId::of(req, &snapshot.live.forwarding.request_id_header);
+        let request_id = RequestId::of(req, snapshot.live.forwarding.request_id_header.name());
         if crate::websocket::is_websocket(req) && session.downstream_session.as_http1().is_some() {
             let key = sticky_key.as_ref().map(|k| k.as_bytes().to_vec());
             ctx.request_id = Some(request_id);
