@@ -67,12 +67,12 @@ impl Peer {
 /// `-Proto` and `-Host` replaced for an untrusted peer, extended (`-For`) or kept when present
 /// (`-Proto`, `-Host`) for a trusted one; and the headers in `strip` (runoff's force header and
 /// its secret, and the mirror marker unless the peer is trusted), which only runoff adds.
-pub(crate) fn apply_forwarding(
+pub(crate) fn apply_forwarding<'a>(
     req: &mut RequestHeader,
     fwd: &Forwarding,
     peer: &Peer,
     generated_request_id: Option<&HeaderValue>,
-    strip: &[HeaderName],
+    strip: impl IntoIterator<Item = &'a HeaderName>,
 ) -> pingora::Result<()> {
     for name in strip {
         req.remove_header(name);
@@ -134,7 +134,13 @@ fn insert(
 
 /// The header names a `Connection` field nominates as hop-by-hop (lower case), minus `keep`
 /// (connection options such as `close`, and fields handled elsewhere).
+/// Allocates only when there is one: it is asked of every response, whose `Connection` is
+/// nearly always just `keep-alive` or `close`.
 pub(crate) fn nominated(headers: &http::HeaderMap, keep: &[&str]) -> Vec<String> {
+    let kept = |t: &[u8]| keep.iter().any(|k| t.eq_ignore_ascii_case(k.as_bytes()));
+    if connection_tokens(headers).all(kept) {
+        return Vec::new();
+    }
     headers
         .get_all(CONNECTION)
         .iter()
@@ -148,11 +154,17 @@ pub(crate) fn nominated(headers: &http::HeaderMap, keep: &[&str]) -> Vec<String>
 /// Whether a `Connection` field nominates `name` (lower case), without allocating: asked of
 /// every request.
 pub(crate) fn nominates(headers: &http::HeaderMap, name: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// The tokens of every `Connection` field, trimmed, empty ones left out.
+fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(CONNECTION)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// Remove hop-by-hop fields from a backend's response before it goes on to the caller:
@@ -162,10 +174,8 @@ pub(crate) fn strip_response_hops(resp: &mut pingora::http::ResponseHeader) {
     // Static names: looking a `&str` up parses it first (every response goes through here).
     static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
     static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-    if resp.headers.contains_key(CONNECTION) {
-        for name in nominated(&resp.headers, &["close", "keep-alive", "upgrade"]) {
-            resp.remove_header(name.as_str());
-        }
+    for name in nominated(&resp.headers, &["close", "keep-alive", "upgrade"]) {
+        resp.remove_header(name.as_str());
     }
     resp.remove_header(&KEEP_ALIVE);
     resp.remove_header(&PROXY_CONNECTION);
@@ -455,6 +465,32 @@ mod tests {
         // No header: the peer itself.
         let bare = RequestHeader::build("GET", b"/", None).expect("header");
         assert_eq!(Peer::of(Some(ip), &bare.headers, &f).client, Some(ip));
+    }
+
+    #[test]
+    fn a_response_loses_its_hop_by_hop_fields_only() {
+        let mut resp = pingora::http::ResponseHeader::build(200, None).expect("response");
+        for (k, v) in [
+            ("Connection", "Keep-Alive, X-Hop"),
+            ("Connection", " , close"),
+            ("X-Hop", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Content-Type", "text/plain"),
+        ] {
+            resp.append_header(k, v).expect("append");
+        }
+        strip_response_hops(&mut resp);
+        let names: Vec<&str> = resp.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["connection", "content-type"]);
+        assert_eq!(
+            nominated(&resp.headers, &["close"]),
+            ["keep-alive", "x-hop"]
+        );
+        // Options only (the common case): nothing to remove (and nothing allocated).
+        let mut options = http::HeaderMap::new();
+        options.append(CONNECTION, HeaderValue::from_static("close, Keep-Alive"));
+        assert!(nominated(&options, &["close", "keep-alive"]).is_empty());
     }
 
     /// What goes on the wire: each added header once, in lower case, replacing the caller's of

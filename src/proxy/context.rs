@@ -168,16 +168,12 @@ impl RequestCtx {
 
     /// Headers a caller sent that must not go upstream: the route's force header and its
     /// secret, and the mirror marker unless the peer is a trusted proxy.
-    pub(super) fn strip(&self) -> Vec<HeaderName> {
-        let mut strip = Vec::new();
-        if let Some(target) = &self.target {
+    pub(super) fn strip(&self) -> impl Iterator<Item = &HeaderName> {
+        self.target.iter().flat_map(|target| {
             let route = &self.snapshot.routes[target.route];
-            strip.extend(route.strip.iter().cloned());
-            if !self.peer.trusted {
-                strip.push(route.marker.clone());
-            }
-        }
-        strip
+            let marker = (!self.peer.trusted).then_some(&route.marker);
+            route.strip.iter().chain(marker)
+        })
     }
 
     /// The request id runoff generated for this request, if it did (then it is added upstream).

@@ -322,7 +322,7 @@ impl ProxyHttp for Runoff {
             &ctx.snapshot.live.forwarding,
             &ctx.peer,
             ctx.generated_id(),
-            &ctx.strip(),
+            ctx.strip(),
         )?;
         // The copy is sent now, from the request exactly as the primary's backend gets it
         // (after Pingora's normalisation), by the first attempt only.

@@ -66,7 +66,7 @@ pub(super) async fn serve(
         &snapshot.live.forwarding,
         &ctx.peer,
         ctx.generated_id(),
-        &ctx.strip(),
+        ctx.strip(),
     )?;
     ctx.attempts = 1;
     let now = Instant::now();
