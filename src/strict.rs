@@ -43,9 +43,7 @@ fn has_content_length(raw: &[u8]) -> bool {
 /// A line of the header block ended by LF alone: Pingora's parser takes `\r\n\n` for the end
 /// of the block, forwarding the request without the fields after it (nginx refuses it too).
 fn has_bare_lf(raw: &[u8]) -> bool {
-    raw.iter()
-        .enumerate()
-        .any(|(i, b)| *b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
+    memchr::memchr_iter(b'\n', raw).any(|i| i == 0 || raw[i - 1] != b'\r')
 }
 
 /// Pingora's bound on `Connection` nominations (`MAX_CONNECTION_NOMINATIONS` in
@@ -218,6 +216,13 @@ mod tests {
             refused
         );
         assert_eq!(check(&r, Some(b"\nGET / HTTP/1.1\r\n\r\n")).err(), refused);
+        // A browser-sized block (the search goes by wide blocks): a bare LF deep in it.
+        let long = format!("GET / HTTP/1.1\r\n{}\r\n", "Cookie: a=b\r\n".repeat(40));
+        assert_eq!(check(&r, Some(long.as_bytes())).err(), None);
+        let bare = long.replacen("b\r\nCookie", "b\nCookie", 1);
+        let late = format!("{}\r\nX: y\n\r\n", long.trim_end());
+        assert_eq!(check(&r, Some(bare.as_bytes())).err(), refused);
+        assert_eq!(check(&r, Some(late.as_bytes())).err(), refused);
     }
 
     #[test]
