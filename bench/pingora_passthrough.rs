@@ -1,5 +1,6 @@
 //! bench/pingora_passthrough.rs — a bare Pingora 0.9 pass-through proxy: the floor runoff is
-//! measured against in bench/run.sh (same crates.io release, default settings, no patch).
+//! measured against in bench/run.sh (same crates.io release, default settings; the repository's
+//! patch of pingora-http only adds two methods, which this example does not call).
 //! It forwards every request to one upstream and does nothing else: no routing, no metrics,
 //! no header rewriting.
 //!
