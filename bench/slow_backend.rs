@@ -90,23 +90,16 @@ async fn connection(mut conn: TcpStream, delay: Duration, served: Arc<AtomicU64>
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break end + 4;
             }
-            if buf.len() > MAX_HEAD {
+            if buf.len() > MAX_HEAD || !read_more(&mut conn, &mut buf).await {
                 return;
-            }
-            let mut chunk = [0u8; 4096];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
         let (body_len, close) = head_facts(&buf[..head_len]);
         // Skip the body, which may still be on its way.
         let mut need = head_len + body_len;
         while buf.len() < need {
-            let mut chunk = [0u8; 4096];
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut conn, &mut buf).await {
+                return;
             }
         }
         need = need.min(buf.len());
@@ -118,6 +111,18 @@ async fn connection(mut conn: TcpStream, delay: Duration, served: Arc<AtomicU64>
         served.fetch_add(1, Ordering::Relaxed);
         if close {
             return;
+        }
+    }
+}
+
+/// Append what the connection has to `buf`; false once it is closed or failed.
+async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match conn.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
         }
     }
 }
