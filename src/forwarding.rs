@@ -134,6 +134,7 @@ fn insert(
 
 /// The header names a `Connection` field nominates as hop-by-hop (lower case), minus `keep`
 /// (connection options such as `close`, and fields handled elsewhere).
+///
 /// Allocates only when there is one: it is asked of every response, whose `Connection` is
 /// nearly always just `keep-alive` or `close`.
 pub(crate) fn nominated(headers: &http::HeaderMap, keep: &[&str]) -> Vec<String> {
