@@ -159,7 +159,7 @@ pub(crate) fn nominates(headers: &http::HeaderMap, name: &str) -> bool {
 }
 
 /// The tokens of every `Connection` field, trimmed, empty ones left out.
-fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(CONNECTION)
         .iter()
@@ -488,7 +488,8 @@ mod tests {
             nominated(&resp.headers, &["close"]),
             ["keep-alive", "x-hop"]
         );
-        // Options only (the common case): nothing to remove (and nothing allocated).
+        // Options only (the common case): nothing to remove, so `nominated` returns before it
+        // collects anything.
         let mut options = http::HeaderMap::new();
         options.append(CONNECTION, HeaderValue::from_static("close, Keep-Alive"));
         assert!(nominated(&options, &["close", "keep-alive"]).is_empty());

@@ -8,10 +8,11 @@
 //! Must not: touch a request it accepts beyond dropping underscore names, or decide anything
 //! but accept or refuse (the proxy answers and counts).
 
-use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{HeaderName, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::Version;
 use pingora::http::RequestHeader;
 
+use crate::forwarding::connection_tokens;
 use crate::metrics::Rejection;
 
 /// Why a request is refused, and the status it gets. `raw`: its header block as received
@@ -55,14 +56,7 @@ const MAX_NOMINATIONS: usize = 10;
 /// most 9 tokens, each an RFC 9110 token, never a pseudo-header or a field the proxy sets.
 fn check_nominations(req: &RequestHeader) -> Result<(), (Rejection, u16)> {
     let bad = (Rejection::BadHeader, 400);
-    let tokens = req
-        .headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty());
-    for (n, token) in tokens.enumerate() {
+    for (n, token) in connection_tokens(&req.headers).enumerate() {
         if n + 1 >= MAX_NOMINATIONS || !token.iter().all(|b| is_tchar(*b)) {
             return Err(bad);
         }
