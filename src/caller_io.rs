@@ -73,8 +73,8 @@ pub(crate) struct Watched {
     /// A request's header was accepted and the request has not ended: nothing to watch.
     busy: AtomicBool,
     /// When the header block being awaited must be complete: from the connection's start for
-    /// its first request, from the first byte of a later one (the idle wait between requests
-    /// is Pingora's keep-alive timeout's).
+    /// its first request, from the first wait after a later one's first bytes (the idle wait
+    /// between requests is the keep-alive timeout's). Made only when a wait comes.
     deadline: Option<Pin<Box<Sleep>>>,
     header_timeout: Duration,
     /// The header block being awaited, as read so far (its first bytes), and its size.
@@ -265,9 +265,6 @@ impl Watched {
         if bytes.is_empty() {
             return;
         }
-        if self.head_bytes == 0 && self.deadline.is_none() {
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.header_timeout)));
-        }
         self.head_bytes += bytes.len();
         let room = KEEP_HEAD_BYTES.saturating_sub(self.head.len());
         self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -417,6 +414,12 @@ impl Watched {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                if this.deadline.is_none() && this.head_bytes > 0 {
+                    // A later request's header block has begun and more of it must be waited
+                    // for: its deadline starts now, microseconds after its first bytes came. A
+                    // block that comes whole in one read (nearly every one) makes no timer.
+                    this.deadline = Some(Box::pin(tokio::time::sleep(this.header_timeout)));
+                }
                 let expired = this
                     .deadline
                     .as_mut()

@@ -401,7 +401,25 @@ async fn a_header_block_slower_than_client_header_timeout_is_cut_and_counted() {
         .unwrap();
     let mut pending = Vec::new();
     assert_eq!(read_response(&mut kept, &mut pending).await, Some(200));
-    for (what, conn) in [("silent", &mut silent), ("slow", &mut slow)] {
+    // A kept-alive connection whose second request stops mid-header: its deadline starts
+    // once the rest of that header block is waited for.
+    let mut later = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    later
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut later_pending = Vec::new();
+    assert_eq!(
+        read_response(&mut later, &mut later_pending).await,
+        Some(200)
+    );
+    assert!(later_pending.is_empty(), "nothing after the first response");
+    later.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    for (what, conn) in [
+        ("silent", &mut silent),
+        ("slow", &mut slow),
+        ("later", &mut later),
+    ] {
         let mut rest = Vec::new();
         let closed = timeout(Duration::from_secs(20), conn.read_to_end(&mut rest)).await;
         assert!(closed.is_ok(), "{what}: still open");
@@ -419,10 +437,10 @@ async fn a_header_block_slower_than_client_header_timeout_is_cut_and_counted() {
         .expect_metric(
             "runoff_rejected_requests_total",
             &[("reason", "timeout")],
-            2.0,
+            3.0,
         )
         .await;
-    assert_eq!(node.count(), 2);
+    assert_eq!(node.count(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
