@@ -274,6 +274,14 @@ pub(crate) struct RequestId {
 }
 
 impl RequestId {
+    /// A new id, for a request that carries none.
+    pub(crate) fn generated() -> RequestId {
+        RequestId {
+            value: new_request_id(),
+            generated: true,
+        }
+    }
+
     pub(crate) fn of(req: &RequestHeader, header: &HeaderName) -> RequestId {
         // A request id the caller nominated in `Connection` is hop-by-hop: Pingora removes it
         // before the request goes upstream, so runoff generates one for both legs instead.
@@ -283,11 +291,13 @@ impl RequestId {
                 value: v.clone(),
                 generated: false,
             },
-            _ => RequestId {
-                value: new_request_id(),
-                generated: true,
-            },
+            _ => RequestId::generated(),
         }
+    }
+
+    /// runoff made this id (the caller sent none fit to keep).
+    pub(crate) fn is_generated(&self) -> bool {
+        self.generated
     }
 
     /// The id to add upstream: only a generated one (a kept one is already in the request).

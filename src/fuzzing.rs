@@ -68,13 +68,26 @@ pub fn request_head(data: &[u8]) -> Option<bool> {
     for h in parsed.headers.iter() {
         let _ = req.append_header(h.name.to_string(), h.value);
     }
-    if crate::strict::check(&req, Some(data)).is_err() {
+    let id = http::header::HeaderName::from_static("x-request-id");
+    // What the proxy skips by `Present` never changes a decision: a disagreement panics.
+    let present = crate::present::Present::of(&req.headers, &id);
+    let checked = crate::strict::check(&req, Some(data), present);
+    assert_eq!(
+        checked,
+        crate::strict::check(&req, Some(data), crate::present::Present::ALL)
+    );
+    assert_eq!(
+        crate::caller_io::wire_size(data.len(), &req.headers, present),
+        crate::caller_io::wire_size(data.len(), &req.headers, crate::present::Present::ALL)
+    );
+    if checked.is_err() {
         return Some(false);
     }
-    let _ = crate::strict::underscore_names(&req);
+    let underscores = crate::strict::underscore_names(&req);
+    assert!(present.underscore || underscores.is_empty());
     let _ = crate::forwarding::nominated(&req.headers, &[]);
-    let id = http::header::HeaderName::from_static("x-request-id");
-    let _ = crate::forwarding::RequestId::of(&req, &id);
+    let kept = !crate::forwarding::RequestId::of(&req, &id).is_generated();
+    assert!(present.request_id || !kept);
     let mirror = Mirror::with_defaults(0, 100.0);
     if let Ok(copy) = crate::mirror::shadow_request(&req, &mirror, true) {
         let _ = crate::mirror::body_plan(&copy);
@@ -126,6 +139,15 @@ mod tests {
         );
         assert_eq!(
             request_head(b"GET http://a:1/x HTTP/1.1\r\nHost: b\r\n\r\n"),
+            Some(true)
+        );
+        // Every name `Present` looks for, in a refused request and in an accepted one.
+        assert_eq!(
+            request_head(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nX_Y: 1\r\nX-Request-Id: q\r\nUpgrade: h2c\r\n\r\n"),
+            Some(false)
+        );
+        assert_eq!(
+            request_head(b"GET / HTTP/1.1\r\nHost: a\r\nX_Y: 1\r\nX-Request-Id: q\r\nContent-Length: 0\r\nConnection: x-y\r\n\r\n"),
             Some(true)
         );
         // A 64-bit payload length with its top bit set (RFC 6455 §5.2 forbids it), fed a byte

@@ -31,6 +31,7 @@ mod metrics;
 mod mirror;
 mod outcome;
 mod pool;
+mod present;
 mod proxy;
 mod ramp;
 mod redact;

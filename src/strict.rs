@@ -14,22 +14,34 @@ use pingora::http::RequestHeader;
 
 use crate::forwarding::connection_tokens;
 use crate::metrics::Rejection;
+use crate::present::Present;
 
 /// Why a request is refused, and the status it gets. `raw`: its header block as received
-/// (HTTP/1), when there is one.
-pub(crate) fn check(req: &RequestHeader, raw: Option<&[u8]>) -> Result<(), (Rejection, u16)> {
+/// (HTTP/1), when there is one; `present`: the fields it carries (names not present are not
+/// looked up).
+pub(crate) fn check(
+    req: &RequestHeader,
+    raw: Option<&[u8]>,
+    present: Present,
+) -> Result<(), (Rejection, u16)> {
     if raw.is_some_and(has_bare_lf) {
         return Err((Rejection::BadHeader, 400));
     }
     check_host(req)?;
-    check_framing(req)?;
-    if req.headers.contains_key(TRANSFER_ENCODING) && raw.is_some_and(has_content_length) {
+    check_framing(req, present)?;
+    if present.transfer_encoding
+        && req.headers.contains_key(TRANSFER_ENCODING)
+        && raw.is_some_and(has_content_length)
+    {
         // Both framings at once, the classic request-smuggling shape: Pingora's parser drops
         // the Content-Length and goes on (RFC 9112 §6.3 allows it); nginx refuses, as §6.3
         // says it "ought to be handled as an error".
         return Err((Rejection::BadFraming, 400));
     }
-    check_nominations(req)
+    if present.connection {
+        check_nominations(req)?;
+    }
+    Ok(())
 }
 
 /// The raw header block has a Content-Length field line.
@@ -103,8 +115,11 @@ fn check_host(req: &RequestHeader) -> Result<(), (Rejection, u16)> {
     }
 }
 
-fn check_framing(req: &RequestHeader) -> Result<(), (Rejection, u16)> {
+fn check_framing(req: &RequestHeader, present: Present) -> Result<(), (Rejection, u16)> {
     let bad = (Rejection::BadFraming, 400);
+    if !present.content_length && !present.transfer_encoding {
+        return Ok(());
+    }
     let lengths: Vec<&[u8]> = req
         .headers
         .get_all(CONTENT_LENGTH)
@@ -177,7 +192,15 @@ mod tests {
     }
 
     fn verdict(version: Version, headers: &[(&str, &str)]) -> Option<(Rejection, u16)> {
-        check(&req(version, headers), None).err()
+        checked(&req(version, headers), None).err()
+    }
+
+    /// `check` as the proxy calls it, which must decide as it does with every name looked up.
+    fn checked(r: &RequestHeader, raw: Option<&[u8]>) -> Result<(), (Rejection, u16)> {
+        let id = HeaderName::from_static("x-request-id");
+        let got = check(r, raw, Present::of(&r.headers, &id));
+        assert_eq!(got, check(r, raw, Present::ALL), "{r:?}");
+        got
     }
 
     #[test]
@@ -189,11 +212,11 @@ mod tests {
         );
         let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(
-            check(&r, Some(raw)).err(),
+            checked(&r, Some(raw)).err(),
             Some((Rejection::BadFraming, 400))
         );
         let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(check(&r, Some(raw)).err(), None);
+        assert_eq!(checked(&r, Some(raw)).err(), None);
     }
 
     #[test]
@@ -201,22 +224,25 @@ mod tests {
         let r = req(Version::HTTP_11, &[("host", "a")]);
         let refused = Some((Rejection::BadHeader, 400));
         assert_eq!(
-            check(&r, Some(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")).err(),
+            checked(&r, Some(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")).err(),
             None
         );
-        assert_eq!(check(&r, Some(b"GET / HTTP/1.1\r\n\n")).err(), refused);
+        assert_eq!(checked(&r, Some(b"GET / HTTP/1.1\r\n\n")).err(), refused);
         assert_eq!(
-            check(&r, Some(b"GET / HTTP/1.1\nHost: a\n\n")).err(),
+            checked(&r, Some(b"GET / HTTP/1.1\nHost: a\n\n")).err(),
             refused
         );
-        assert_eq!(check(&r, Some(b"\nGET / HTTP/1.1\r\n\r\n")).err(), refused);
+        assert_eq!(
+            checked(&r, Some(b"\nGET / HTTP/1.1\r\n\r\n")).err(),
+            refused
+        );
         // A browser-sized block (the search goes by wide blocks): a bare LF deep in it.
         let long = format!("GET / HTTP/1.1\r\n{}\r\n", "Cookie: a=b\r\n".repeat(40));
-        assert_eq!(check(&r, Some(long.as_bytes())).err(), None);
+        assert_eq!(checked(&r, Some(long.as_bytes())).err(), None);
         let bare = long.replacen("b\r\nCookie", "b\nCookie", 1);
         let late = format!("{}\r\nX: y\n\r\n", long.trim_end());
-        assert_eq!(check(&r, Some(bare.as_bytes())).err(), refused);
-        assert_eq!(check(&r, Some(late.as_bytes())).err(), refused);
+        assert_eq!(checked(&r, Some(bare.as_bytes())).err(), refused);
+        assert_eq!(checked(&r, Some(late.as_bytes())).err(), refused);
     }
 
     #[test]

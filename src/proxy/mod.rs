@@ -29,6 +29,7 @@ use crate::metrics::grpc;
 use crate::metrics::{ErrorKind, GrpcCode};
 use crate::outcome::{self, error_kind, is_upstream, status_for_failure};
 use crate::pool::endpoint::Attempt;
+use crate::present::Present;
 use crate::state::Shared;
 use crate::strict;
 use crate::upstream::connect_time;
@@ -175,7 +176,9 @@ impl ProxyHttp for Runoff {
             .downstream_session
             .as_http1()
             .map(|h1| h1.get_headers_raw_bytes());
-        if let Err((why, status)) = strict::check(session.req_header(), raw.as_deref()) {
+        let request_id_header = ctx.snapshot.live.forwarding.request_id_header.name();
+        let present = Present::of(&session.req_header().headers, request_id_header);
+        if let Err((why, status)) = strict::check(session.req_header(), raw.as_deref(), present) {
             self.shared.metrics.rejected_requests.inc(why);
             ctx.answered = status;
             // A refused request's connection is not reused (its framing may be in doubt).
@@ -187,9 +190,10 @@ impl ProxyHttp for Runoff {
             conn.request_size(crate::caller_io::wire_size(
                 raw.len(),
                 &session.req_header().headers,
+                present,
             ));
         }
-        if !self.shared.server.underscores_in_headers {
+        if present.underscore && !self.shared.server.underscores_in_headers {
             for name in strict::underscore_names(session.req_header()) {
                 session.req_header_mut().remove_header(&name);
             }
@@ -197,7 +201,8 @@ impl ProxyHttp for Runoff {
         let has_body = !session.is_body_empty();
         // Pingora forwards only WebSocket upgrades (its default request policy): any other
         // `Upgrade` (h2c, …) is stripped and the request goes on as a plain one, as its copy does.
-        let is_upgrade = session.is_upgrade_req()
+        let is_upgrade = present.upgrade
+            && session.is_upgrade_req()
             && session
                 .req_header()
                 .headers
@@ -226,8 +231,15 @@ impl ProxyHttp for Runoff {
             answer_plain(session, 503, UNHEALTHY_BODY).await?;
             return Ok(true);
         }
-        let request_id = RequestId::of(req, snapshot.live.forwarding.request_id_header.name());
-        if crate::websocket::is_websocket(req) && session.downstream_session.as_http1().is_some() {
+        let request_id = if present.request_id {
+            RequestId::of(req, snapshot.live.forwarding.request_id_header.name())
+        } else {
+            RequestId::generated()
+        };
+        if present.upgrade
+            && crate::websocket::is_websocket(req)
+            && session.downstream_session.as_http1().is_some()
+        {
             let key = sticky_key.as_ref().map(|k| k.as_bytes().to_vec());
             ctx.request_id = Some(request_id);
             // Boxed: see `answer_plain`.
