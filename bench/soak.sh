@@ -8,9 +8,11 @@
 # every GET node serves to go, and compares the answers (JSON, an ignored path, arrays as
 # multisets). Load: wrk -t1 -cCONNS for DURATION seconds (closed loop: steady, whatever the
 # machine's speed). Every INTERVAL seconds it prints runoff's RSS, open descriptors, requests
-# served and copies sent in that interval. Target: after WARMUP (300 s: the allocator's arenas
-# and the analysis window's 10-second slots filling, measured to level off by 5-6 minutes), RSS
-# within 10% of its post-warm-up median, and descriptors flat.
+# served and copies sent in that interval. Target: after WARMUP (660 s: the allocator's arenas,
+# and the analysis window's sixty 10-second slots, `SLOTS` in src/analysis/recorder.rs, filling
+# for its first 10 minutes; a 30-minute run on 2026-12-03 climbed ~0.4 MiB a minute until
+# minute 14, then stayed within -0.7% / +2.2%), RSS within 10% of its post-warm-up median, and
+# descriptors flat.
 #
 # Then the burst: BURST (1,000) connections each send one request and stay open, idle, for
 # HOLD seconds, then close; RSS is read before, while they are open and SETTLE seconds after
@@ -19,13 +21,13 @@
 # SETTLE's 15 s (glibc's malloc, runoff's allocator before, kept the burst's memory for good).
 #
 # Usage: bash bench/soak.sh
-# env: DURATION (s, 600), INTERVAL (s, 60), WARMUP (s, 300), CONNS (8), BURST (1000), HOLD (s, 5),
+# env: DURATION (s, 1200), INTERVAL (s, 60), WARMUP (s, 660), CONNS (8), BURST (1000), HOLD (s, 5),
 #      SETTLE (s, 15), RUNOFF_BIN, KEEP_TMP=1
 set -euo pipefail
 
-DURATION="${DURATION:-600}"
+DURATION="${DURATION:-1200}"
 INTERVAL="${INTERVAL:-60}"
-WARMUP="${WARMUP:-300}"
+WARMUP="${WARMUP:-660}"
 CONNS="${CONNS:-8}"
 BURST="${BURST:-1000}"
 HOLD="${HOLD:-5}"
