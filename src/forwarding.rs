@@ -75,7 +75,9 @@ pub(crate) fn apply_forwarding<'a>(
     strip: impl IntoIterator<Item = &'a HeaderName>,
 ) -> pingora::Result<()> {
     for name in strip {
-        req.remove_header(name);
+        if has_field(&req.headers, name) {
+            req.remove_header(name);
+        }
     }
     // Room for what is added below, made once: inserting them one by one grew Pingora's two
     // header maps (values and case) twice each per request.
@@ -178,8 +180,25 @@ pub(crate) fn strip_response_hops(resp: &mut pingora::http::ResponseHeader) {
     for name in nominated(&resp.headers, &["close", "keep-alive", "upgrade"]) {
         resp.remove_header(name.as_str());
     }
-    resp.remove_header(&KEEP_ALIVE);
-    resp.remove_header(&PROXY_CONNECTION);
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION] {
+        if has_field(&resp.headers, name) {
+            resp.remove_header(name);
+        }
+    }
+}
+
+/// Names past which `has_field` hashes instead of scanning.
+const SCAN_NAMES: usize = 16;
+
+/// Whether `headers` has a field `name`, asked of names nearly always absent (the ones runoff
+/// strips on every request and response). Up to `SCAN_NAMES` distinct names, a scan comparing
+/// them is cheaper than hashing `name` and probing the map (a standard name compares as a
+/// one-byte tag, another by its length first); a larger map is probed.
+fn has_field(headers: &http::HeaderMap, name: &HeaderName) -> bool {
+    if headers.keys_len() > SCAN_NAMES {
+        return headers.contains_key(name);
+    }
+    headers.keys().any(|k| k == name)
 }
 
 /// `X-Forwarded-For` after this hop: the existing list with the client address appended. Built
@@ -503,6 +522,41 @@ mod tests {
         let mut options = http::HeaderMap::new();
         options.append(CONNECTION, HeaderValue::from_static("close, Keep-Alive"));
         assert!(nominated(&options, &["close", "keep-alive"]).is_empty());
+        // Not nominated, in a small response and in one past `SCAN_NAMES` names: still removed.
+        for extra in [0, SCAN_NAMES] {
+            let mut resp = pingora::http::ResponseHeader::build(200, None).expect("response");
+            for i in 0..extra {
+                resp.append_header(format!("x-f{i}"), "1").expect("append");
+            }
+            resp.append_header("Keep-Alive", "timeout=5")
+                .expect("append");
+            resp.append_header("Proxy-Connection", "close")
+                .expect("append");
+            strip_response_hops(&mut resp);
+            assert_eq!(resp.headers.keys_len(), extra, "{extra} others");
+        }
+    }
+
+    #[test]
+    fn has_field_agrees_with_a_lookup_at_any_size() {
+        let probes = [
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("x-f3"),
+            HeaderName::from_static("x-f19"),
+            HeaderName::from_static("x-f1"),
+            CONNECTION,
+        ];
+        let mut h = http::HeaderMap::new();
+        for i in 0..20 {
+            for p in &probes {
+                assert_eq!(has_field(&h, p), h.contains_key(p), "{p} among {i} names");
+            }
+            let name = HeaderName::from_bytes(format!("x-f{i}").as_bytes()).expect("name");
+            h.append(name, HeaderValue::from_static("1"));
+            if i == 10 {
+                h.append(CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
     }
 
     /// What goes on the wire: each added header once, in lower case, replacing the caller's of
