@@ -16,6 +16,7 @@ use rand::Rng;
 use crate::analysis::tally::{Side, Tally};
 use crate::analysis::Recorder;
 use crate::config::{defaults, Route};
+use crate::forwarding::has_field;
 use crate::metrics::ForceRefusal;
 use crate::metrics::RequestHandles;
 use crate::mirror::{self, CopyHandle, MirrorRuntime};
@@ -164,11 +165,14 @@ fn forced<'r>(
     let Some(force) = &route.force else {
         // A static name: a `&str` lookup parses the name first, on every request.
         static FORCE: HeaderName = HeaderName::from_static(defaults::FORCE_HEADER);
-        if req.headers.contains_key(&FORCE) {
+        if has_field(&req.headers, &FORCE) {
             state.force_refused.inc(ForceRefusal::Disabled);
         }
         return None;
     };
+    if !has_field(&req.headers, &force.header) {
+        return None;
+    }
     let wanted = req.headers.get(&force.header)?;
     let allowed = force
         .from
@@ -206,7 +210,7 @@ pub(super) fn start_copy(
     let facts = MirrorFacts {
         serving_backend: target.backend,
         method: &req.method,
-        has_marker: req.headers.contains_key(&config.marker_header),
+        has_marker: has_field(&req.headers, &config.marker_header),
         is_upgrade: copy.is_upgrade,
     };
     let sampled = routing::should_mirror(config, &facts, copy.sticky_key, || rand::rng().random());
