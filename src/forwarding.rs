@@ -191,9 +191,10 @@ pub(crate) fn strip_response_hops(resp: &mut pingora::http::ResponseHeader) {
 const SCAN_NAMES: usize = 16;
 
 /// Whether `headers` has a field `name`, asked of names nearly always absent (the ones runoff
-/// strips on every request and response, the force header and the mirror marker). Up to `SCAN_NAMES` distinct names, a scan comparing
-/// them is cheaper than hashing `name` and probing the map (a standard name compares as a
-/// one-byte tag, another by its length first); a larger map is probed.
+/// strips on every request and response, the force header, the mirror marker). Up to
+/// `SCAN_NAMES` distinct names, a scan comparing them is cheaper than hashing `name` and
+/// probing the map (a standard name compares as a one-byte tag, another by its length first);
+/// a larger map is probed.
 pub(crate) fn has_field(headers: &http::HeaderMap, name: &HeaderName) -> bool {
     if headers.keys_len() > SCAN_NAMES {
         return headers.contains_key(name);

@@ -1,7 +1,7 @@
 //! Which of the fields runoff looks up before routing a request are in it at all
 //! (`Present`), from one pass over the request's field names. Nearly every request carries
-//! none of them but `Host`, and each lookup of an absent name still hashes the name and probes
-//! the header map: runoff's checks asked for nine absent names per request. Those checks skip
+//! none of them, and each lookup of an absent name still hashes the name and probes the header
+//! map: runoff's checks made about ten such lookups per request. Those checks skip
 //! a lookup whose name is not present; with `Present::ALL` they look every name up, and they
 //! decide the same either way (the unit tests of each say so).
 //!
