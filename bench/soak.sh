@@ -11,7 +11,7 @@
 # served and copies sent in that interval. Target: after WARMUP (660 s: the allocator's arenas,
 # and the analysis window's sixty 10-second slots, `SLOTS` in src/analysis/recorder.rs, filling
 # for its first 10 minutes; a 30-minute run on 2026-12-03 climbed ~0.4 MiB a minute until
-# minute 14, then stayed within -0.7% / +2.2%), RSS within 10% of its post-warm-up median, and
+# minute 14, then stayed within -1.6% / +1.3%), RSS within 10% of its post-warm-up median, and
 # descriptors flat.
 #
 # Then the burst: BURST (1,000) connections each send one request and stay open, idle, for
