@@ -319,14 +319,15 @@ pub(crate) fn wire_size(
     if present.transfer_encoding && headers.contains_key(http::header::TRANSFER_ENCODING) {
         return None;
     }
-    if !present.content_length {
-        return u64::try_from(header_block).ok();
-    }
-    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
-    let body = match (lengths.next(), lengths.next()) {
-        (None, _) => 0,
-        (Some(v), None) => v.to_str().ok()?.trim().parse::<u64>().ok()?,
-        (Some(_), Some(_)) => return None,
+    let body = if present.content_length {
+        let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+        match (lengths.next(), lengths.next()) {
+            (None, _) => 0,
+            (Some(v), None) => v.to_str().ok()?.trim().parse::<u64>().ok()?,
+            (Some(_), Some(_)) => return None,
+        }
+    } else {
+        0
     };
     (header_block as u64).checked_add(body)
 }
