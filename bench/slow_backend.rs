@@ -96,13 +96,12 @@ async fn connection(mut conn: TcpStream, delay: Duration, served: Arc<AtomicU64>
         };
         let (body_len, close) = head_facts(&buf[..head_len]);
         // Skip the body, which may still be on its way.
-        let mut need = head_len + body_len;
+        let need = head_len + body_len;
         while buf.len() < need {
             if !read_more(&mut conn, &mut buf).await {
                 return;
             }
         }
-        need = need.min(buf.len());
         buf.drain(..need);
         tokio::time::sleep(delay).await;
         if conn.write_all(ANSWER).await.is_err() {
