@@ -83,6 +83,35 @@ pub fn request_head(data: &[u8]) -> Option<bool> {
     if checked.is_err() {
         return Some(false);
     }
+    // Where the proxy skips Pingora's standard request policy, that policy had nothing to do
+    // but drop a lone `Connection: keep-alive` (which runoff drops): checked by lookups.
+    let hops = crate::forwarding::Hops::of(
+        &req.headers,
+        present.connection,
+        present.hop_fields_besides_connection(),
+    );
+    if !hops.need_policy() {
+        for name in [
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "http2-settings",
+        ] {
+            assert!(!req.headers.contains_key(name), "{name}");
+        }
+        let tokens: Vec<&[u8]> = crate::forwarding::connection_tokens(&req.headers).collect();
+        match hops {
+            crate::forwarding::Hops::KeepAlive => {
+                assert!(tokens.len() == 1 && tokens[0].eq_ignore_ascii_case(b"keep-alive"));
+            }
+            _ => assert!(!req.headers.contains_key(http::header::CONNECTION)),
+        }
+    }
     let underscores = crate::strict::underscore_names(&req);
     assert!(present.underscore || underscores.is_empty());
     let _ = crate::forwarding::nominated(&req.headers, &[]);
@@ -150,6 +179,19 @@ mod tests {
             request_head(b"GET / HTTP/1.1\r\nHost: a\r\nX_Y: 1\r\nX-Request-Id: q\r\nContent-Length: 0\r\nConnection: x-y\r\n\r\n"),
             Some(true)
         );
+        // Pingora's request policy skipped (none, or a lone keep-alive) and not (every other
+        // hop-by-hop field).
+        for head in [
+            "Connection: Keep-Alive\r\n",
+            "",
+            "Connection: keep-alive\r\nKeep-Alive: 5\r\n",
+            "TE: trailers\r\n",
+            "Proxy-Connection: keep-alive\r\n",
+            "HTTP2-Settings: AA\r\n",
+        ] {
+            let data = format!("GET / HTTP/1.1\r\nHost: a\r\n{head}\r\n");
+            assert_eq!(request_head(data.as_bytes()), Some(true), "{head}");
+        }
         // A 64-bit payload length with its top bit set (RFC 6455 §5.2 forbids it), fed a byte
         // at a time: the stream stops being parsed (and is still relayed).
         assert_eq!(

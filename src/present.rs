@@ -7,8 +7,15 @@
 //!
 //! Must not: read a field's value, or decide anything about a request (its callers do).
 
-use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    HeaderName, CONNECTION, CONTENT_LENGTH, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
 use http::HeaderMap;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// The looked-up fields a request carries (any number of times).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -21,6 +28,10 @@ pub(crate) struct Present {
     pub(crate) request_id: bool,
     /// A name with an underscore (dropped unless `server.underscores_in_headers`).
     pub(crate) underscore: bool,
+    /// Another field Pingora's standard upstream request policy removes (RFC 9110 section
+    /// 7.6.1 and its own list): `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`,
+    /// `Proxy-Authorization`, `TE`, `Trailer`, `HTTP2-Settings`.
+    pub(crate) hop_by_hop: bool,
 }
 
 impl Present {
@@ -32,7 +43,14 @@ impl Present {
         upgrade: true,
         request_id: true,
         underscore: true,
+        hop_by_hop: true,
     };
+
+    /// A field Pingora's standard upstream request policy removes or rewrites, other than
+    /// `Connection`: `Transfer-Encoding`, `Upgrade` or another hop-by-hop one.
+    pub(crate) fn hop_fields_besides_connection(self) -> bool {
+        self.transfer_encoding || self.upgrade || self.hop_by_hop
+    }
 
     /// One pass over `headers`' names (each name once, however many values it has).
     pub(crate) fn of(headers: &HeaderMap, request_id: &HeaderName) -> Present {
@@ -47,6 +65,15 @@ impl Present {
                 present.connection = true;
             } else if name == UPGRADE {
                 present.upgrade = true;
+            } else if name == TE
+                || name == TRAILER
+                || name == PROXY_AUTHORIZATION
+                || name == PROXY_AUTHENTICATE
+                || name == KEEP_ALIVE
+                || name == PROXY_CONNECTION
+                || name == HTTP2_SETTINGS
+            {
+                present.hop_by_hop = true;
             } else if name.as_str().contains('_') {
                 present.underscore = true;
             }
@@ -84,8 +111,27 @@ mod tests {
             ("Upgrade", "websocket"),
             ("X-Request-Id", "abc"),
             ("x_private", "1"),
+            ("Keep-Alive", "timeout=5"),
         ]);
         assert_eq!(all, Present::ALL);
+        for name in [
+            "TE",
+            "trailer",
+            "Proxy-Authorization",
+            "proxy-authenticate",
+            "keep-alive",
+            "Proxy-Connection",
+            "HTTP2-Settings",
+        ] {
+            assert_eq!(
+                of(&[("host", "a"), (name, "x")]),
+                Present {
+                    hop_by_hop: true,
+                    ..Present::default()
+                },
+                "{name}"
+            );
+        }
         assert_eq!(
             of(&[("x-request-id", "abc")]),
             Present {

@@ -18,7 +18,7 @@ use prometheus::IntGauge;
 use super::decide::Target;
 use crate::access_log::{now_rfc3339, rfc3339_at, version_name, Entry};
 use crate::compare::Captured;
-use crate::forwarding::{Peer, RequestId};
+use crate::forwarding::{Hops, Peer, RequestId};
 use crate::metrics::{Answered, GrpcCode, Role};
 use crate::mirror::CopyHandle;
 use crate::outcome::status_class;
@@ -68,6 +68,9 @@ pub(crate) struct RequestCtx {
     gauge: Option<GaugeGuard>,
     /// Who sent the request (the peer, whether it is a trusted proxy, the client behind it).
     pub(super) peer: Peer,
+    /// Whether Pingora's standard upstream request policy has work to do (else its lookups are
+    /// skipped, and a lone `Connection: keep-alive` is stripped with runoff's own headers).
+    pub(super) hops: Hops,
     /// The request id (the caller's when fit to keep, else a generated one).
     pub(super) request_id: Option<RequestId>,
     pub(super) attempts: u32,
@@ -120,6 +123,7 @@ impl RequestCtx {
                 client: None,
                 tls: false,
             },
+            hops: Hops::Other,
             request_id: None,
             attempts: 0,
             attempt_body_bytes: 0,
@@ -167,13 +171,19 @@ impl RequestCtx {
     }
 
     /// Headers a caller sent that must not go upstream: the route's force header and its
-    /// secret, and the mirror marker unless the peer is a trusted proxy.
+    /// secret, the mirror marker unless the peer is a trusted proxy, and a lone
+    /// `Connection: keep-alive` when Pingora's policy is skipped (`Hops::KeepAlive`).
     pub(super) fn strip(&self) -> impl Iterator<Item = &HeaderName> {
-        self.target.iter().flat_map(|target| {
-            let route = &self.snapshot.routes[target.route];
-            let marker = (!self.peer.trusted).then_some(&route.marker);
-            route.strip.iter().chain(marker)
-        })
+        static CONNECTION: HeaderName = http::header::CONNECTION;
+        let connection = (self.hops == Hops::KeepAlive).then_some(&CONNECTION);
+        self.target
+            .iter()
+            .flat_map(|target| {
+                let route = &self.snapshot.routes[target.route];
+                let marker = (!self.peer.trusted).then_some(&route.marker);
+                route.strip.iter().chain(marker)
+            })
+            .chain(connection)
     }
 
     /// The request id runoff generated for this request, if it did (then it is added upstream).

@@ -20,11 +20,11 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use pingora::{Error, ErrorType, Result};
 
 use crate::caller_io::Watched;
-use crate::forwarding::{self, Peer, RequestId};
+use crate::forwarding::{self, Hops, Peer, RequestId};
 use crate::metrics::grpc;
 use crate::metrics::{ErrorKind, GrpcCode};
 use crate::outcome::{self, error_kind, is_upstream, status_for_failure};
@@ -190,6 +190,11 @@ impl ProxyHttp for Runoff {
             .map(|h1| h1.get_headers_raw_bytes());
         let request_id_header = ctx.snapshot.live.forwarding.request_id_header.name();
         let present = Present::of(&session.req_header().headers, request_id_header);
+        ctx.hops = Hops::of(
+            &session.req_header().headers,
+            present.connection,
+            present.hop_fields_besides_connection(),
+        );
         if let Err((why, status)) = strict::check(session.req_header(), raw.as_deref(), present) {
             self.shared.metrics.rejected_requests.inc(why);
             ctx.answered = status;
@@ -311,7 +316,11 @@ impl ProxyHttp for Runoff {
                 )
             }
         };
-        let peer = Box::new(picked.0.peer.clone());
+        let mut peer = Box::new(picked.0.peer.clone());
+        if !ctx.hops.need_policy() {
+            // Nothing for Pingora's standard policy to do but what `strip` does (`Hops`).
+            peer.options.http_upstream_request_policy = HttpUpstreamRequestPolicy::preserve();
+        }
         ctx.picked = Some(picked);
         Ok(peer)
     }

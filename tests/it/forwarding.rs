@@ -160,3 +160,94 @@ async fn a_malformed_request_gets_400_and_runoff_keeps_serving() {
     let r = reqwest::get(runoff.url("/ok")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Every hop-by-hop request field stops at runoff, whether Pingora's standard request policy
+/// strips it or runoff skips that policy (a request without such fields, or with only
+/// `Connection: keep-alive`) and strips `Connection` itself; and skipping it per request splits
+/// nothing: one kept-alive upstream connection serves them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_request_fields_never_reach_the_backend() {
+    let node = fixture("node").start().await;
+    let runoff = Runoff::start(|p| harness::one_backend(p, "node", node.addr, "")).await;
+    // (path, the caller's extra fields, the fields that must not arrive)
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("/plain", "", &["connection"]),
+        ("/ka", "Connection: keep-alive\r\n", &["connection"]),
+        ("/ka-case", "Connection: Keep-Alive \r\n", &["connection"]),
+        ("/keep-alive", "Keep-Alive: timeout=5\r\n", &["keep-alive"]),
+        (
+            "/ka-both",
+            "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n",
+            &["connection", "keep-alive"],
+        ),
+        ("/te", "TE: trailers\r\n", &["te"]),
+        ("/trailer", "Trailer: X-T\r\n", &["trailer"]),
+        (
+            "/proxy",
+            "Proxy-Authorization: Basic eA==\r\nProxy-Authenticate: Basic\r\n\
+             Proxy-Connection: keep-alive\r\n",
+            &[
+                "proxy-authorization",
+                "proxy-authenticate",
+                "proxy-connection",
+            ],
+        ),
+        (
+            "/http2-settings",
+            "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n",
+            &["http2-settings"],
+        ),
+        (
+            "/nominated",
+            "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\n",
+            &["connection", "x-hop"],
+        ),
+        ("/close", "Connection: close\r\n", &["connection"]),
+    ];
+    let mut conn = RawConn::connect(runoff.ports.listen).await;
+    let want = "hello from node\n";
+    for (path, fields, _) in cases {
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n{fields}\r\n").as_bytes())
+            .await;
+        let resp = if *path == "/close" {
+            conn.read_to_close(Duration::from_secs(5)).await
+        } else {
+            conn.read_until(want, Duration::from_secs(5)).await
+        };
+        assert!(resp.starts_with("HTTP/1.1 200"), "{path}: {resp:?}");
+        assert!(resp.ends_with(want), "{path}: {resp:?}");
+    }
+    let got = node.received();
+    assert_eq!(got.len(), cases.len());
+    for (path, _, absent) in cases {
+        let r = got
+            .iter()
+            .find(|r| r.uri == *path)
+            .unwrap_or_else(|| panic!("{path} never arrived"));
+        for name in *absent {
+            assert_eq!(
+                r.header(name),
+                None,
+                "{path}: {name} arrived: {:?}",
+                r.headers
+            );
+        }
+        // The rest arrives as sent, with runoff's own additions.
+        assert_eq!(r.header("x-a"), Some("1"), "{path}");
+        assert_eq!(r.header("host"), Some("t"), "{path}");
+        assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.1"), "{path}");
+    }
+    let m = runoff
+        .expect_metric(
+            "runoff_requests_total",
+            &[("status_class", "2xx")],
+            cases.len() as f64,
+        )
+        .await;
+    assert_eq!(
+        m.sum("runoff_upstream_connections_total", &[("reused", "false")]),
+        1.0,
+        "{}",
+        m.dump("runoff_upstream_connections_total")
+    );
+}
