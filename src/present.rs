@@ -3,7 +3,9 @@
 //! none of them, and each lookup of an absent name still hashes the name and probes the header
 //! map: runoff's checks made about ten such lookups per request. Those checks skip
 //! a lookup whose name is not present; with `Present::ALL` they look every name up, and they
-//! decide the same either way (the unit tests of each say so).
+//! decide the same either way (the unit tests of each say so). The same pass says whether the
+//! request carries any hop-by-hop field, which tells the proxy whether Pingora's standard
+//! upstream request policy has anything to do (`forwarding::Hops`).
 //!
 //! Must not: read a field's value, or decide anything about a request (its callers do).
 
