@@ -12,7 +12,8 @@
 # Reported per target: req/s, p50 and p99 latency, errors (non-2xx, socket), and the
 # proxy's own CPU time per request (utime+stime from /proc/PID/stat around the run).
 # Then (COUNTS=1, the default) the steadiest figures of all, for runoff and bare Pingora:
-# instructions per request (valgrind's callgrind, each proxy started again under it) and
+# instructions and instruction-cache misses per request (valgrind's callgrind with its cache
+# simulation, each proxy started again under it) and
 # system calls per request (strace -c attached to the running proxy), from a fixed number of
 # requests over 4 keep-alive connections (bench/keepalive_client.py).
 #
@@ -26,7 +27,8 @@
 # Usage: bash bench/run.sh
 # env: DURATION (s, default 10), THREADS (proxy threads of runoff and the pass-through,
 #      default 1: the steadiest on a box the load shares; runoff's own default is the cores),
-#      COUNTS (1: instructions and syscalls per request; 0 skips them), RUNOFF_BIN,
+#      COUNTS (1: instructions and syscalls per request; 0 skips them), CACHE_SIM (1: with the
+#      instruction-cache misses, ~3.5 minutes more; 0 skips the cache simulation), RUNOFF_BIN,
 #      PINGORA_BIN (the pass-through; built with
 #      `cargo build --release --example pingora-passthrough` unless set), KEEP_TMP=1
 set -euo pipefail
@@ -150,7 +152,7 @@ bench runoff "$RUNOFF_PORT" "$RUNOFF_PID"
 bench nginx "$NGINX_PORT" "$PROXY_WORKER"
 bench pingora "$PINGORA_PORT" "$PINGORA_PID"
 
-INSTR_RUNOFF=n/a INSTR_PINGORA=n/a SYS_RUNOFF=n/a SYS_PINGORA=n/a
+INSTR_RUNOFF=n/a INSTR_PINGORA=n/a SYS_RUNOFF=n/a SYS_PINGORA=n/a I1_RUNOFF=n/a I1_PINGORA=n/a
 if [[ "$COUNTS" != 0 ]]; then
     log "system calls per request (strace -c, 2,000 requests each)"
     SYS_RUNOFF="$(syscalls_per_req "$RUNOFF_PID" "http://127.0.0.1:$RUNOFF_PORT/")"
@@ -158,11 +160,11 @@ if [[ "$COUNTS" != 0 ]]; then
     log "instructions per request (callgrind, 500 and 2,500 requests, each proxy started again)"
     CG_PORT="$(free_port)"
     runoff_config "$CG_PORT" "$(free_port)" >"$TMP/runoff-callgrind.yaml"
-    INSTR_RUNOFF="$(RUST_LOG=warn instructions_per_req runoff "$CG_PORT" \
-        "$RUNOFF_BIN" run --config "$TMP/runoff-callgrind.yaml")"
+    read -r INSTR_RUNOFF I1_RUNOFF < <(RUST_LOG=warn instructions_per_req runoff "$CG_PORT" \
+        "$RUNOFF_BIN" run --config "$TMP/runoff-callgrind.yaml")
     CG_PORT="$(free_port)"
-    INSTR_PINGORA="$(instructions_per_req pingora "$CG_PORT" \
-        "$PINGORA_BIN" "127.0.0.1:$CG_PORT" "127.0.0.1:$BACKEND_PORT" "$THREADS")"
+    read -r INSTR_PINGORA I1_PINGORA < <(instructions_per_req pingora "$CG_PORT" \
+        "$PINGORA_BIN" "127.0.0.1:$CG_PORT" "127.0.0.1:$BACKEND_PORT" "$THREADS")
 fi
 
 # ------------------------------------------------------------- report -------
@@ -180,9 +182,10 @@ echo "runoff/pingora: req/s $(ratio "${RPS[runoff]}" "${RPS[pingora]}")  p99 $(r
 echo "runoff/direct: req/s $(ratio "${RPS[runoff]}" "${RPS[direct]}")  p99 $(ratio "${P99[runoff]}" "${P99[direct]}")"
 if [[ "$COUNTS" != 0 ]]; then
     echo
-    printf '%-8s %14s %14s\n' per-req instructions syscalls
-    printf '%-8s %14s %14s\n' runoff "$INSTR_RUNOFF" "$SYS_RUNOFF" pingora "$INSTR_PINGORA" "$SYS_PINGORA"
-    echo "runoff/pingora: instructions $(ratio "$INSTR_RUNOFF" "$INSTR_PINGORA")  syscalls $(ratio "$SYS_RUNOFF" "$SYS_PINGORA")"
+    printf '%-8s %14s %14s %14s\n' per-req instructions i-cache_miss syscalls
+    printf '%-8s %14s %14s %14s\n' runoff "$INSTR_RUNOFF" "$I1_RUNOFF" "$SYS_RUNOFF" \
+        pingora "$INSTR_PINGORA" "$I1_PINGORA" "$SYS_PINGORA"
+    echo "runoff/pingora: instructions $(ratio "$INSTR_RUNOFF" "$INSTR_PINGORA")  i-cache misses $(ratio "$I1_RUNOFF" "$I1_PINGORA")  syscalls $(ratio "$SYS_RUNOFF" "$SYS_PINGORA")"
 fi
 
 # runoff's log: wrk stopping (warm-up and measured run) closes connections with requests
