@@ -19,6 +19,11 @@ static X_FORWARDED_FOR: AddedHeaderName = AddedHeaderName::from_static("x-forwar
 static X_FORWARDED_PROTO: AddedHeaderName = AddedHeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: AddedHeaderName = AddedHeaderName::from_static("x-forwarded-host");
 
+/// Hop-by-hop names outside `http`'s standard list, parsed once: looking a `&str` up parses it
+/// first, and every request and response is checked for them.
+pub(crate) static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+pub(crate) static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// What Pingora's standard upstream request policy (`HttpUpstreamRequestPolicy::standard`:
 /// strip the hop-by-hop fields and what `Connection` nominates, refuse protected nominations,
 /// forward only WebSocket upgrades) would do to a request. It looks up thirteen names in every
@@ -215,9 +220,6 @@ pub(crate) fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item
 /// `Keep-Alive`, `Proxy-Connection` and whatever `Connection` nominates (Pingora writes the
 /// caller's own `Connection` and framing). A `101` keeps `Upgrade`, which it needs.
 pub(crate) fn strip_response_hops(resp: &mut pingora::http::ResponseHeader) {
-    // Static names: looking a `&str` up parses it first (every response goes through here).
-    static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-    static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
     for name in nominated(&resp.headers, &["close", "keep-alive", "upgrade"]) {
         resp.remove_header(name.as_str());
     }

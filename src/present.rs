@@ -15,8 +15,8 @@ use http::header::{
 };
 use http::HeaderMap;
 
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+use crate::forwarding::{KEEP_ALIVE, PROXY_CONNECTION};
+
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// The looked-up fields a request carries (any number of times).
