@@ -652,7 +652,7 @@ impl fmt::Debug for Watched {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -783,7 +783,7 @@ mod tests {
     }
 
     /// A caller's connection on loopback, watched as runoff watches it, and its caller's end.
-    async fn pair() -> (Watched, tokio::net::TcpStream) {
+    pub(crate) async fn pair() -> (Watched, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
