@@ -183,8 +183,7 @@ fn insert(
 /// The header names a `Connection` field nominates as hop-by-hop (lower case), minus `keep`
 /// (connection options such as `close`, and fields handled elsewhere).
 ///
-/// Allocates only when there is one: it is asked of every response, whose `Connection` is
-/// nearly always just `keep-alive` or `close`.
+/// Allocates only when there is one (a `Connection` of options only is the common case).
 pub(crate) fn nominated(headers: &http::HeaderMap, keep: &[&str]) -> Vec<String> {
     let kept = |t: &[u8]| keep.iter().any(|k| t.eq_ignore_ascii_case(k.as_bytes()));
     if connection_tokens(headers).all(kept) {
@@ -219,14 +218,38 @@ pub(crate) fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item
 /// Remove hop-by-hop fields from a backend's response before it goes on to the caller:
 /// `Keep-Alive`, `Proxy-Connection` and whatever `Connection` nominates (Pingora writes the
 /// caller's own `Connection` and framing). A `101` keeps `Upgrade`, which it needs.
+///
+/// One pass over the response's fields finds all three (a response nearly always has a
+/// `Connection` of options only and neither of the others): a lookup of `Connection` and a
+/// scan for each of the two others cost ~200 instructions more a response under callgrind.
 pub(crate) fn strip_response_hops(resp: &mut pingora::http::ResponseHeader) {
-    for name in nominated(&resp.headers, &["close", "keep-alive", "upgrade"]) {
-        resp.remove_header(name.as_str());
-    }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION] {
-        if has_field(&resp.headers, name) {
-            resp.remove_header(name);
+    const OPTIONS: [&str; 3] = ["close", "keep-alive", "upgrade"];
+    let (mut nominates, mut keep_alive, mut proxy_connection) = (false, false, false);
+    for (name, value) in &resp.headers {
+        if name == CONNECTION {
+            nominates |= value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .map(<[u8]>::trim_ascii)
+                .any(|t| {
+                    !t.is_empty() && !OPTIONS.iter().any(|o| t.eq_ignore_ascii_case(o.as_bytes()))
+                });
+        } else if name == KEEP_ALIVE {
+            keep_alive = true;
+        } else if name == PROXY_CONNECTION {
+            proxy_connection = true;
         }
+    }
+    if nominates {
+        for name in nominated(&resp.headers, &OPTIONS) {
+            resp.remove_header(name.as_str());
+        }
+    }
+    if keep_alive {
+        resp.remove_header(&KEEP_ALIVE);
+    }
+    if proxy_connection {
+        resp.remove_header(&PROXY_CONNECTION);
     }
 }
 
@@ -610,6 +633,20 @@ mod tests {
             strip_response_hops(&mut resp);
             assert_eq!(resp.headers.keys_len(), extra, "{extra} others");
         }
+        // Options only beside the two unnominated fields, in any case: only those two go; a
+        // `101`'s `Upgrade` stays.
+        let mut resp = pingora::http::ResponseHeader::build(101, None).expect("response");
+        for (k, v) in [
+            ("Connection", "UPGRADE ,Keep-Alive,"),
+            ("Upgrade", "websocket"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "close"),
+        ] {
+            resp.append_header(k, v).expect("append");
+        }
+        strip_response_hops(&mut resp);
+        let names: Vec<&str> = resp.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["connection", "upgrade"]);
     }
 
     #[test]
