@@ -185,8 +185,7 @@ fn insert(
 ///
 /// Allocates only when there is one (a `Connection` of options only is the common case).
 pub(crate) fn nominated(headers: &http::HeaderMap, keep: &[&str]) -> Vec<String> {
-    let kept = |t: &[u8]| keep.iter().any(|k| t.eq_ignore_ascii_case(k.as_bytes()));
-    if connection_tokens(headers).all(kept) {
+    if connection_tokens(headers).all(|t| is_one_of(t, keep)) {
         return Vec::new();
     }
     headers
@@ -207,12 +206,23 @@ pub(crate) fn nominates(headers: &http::HeaderMap, name: &str) -> bool {
 
 /// The tokens of every `Connection` field, trimmed, empty ones left out.
 pub(crate) fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item = &[u8]> {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+    headers.get_all(CONNECTION).iter().flat_map(tokens)
+}
+
+/// The tokens of one `Connection` field's value, trimmed, empty ones left out.
+fn tokens(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
+}
+
+/// Whether `token` is one of `names` (lower case), in any case.
+fn is_one_of(token: &[u8], names: &[&str]) -> bool {
+    names
+        .iter()
+        .any(|n| token.eq_ignore_ascii_case(n.as_bytes()))
 }
 
 /// Remove hop-by-hop fields from a backend's response before it goes on to the caller:
@@ -227,13 +237,7 @@ pub(crate) fn strip_response_hops(resp: &mut pingora::http::ResponseHeader) {
     let (mut nominates, mut keep_alive, mut proxy_connection) = (false, false, false);
     for (name, value) in &resp.headers {
         if name == CONNECTION {
-            nominates |= value
-                .as_bytes()
-                .split(|b| *b == b',')
-                .map(<[u8]>::trim_ascii)
-                .any(|t| {
-                    !t.is_empty() && !OPTIONS.iter().any(|o| t.eq_ignore_ascii_case(o.as_bytes()))
-                });
+            nominates |= tokens(value).any(|t| !is_one_of(t, &OPTIONS));
         } else if name == KEEP_ALIVE {
             keep_alive = true;
         } else if name == PROXY_CONNECTION {
