@@ -217,7 +217,8 @@ mod tests {
     #[tokio::test]
     async fn the_keepalive_timeout_counts_from_each_wait_not_the_first() {
         // Four waits of 0.8 s under a 2 s timeout: 3.2 s in all. A timer armed once and
-        // never moved would end the third wait (at 2 s).
+        // never moved would end the third wait (at 2 s); one not armed again once it fired
+        // would end the wait after a long request at once.
         let between = between(Duration::from_secs(2));
         let (mut conn, mut caller) = pair().await;
         let mut wait = Wait::new(&between);
@@ -234,6 +235,22 @@ mod tests {
                 .expect("the byte read ahead");
             assert_eq!(&byte, b"x");
         }
+        // A request longer than the timeout (the timer's old deadline passes, unpolled, while
+        // the connection is busy): the next wait still gets a whole timeout of its own.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let send = async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            caller.write_all(b"y").await.expect("write");
+        };
+        let (got, ()) = tokio::join!(wait.next_bytes(&mut conn, true), send);
+        assert!(
+            got,
+            "the wait after a long request: its bytes came within the timeout"
+        );
+        let mut byte = [0u8; 1];
+        conn.read_exact(&mut byte)
+            .await
+            .expect("the byte read ahead");
         // Nothing more comes: the timeout ends the wait, the caller still connected.
         let got = tokio::time::timeout(Duration::from_secs(30), wait.next_bytes(&mut conn, true))
             .await
