@@ -51,6 +51,14 @@ impl Closing {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+
+    /// A registration for the close, made ready before the flag is read (`is_closed`): a
+    /// close in between is missed by neither.
+    fn registration(&self) -> Pin<Box<Notified<'_>>> {
+        let mut closed = Box::pin(self.notify.notified());
+        closed.as_mut().enable();
+        closed
+    }
 }
 
 /// How the connection loop waits between requests.
@@ -120,23 +128,17 @@ where
 struct Wait<'c> {
     idle: Pin<Box<Sleep>>,
     closed: Pin<Box<Notified<'c>>>,
-    keepalive: Duration,
-    closing: &'c Closing,
+    between: &'c Between,
 }
 
 impl<'c> Wait<'c> {
     /// Made once per connection (two small allocations); the timer is not in Tokio's wheel
     /// until a wait polls it.
     fn new(between: &'c Between) -> Wait<'c> {
-        let mut closed = Box::pin(between.closing.notify.notified());
-        // Registered before the flag is read (in `next_bytes`): a close in between is missed
-        // by neither.
-        closed.as_mut().enable();
         Wait {
             idle: Box::pin(tokio::time::sleep(between.keepalive)),
-            closed,
-            keepalive: between.keepalive,
-            closing: &between.closing,
+            closed: between.closing.registration(),
+            between,
         }
     }
 
@@ -146,7 +148,7 @@ impl<'c> Wait<'c> {
     /// The bytes come first: when they are there at once, neither the timer nor the close
     /// registration is touched.
     async fn next_bytes(&mut self, stream: &mut Watched, keepalive: bool) -> bool {
-        if self.closing.is_closed() {
+        if self.between.closing.is_closed() {
             return false;
         }
         let read = stream.read_ahead();
@@ -159,7 +161,9 @@ impl<'c> Wait<'c> {
             if keepalive {
                 if !armed {
                     // From the first moment the wait is a wait (the last answer was sent).
-                    self.idle.as_mut().reset(Instant::now() + self.keepalive);
+                    self.idle
+                        .as_mut()
+                        .reset(Instant::now() + self.between.keepalive);
                     armed = true;
                 }
                 if self.idle.as_mut().poll(cx).is_ready() {
