@@ -126,17 +126,19 @@ where
 /// A connection's waits for its next request: its keep-alive timer and its registration for
 /// a stop's close, both kept from one wait to the next.
 struct Wait<'c> {
-    idle: Pin<Box<Sleep>>,
+    /// Made at the connection's first wait between requests: a connection that carries one
+    /// request never has one.
+    idle: Option<Pin<Box<Sleep>>>,
     closed: Pin<Box<Notified<'c>>>,
     between: &'c Between,
 }
 
 impl<'c> Wait<'c> {
-    /// Made once per connection (two small allocations); the timer is not in Tokio's wheel
-    /// until a wait polls it.
+    /// Made once per connection (one small allocation, and one more for the timer once there
+    /// is a wait between requests).
     fn new(between: &'c Between) -> Wait<'c> {
         Wait {
-            idle: Box::pin(tokio::time::sleep(between.keepalive)),
+            idle: None,
             closed: between.closing.registration(),
             between,
         }
@@ -161,13 +163,17 @@ impl<'c> Wait<'c> {
             if keepalive {
                 if !armed {
                     // From the first moment the wait is a wait (the last answer was sent).
-                    self.idle
-                        .as_mut()
-                        .reset(Instant::now() + self.between.keepalive);
+                    let deadline = Instant::now() + self.between.keepalive;
+                    match self.idle.as_mut() {
+                        Some(idle) => idle.as_mut().reset(deadline),
+                        None => self.idle = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
                     armed = true;
                 }
-                if self.idle.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(false);
+                if let Some(idle) = self.idle.as_mut() {
+                    if idle.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(false);
+                    }
                 }
             }
             if self.closed.as_mut().poll(cx).is_ready() {
