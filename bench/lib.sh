@@ -154,6 +154,9 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; } # resident KiB of 
 cpu_ticks() { # utime+stime (fields 14, 15) of pid $1, all threads; comm may hold spaces
     sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
+cpu_ticks_user_sys() { # "utime stime" of pid $1 apart: user space, and the kernel on its behalf
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
+}
 
 # cpu_us_per_req T0 T1 N: CPU µs per request from two cpu_ticks readings and N requests.
 cpu_us_per_req() {

@@ -116,19 +116,19 @@ to_ms() { # wrk latency like 812.00us / 1.20ms / 2.00s / 1.00m -> milliseconds
 }
 
 ROWS=()
-declare -A RPS P99 CPU
+declare -A RPS P99 CPU USER SYS
 
 # bench NAME PORT CPU_PID ('' = no proxy)
 bench() {
     local name=$1 port=$2 cpu_pid=$3 url="http://127.0.0.1:$2/" out="$TMP/wrk-$1.txt"
     log "$name: warm-up 2s, then ${DURATION}s measured"
     wrk -t1 -c16 -d2s "$url" >/dev/null
-    local t0=0 t1=0
-    [[ -n "$cpu_pid" ]] && t0="$(cpu_ticks "$cpu_pid")"
+    local u0=0 s0=0 u1=0 s1=0
+    [[ -n "$cpu_pid" ]] && read -r u0 s0 < <(cpu_ticks_user_sys "$cpu_pid")
     wrk -t1 -c64 -d"${DURATION}s" --latency "$url" >"$out"
-    [[ -n "$cpu_pid" ]] && t1="$(cpu_ticks "$cpu_pid")"
+    [[ -n "$cpu_pid" ]] && read -r u1 s1 < <(cpu_ticks_user_sys "$cpu_pid")
 
-    local reqs rps p50 p99 non2xx sock cpu_us
+    local reqs rps p50 p99 non2xx sock cpu_us user_us sys_us
     reqs="$(awk '/ requests in / { print $1 }' "$out")"
     rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
     p50="$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")"
@@ -137,13 +137,16 @@ bench() {
     sock="$(awk -F'[ ,]+' '/Socket errors:/ { print $5 + $7 + $9 + $11 }' "$out")"
     [[ -n "$reqs" && -n "$rps" ]] || { cat "$out" >&2; die "could not parse wrk output for $name"; }
     if [[ -n "$cpu_pid" ]]; then
-        cpu_us="$(cpu_us_per_req "$t0" "$t1" "$reqs")"
+        cpu_us="$(cpu_us_per_req $((u0 + s0)) $((u1 + s1)) "$reqs")"
+        user_us="$(cpu_us_per_req "$u0" "$u1" "$reqs")"
+        sys_us="$(cpu_us_per_req "$s0" "$s1" "$reqs")"
     else
-        cpu_us="-"
+        cpu_us="-" user_us="-" sys_us="-"
     fi
-    RPS[$name]=$rps P99[$name]=$p99 CPU[$name]=$cpu_us
-    ROWS+=("$(printf '%-8s %12s %9s %9s %16s %9s %9s %10s' \
-        "$name" "$rps" "$p50" "$p99" "$cpu_us" "${non2xx:-0}" "${sock:-0}" "$reqs")")
+    RPS[$name]=$rps P99[$name]=$p99 CPU[$name]=$cpu_us USER[$name]=$user_us SYS[$name]=$sys_us
+    ROWS+=("$(printf '%-8s %12s %9s %9s %16s %8s %8s %9s %9s %10s' \
+        "$name" "$rps" "$p50" "$p99" "$cpu_us" "$user_us" "$sys_us" "${non2xx:-0}" "${sock:-0}" \
+        "$reqs")")
 }
 
 PROXY_WORKER="$(nginx_worker "$PROXY_MASTER")"
@@ -174,11 +177,20 @@ echo "note:    wrk, the backend nginx and the proxies all share these cores (loo
 echo "load:    wrk -t1 -c64 -d${DURATION}s --latency, after a 2s -c16 warm-up; backend returns 'ok\\n'"
 echo "proxies: runoff and bare Pingora threads=$THREADS ($(basename "$RUNOFF_BIN")), nginx worker_processes=1 ($(nginx_version))"
 echo
-printf '%-8s %12s %9s %9s %16s %9s %9s %10s\n' target req/s p50_ms p99_ms proxy_cpu_us/req non-2xx sock_err requests
+printf '%-8s %12s %9s %9s %16s %8s %8s %9s %9s %10s\n' target req/s p50_ms p99_ms \
+    proxy_cpu_us/req user_us sys_us non-2xx sock_err requests
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "runoff/nginx:  req/s $(ratio "${RPS[runoff]}" "${RPS[nginx]}")  p99 $(ratio "${P99[runoff]}" "${P99[nginx]}")  cpu/req $(ratio "${CPU[runoff]}" "${CPU[nginx]}")"
-echo "runoff/pingora: req/s $(ratio "${RPS[runoff]}" "${RPS[pingora]}")  p99 $(ratio "${P99[runoff]}" "${P99[pingora]}")  cpu/req $(ratio "${CPU[runoff]}" "${CPU[pingora]}")"
+# ratios NAME: runoff's ratios to NAME; user and sys apart (user: the proxy's own code; sys:
+# the kernel on its behalf, mostly the same reads and writes for every proxy).
+ratios() {
+    echo "req/s $(ratio "${RPS[runoff]}" "${RPS[$1]}")  p99 $(ratio "${P99[runoff]}" "${P99[$1]}")" \
+        " cpu/req $(ratio "${CPU[runoff]}" "${CPU[$1]}") (user $(ratio "${USER[runoff]}" "${USER[$1]}")," \
+        "sys $(ratio "${SYS[runoff]}" "${SYS[$1]}"))"
+}
+echo "runoff/nginx:   $(ratios nginx)"
+echo "runoff/pingora: $(ratios pingora)"
+echo "pingora/nginx:  cpu/req $(ratio "${CPU[pingora]}" "${CPU[nginx]}") (user $(ratio "${USER[pingora]}" "${USER[nginx]}"), sys $(ratio "${SYS[pingora]}" "${SYS[nginx]}")): the floor under runoff's ratio to nginx"
 echo "runoff/direct: req/s $(ratio "${RPS[runoff]}" "${RPS[direct]}")  p99 $(ratio "${P99[runoff]}" "${P99[direct]}")"
 if [[ "$COUNTS" != 0 ]]; then
     echo
