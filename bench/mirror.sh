@@ -12,6 +12,8 @@
 #   nginx-mirror oha -> nginx (1 worker, `mirror /mirror;`) -> fast backend, copies to the
 #                200 ms backend: nginx holds the client connection until the mirror
 #                subrequest ends, the behaviour runoff must not have.
+#   off-again    the `off` instance measured again, last: how far the same thing moves within
+#                one run (the noise a mirror ratio has to be read against).
 # The fast backends are nginx `return 200 "ok\n"`; the slow one is bench/slow_backend.rs (a
 # Cargo example, ~27 µs of CPU a request; the Python server it replaced took ~110 µs, 44% of a
 # core at 4,000 req/s, on the cores the proxy shares, which showed up as the primary's p99).
@@ -28,10 +30,15 @@
 # completed: sum(runoff_requests_total{role="shadow"}) / sum(runoff_mirror_requests_total),
 # and runoff_mirror_dropped_total by reason. Metrics are the instance's whole life
 # (warm-up + measured run). Then the ratios to mirror-off.
+# Then (COUNTS=1, the default) what a copy costs in the steadiest figures: instructions per
+# request (callgrind, a fresh runoff without and with a mirror to the fast shadow; no cache
+# simulation unless CACHE_SIM=1) and system calls per request (strace -c on the running off
+# and mirror-fast instances), 2,000 requests over 4 keep-alive connections each; the
+# difference is one copy's cost, and its ratio to a mirror-off request.
 #
 # Usage: bash bench/mirror.sh
 # env: RATE (req/s; default RATE_FRACTION x measured capacity), RATE_FRACTION (default 0.5),
-#      DURATION (s, default 10),
+#      DURATION (s, default 10), COUNTS (1: instructions and syscalls per copy; 0 skips them),
 #      SETTLE (s, default 6), SLOW_MS (shadow delay, default 200), RUNOFF_BIN, KEEP_TMP=1
 set -euo pipefail
 
@@ -39,6 +46,8 @@ DURATION="${DURATION:-10}"
 SETTLE="${SETTLE:-6}"
 SLOW_MS="${SLOW_MS:-200}"
 RATE_FRACTION="${RATE_FRACTION:-0.5}"
+COUNTS="${COUNTS:-1}"
+CACHE_SIM="${CACHE_SIM:-0}" # instructions only: run.sh has the cache simulation
 CONNS=64
 WARMUP=2
 NGINX_CONNS=8192 # worker_connections of the nginx instances (start_nginx's default: 4096)
@@ -49,7 +58,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- tools -----
 install_missing() {
-    apt_install_missing # nginx, curl, python3
+    if [[ "$COUNTS" != 0 ]]; then
+        apt_install_missing valgrind strace # and nginx, curl, python3
+    else
+        apt_install_missing # nginx, curl, python3
+    fi
     if ! command -v oha >/dev/null; then
         # oha is not packaged in Debian; build it from crates.io (a few minutes).
         log "installing oha (cargo install oha --locked)"
@@ -115,22 +128,25 @@ wait_http "http://127.0.0.1:$NGX_PORT/" "$NGX_MASTER" "nginx mirror proxy"
 # 4) runoff, four instances: off, mirror to the fast shadow, mirror to the slow shadow (copies
 #    on the proxy's thread, the default, and on a thread of their own)
 declare -A R_PORT R_ADMIN R_PID
-start_runoff() { # NAME SHADOW_PORT MIRROR(0|1) [SHADOW_THREADS]
-    local name=$1 shadow=$2 mirror=$3 shadow_threads=${4:-0} cfg="$TMP/runoff-$1.yaml"
-    R_PORT[$name]="$(free_port)"
-    R_ADMIN[$name]="$(free_port)"
-    cat >"$cfg" <<EOF
-listen: 127.0.0.1:${R_PORT[$name]}
-server: { threads: 1, drain_timeout: 2s, shadow_threads: $shadow_threads }
-admin: { listen: 127.0.0.1:${R_ADMIN[$name]} }
+mirror_config() { # PORT ADMIN_PORT SHADOW_PORT MIRROR(0|1) SHADOW_THREADS: the YAML, on stdout
+    cat <<EOF
+listen: 127.0.0.1:$1
+server: { threads: 1, drain_timeout: 2s, shadow_threads: $5 }
+admin: { listen: 127.0.0.1:$2 }
 backends:
   fast:   { address: 127.0.0.1:$FAST_PORT }
-  shadow: { address: 127.0.0.1:$shadow }
+  shadow: { address: 127.0.0.1:$3 }
 routes:
   - name: bench
     split: { fast: 100 }
 EOF
-    if ((mirror)); then echo "    mirror: { to: shadow, percent: 100, timeout: 5s }" >>"$cfg"; fi
+    if (($4)); then echo "    mirror: { to: shadow, percent: 100, timeout: 5s }"; fi
+}
+start_runoff() { # NAME SHADOW_PORT MIRROR(0|1) [SHADOW_THREADS]
+    local name=$1 cfg="$TMP/runoff-$1.yaml"
+    R_PORT[$name]="$(free_port)"
+    R_ADMIN[$name]="$(free_port)"
+    mirror_config "${R_PORT[$name]}" "${R_ADMIN[$name]}" "$2" "$3" "${4:-0}" >"$cfg"
     launch_runoff "runoff ($name)" "$cfg" "$TMP/runoff-$name.log" "${R_PORT[$name]}" "${R_ADMIN[$name]}"
     R_PID[$name]=$RUNOFF_PID
 }
@@ -214,21 +230,23 @@ bench() {
     local name=$1 port=$2 cpu_pid=$3 admin=${4:-} url="http://127.0.0.1:$2/" out="$TMP/oha-$1.json"
     log "$name: warm-up ${WARMUP}s, then ${DURATION}s measured, at $RATE req/s open-loop"
     oha_run "$TMP/oha-$name-warmup.json" "$RATE" "$WARMUP" "$url"
-    local t0 t1 s0 s1 w0 w1
-    t0="$(cpu_ticks "$cpu_pid")"
+    local u0 k0 u1 k1 s0 s1 w0 w1
+    read -r u0 k0 < <(cpu_ticks_user_sys "$cpu_pid")
     s0="$(cpu_ticks "$SLOW_PID")"
     w0=$(date +%s.%N)
     oha_run "$out" "$RATE" "$DURATION" "$url"
     w1=$(date +%s.%N)
-    t1="$(cpu_ticks "$cpu_pid")"
+    read -r u1 k1 < <(cpu_ticks_user_sys "$cpu_pid")
     s1="$(cpu_ticks "$SLOW_PID")"
 
-    local rps p50 p99 responses ok non2xx errs deadline cpu_us
+    local rps p50 p99 responses ok non2xx errs deadline cpu_us user_us sys_us
     local fields
     fields="$(oha_fields "$out")"
     read -r rps p50 p99 responses ok non2xx errs deadline <<<"$fields"
     ((responses > 0)) || { cat "$out" >&2; die "no responses at all for $name"; }
-    cpu_us="$(cpu_us_per_req "$t0" "$t1" "$responses")"
+    cpu_us="$(cpu_us_per_req $((u0 + k0)) $((u1 + k1)) "$responses")"
+    user_us="$(cpu_us_per_req "$u0" "$u1" "$responses")"
+    sys_us="$(cpu_us_per_req "$k0" "$k1" "$responses")"
     P50[$name]=$p50 P99[$name]=$p99 RPS[$name]=$rps
 
     local share="-" drops="-"
@@ -246,8 +264,9 @@ bench() {
             "$(awk -v d="$((s1 - s0))" -v hz="$CLK_TCK" -v w="$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" \
                 'BEGIN { print d / hz / w * 100 }')")")
     fi
-    ROWS+=("$(printf '%-12s %9s %9s %9s %10s %8s %8s %9s %9s  %s' \
-        "$name" "$rps" "$p50" "$p99" "$cpu_us" "$non2xx" "$errs" "$deadline" "$share" "$drops")")
+    ROWS+=("$(printf '%-12s %9s %9s %9s %10s %8s %8s %8s %8s %9s %9s  %s' \
+        "$name" "$rps" "$p50" "$p99" "$cpu_us" "$user_us" "$sys_us" "$non2xx" "$errs" "$deadline" \
+        "$share" "$drops")")
 }
 
 # Capacity of mirror-off, closed loop, to pick RATE.
@@ -270,6 +289,24 @@ bench mirror-fast "${R_PORT[mirror-fast]}" "${R_PID[mirror-fast]}" "${R_ADMIN[mi
 bench mirror-slow "${R_PORT[mirror-slow]}" "${R_PID[mirror-slow]}" "${R_ADMIN[mirror-slow]}"
 bench slow-own "${R_PORT[slow-own]}" "${R_PID[slow-own]}" "${R_ADMIN[slow-own]}"
 bench nginx-mirror "$NGX_PORT" "$NGX_WORKER"
+bench off-again "${R_PORT[off]}" "${R_PID[off]}"
+
+# What one copy costs, in counts that do not depend on who else has the cores.
+INSTR_OFF=n/a INSTR_MIRROR=n/a SYS_OFF=n/a SYS_MIRROR=n/a
+if [[ "$COUNTS" != 0 ]]; then
+    log "system calls per request (strace -c, 2,000 requests each): off, mirror-fast"
+    SYS_OFF="$(syscalls_per_req "${R_PID[off]}" "http://127.0.0.1:${R_PORT[off]}/")"
+    SYS_MIRROR="$(syscalls_per_req "${R_PID[mirror-fast]}" "http://127.0.0.1:${R_PORT[mirror-fast]}/")"
+    log "instructions per request (callgrind, 500 and 2,500 requests, runoff started again)"
+    for c in off:0 mirror:1; do
+        CG_PORT="$(free_port)"
+        mirror_config "$CG_PORT" "$(free_port)" "$SHADOW_FAST_PORT" "${c##*:}" 0 \
+            >"$TMP/runoff-callgrind-${c%%:*}.yaml"
+        read -r instr _ < <(RUST_LOG=warn instructions_per_req "runoff-${c%%:*}" "$CG_PORT" \
+            "$RUNOFF_BIN" run --config "$TMP/runoff-callgrind-${c%%:*}.yaml")
+        if [[ "${c%%:*}" == off ]]; then INSTR_OFF=$instr; else INSTR_MIRROR=$instr; fi
+    done
+fi
 
 # ------------------------------------------------------------- report -------
 echo
@@ -280,8 +317,9 @@ echo "load:     oha -q $RATE --latency-correction -c $CONNS -z ${DURATION}s (ope
 echo "shadows:  fast = nginx 'ok\\n'; slow = bench/slow_backend.rs, +${SLOW_MS} ms; mirror percent 100, timeout 5s"
 echo "proxies:  runoff threads=1 ($(basename "$RUNOFF_BIN")), shadow_threads 0 (slow-own: 1), nginx worker_processes=1 ($(nginx_version))"
 echo
-printf '%-12s %9s %9s %9s %10s %8s %8s %9s %9s  %s\n' \
-    target req/s p50_ms p99_ms cpu_us/req non-2xx errors deadline copies_ok dropped_by_reason
+printf '%-12s %9s %9s %9s %10s %8s %8s %8s %8s %9s %9s  %s\n' \
+    target req/s p50_ms p99_ms cpu_us/req user_us sys_us non-2xx errors deadline copies_ok \
+    dropped_by_reason
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "(errors: oha connection/timeout errors; deadline: requests cut off when the run ended;"
@@ -289,11 +327,20 @@ echo " copies_ok: sum(runoff_requests_total{role=\"shadow\"}) / sum(runoff_mirro
 echo " over the instance's life: warm-up + measured run, scraped ${SETTLE}s after the run)"
 printf '%s\n' "${NOTES[@]}"
 echo
-for t in mirror-fast mirror-slow slow-own nginx-mirror; do
+for t in mirror-fast mirror-slow slow-own nginx-mirror off-again; do
     printf '%-12s / off:  p50 %5s ×   p99 %5s ×\n' "$t" "$(ratio "${P50[$t]}" "${P50[off]}")" "$(ratio "${P99[$t]}" "${P99[off]}")"
 done
 echo
 echo "nginx-mirror p99 = $(ratio "${P99[nginx-mirror]}" "${P99[off]}") × runoff mirror-off"
+if [[ "$COUNTS" != 0 ]]; then
+    echo
+    printf '%-12s %14s %10s\n' per-req instructions syscalls off "$INSTR_OFF" "$SYS_OFF" \
+        mirror-fast "$INSTR_MIRROR" "$SYS_MIRROR"
+    awk -v io="$INSTR_OFF" -v im="$INSTR_MIRROR" -v so="$SYS_OFF" -v sm="$SYS_MIRROR" 'BEGIN {
+        if (io + 0 == 0 || im == "n/a" || so == "n/a" || sm == "n/a") { print "one copy: n/a"; exit }
+        printf "one copy: %.0f instructions (%.2f × a mirror-off request), %.1f syscalls\n",
+            im - io, (im - io) / io, sm - so }'
+fi
 
 # runoff's logs: oha stopping closes connections with requests in flight, which Pingora
 # logs as "Downstream ConnectionClosed"; anything else is news.
@@ -327,6 +374,7 @@ for check in "p99 ${P99[mirror-slow]} ${P99[off]} <= 1.05" "req/s ${RPS[mirror-s
     [[ "$verdict" == MISSED ]] && MISSED=1
 done
 echo "  (with server.shadow_threads: 1, not the default: p99 $(ratio "${P99[slow-own]}" "${P99[off]}") ×, req/s $(ratio "${RPS[slow-own]}" "${RPS[off]}") ×)"
+echo "  (mirror off measured again at the end: p99 $(ratio "${P99[off-again]}" "${P99[off]}") ×: this run's noise, with no mirror at all)"
 if ((MISSED)) && [[ "${CHECK_TARGETS:-1}" != 0 ]]; then
     echo "a target is missed (CHECK_TARGETS=0 to only report)"
     exit 1
