@@ -39,6 +39,7 @@
 # Usage: bash bench/mirror.sh
 # env: RATE (req/s; default RATE_FRACTION x measured capacity), RATE_FRACTION (default 0.5),
 #      DURATION (s, default 10), COUNTS (1: instructions and syscalls per copy; 0 skips them),
+#      CACHE_SIM (0; 1 adds the cache simulation to the callgrind runs),
 #      SETTLE (s, default 6), SLOW_MS (shadow delay, default 200), RUNOFF_BIN, KEEP_TMP=1
 set -euo pipefail
 
