@@ -151,16 +151,24 @@ $(cat "$cfg")"
 # ---------------------------------------------------------- measurement -----
 CLK_TCK="$(getconf CLK_TCK)"
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; } # resident KiB of pid $1
-cpu_ticks() { # utime+stime (fields 14, 15) of pid $1, all threads; comm may hold spaces
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-cpu_ticks_user_sys() { # "utime stime" of pid $1 apart: user space, and the kernel on its behalf
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'
-}
+# cpu_ticks_user_sys PID: "utime stime" (fields 14, 15) of pid $1, all threads: user space,
+# and the kernel on its behalf; comm may hold spaces.
+cpu_ticks_user_sys() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
+cpu_ticks() { cpu_ticks_user_sys "$1" | awk '{ print $1 + $2 }'; } # utime+stime of pid $1
 
 # cpu_us_per_req T0 T1 N: CPU µs per request from two cpu_ticks readings and N requests.
 cpu_us_per_req() {
     awk -v d="$(($2 - $1))" -v hz="$CLK_TCK" -v n="$3" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }'
+}
+
+# cpu_split_per_req "U0 S0" "U1 S1" N: "TOTAL USER SYS" CPU µs per request from two
+# cpu_ticks_user_sys readings and N requests.
+cpu_split_per_req() {
+    local u0 s0 u1 s1
+    read -r u0 s0 <<<"$1"
+    read -r u1 s1 <<<"$2"
+    echo "$(cpu_us_per_req $((u0 + s0)) $((u1 + s1)) "$3") $(cpu_us_per_req "$u0" "$u1" "$3")" \
+        "$(cpu_us_per_req "$s0" "$s1" "$3")"
 }
 
 # ------------------------------------------------------------- report -------

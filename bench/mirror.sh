@@ -231,13 +231,13 @@ bench() {
     local name=$1 port=$2 cpu_pid=$3 admin=${4:-} url="http://127.0.0.1:$2/" out="$TMP/oha-$1.json"
     log "$name: warm-up ${WARMUP}s, then ${DURATION}s measured, at $RATE req/s open-loop"
     oha_run "$TMP/oha-$name-warmup.json" "$RATE" "$WARMUP" "$url"
-    local u0 k0 u1 k1 s0 s1 w0 w1
-    read -r u0 k0 < <(cpu_ticks_user_sys "$cpu_pid")
+    local t0 t1 s0 s1 w0 w1
+    t0="$(cpu_ticks_user_sys "$cpu_pid")"
     s0="$(cpu_ticks "$SLOW_PID")"
     w0=$(date +%s.%N)
     oha_run "$out" "$RATE" "$DURATION" "$url"
     w1=$(date +%s.%N)
-    read -r u1 k1 < <(cpu_ticks_user_sys "$cpu_pid")
+    t1="$(cpu_ticks_user_sys "$cpu_pid")"
     s1="$(cpu_ticks "$SLOW_PID")"
 
     local rps p50 p99 responses ok non2xx errs deadline cpu_us user_us sys_us
@@ -245,9 +245,7 @@ bench() {
     fields="$(oha_fields "$out")"
     read -r rps p50 p99 responses ok non2xx errs deadline <<<"$fields"
     ((responses > 0)) || { cat "$out" >&2; die "no responses at all for $name"; }
-    cpu_us="$(cpu_us_per_req $((u0 + k0)) $((u1 + k1)) "$responses")"
-    user_us="$(cpu_us_per_req "$u0" "$u1" "$responses")"
-    sys_us="$(cpu_us_per_req "$k0" "$k1" "$responses")"
+    read -r cpu_us user_us sys_us < <(cpu_split_per_req "$t0" "$t1" "$responses")
     P50[$name]=$p50 P99[$name]=$p99 RPS[$name]=$rps
 
     local share="-" drops="-"

@@ -123,10 +123,10 @@ bench() {
     local name=$1 port=$2 cpu_pid=$3 url="http://127.0.0.1:$2/" out="$TMP/wrk-$1.txt"
     log "$name: warm-up 2s, then ${DURATION}s measured"
     wrk -t1 -c16 -d2s "$url" >/dev/null
-    local u0=0 s0=0 u1=0 s1=0
-    [[ -n "$cpu_pid" ]] && read -r u0 s0 < <(cpu_ticks_user_sys "$cpu_pid")
+    local t0="" t1=""
+    [[ -n "$cpu_pid" ]] && t0="$(cpu_ticks_user_sys "$cpu_pid")"
     wrk -t1 -c64 -d"${DURATION}s" --latency "$url" >"$out"
-    [[ -n "$cpu_pid" ]] && read -r u1 s1 < <(cpu_ticks_user_sys "$cpu_pid")
+    [[ -n "$cpu_pid" ]] && t1="$(cpu_ticks_user_sys "$cpu_pid")"
 
     local reqs rps p50 p99 non2xx sock cpu_us user_us sys_us
     reqs="$(awk '/ requests in / { print $1 }' "$out")"
@@ -137,9 +137,7 @@ bench() {
     sock="$(awk -F'[ ,]+' '/Socket errors:/ { print $5 + $7 + $9 + $11 }' "$out")"
     [[ -n "$reqs" && -n "$rps" ]] || { cat "$out" >&2; die "could not parse wrk output for $name"; }
     if [[ -n "$cpu_pid" ]]; then
-        cpu_us="$(cpu_us_per_req $((u0 + s0)) $((u1 + s1)) "$reqs")"
-        user_us="$(cpu_us_per_req "$u0" "$u1" "$reqs")"
-        sys_us="$(cpu_us_per_req "$s0" "$s1" "$reqs")"
+        read -r cpu_us user_us sys_us < <(cpu_split_per_req "$t0" "$t1" "$reqs")
     else
         cpu_us="-" user_us="-" sys_us="-"
     fi
