@@ -179,16 +179,16 @@ printf '%-8s %12s %9s %9s %16s %8s %8s %9s %9s %10s\n' target req/s p50_ms p99_m
     proxy_cpu_us/req user_us sys_us non-2xx sock_err requests
 printf '%s\n' "${ROWS[@]}"
 echo
-# ratios NAME: runoff's ratios to NAME; user and sys apart (user: the proxy's own code; sys:
-# the kernel on its behalf, mostly the same reads and writes for every proxy).
+# ratios A B: A's ratios to B; user and sys apart (user: the proxy's own code; sys: the
+# kernel on its behalf, mostly the same reads and writes for every proxy).
 ratios() {
-    echo "req/s $(ratio "${RPS[runoff]}" "${RPS[$1]}")  p99 $(ratio "${P99[runoff]}" "${P99[$1]}")" \
-        " cpu/req $(ratio "${CPU[runoff]}" "${CPU[$1]}") (user $(ratio "${USER[runoff]}" "${USER[$1]}")," \
-        "sys $(ratio "${SYS[runoff]}" "${SYS[$1]}"))"
+    echo "req/s $(ratio "${RPS[$1]}" "${RPS[$2]}")  p99 $(ratio "${P99[$1]}" "${P99[$2]}")" \
+        " cpu/req $(ratio "${CPU[$1]}" "${CPU[$2]}") (user $(ratio "${USER[$1]}" "${USER[$2]}")," \
+        "sys $(ratio "${SYS[$1]}" "${SYS[$2]}"))"
 }
-echo "runoff/nginx:   $(ratios nginx)"
-echo "runoff/pingora: $(ratios pingora)"
-echo "pingora/nginx:  cpu/req $(ratio "${CPU[pingora]}" "${CPU[nginx]}") (user $(ratio "${USER[pingora]}" "${USER[nginx]}"), sys $(ratio "${SYS[pingora]}" "${SYS[nginx]}")): the floor under runoff's ratio to nginx"
+echo "runoff/nginx:   $(ratios runoff nginx)"
+echo "runoff/pingora: $(ratios runoff pingora)"
+echo "pingora/nginx:  $(ratios pingora nginx): the floor under runoff's ratio to nginx"
 echo "runoff/direct: req/s $(ratio "${RPS[runoff]}" "${RPS[direct]}")  p99 $(ratio "${P99[runoff]}" "${P99[direct]}")"
 if [[ "$COUNTS" != 0 ]]; then
     echo
