@@ -291,20 +291,23 @@ bench nginx-mirror "$NGX_PORT" "$NGX_WORKER"
 bench off-again "${R_PORT[off]}" "${R_PID[off]}"
 
 # What one copy costs, in counts that do not depend on who else has the cores.
+# runoff_instructions NAME MIRROR(0|1): instructions per request of a fresh runoff under
+# callgrind, mirroring to the fast shadow or not.
+runoff_instructions() {
+    local port cfg="$TMP/runoff-callgrind-$1.yaml"
+    port="$(free_port)"
+    mirror_config "$port" "$(free_port)" "$SHADOW_FAST_PORT" "$2" 0 >"$cfg"
+    RUST_LOG=warn instructions_per_req "runoff-$1" "$port" "$RUNOFF_BIN" run --config "$cfg" |
+        awk '{ print $1 }'
+}
 INSTR_OFF=n/a INSTR_MIRROR=n/a SYS_OFF=n/a SYS_MIRROR=n/a
 if [[ "$COUNTS" != 0 ]]; then
     log "system calls per request (strace -c, 2,000 requests each): off, mirror-fast"
     SYS_OFF="$(syscalls_per_req "${R_PID[off]}" "http://127.0.0.1:${R_PORT[off]}/")"
     SYS_MIRROR="$(syscalls_per_req "${R_PID[mirror-fast]}" "http://127.0.0.1:${R_PORT[mirror-fast]}/")"
     log "instructions per request (callgrind, 500 and 2,500 requests, runoff started again)"
-    for c in off:0 mirror:1; do
-        CG_PORT="$(free_port)"
-        mirror_config "$CG_PORT" "$(free_port)" "$SHADOW_FAST_PORT" "${c##*:}" 0 \
-            >"$TMP/runoff-callgrind-${c%%:*}.yaml"
-        read -r instr _ < <(RUST_LOG=warn instructions_per_req "runoff-${c%%:*}" "$CG_PORT" \
-            "$RUNOFF_BIN" run --config "$TMP/runoff-callgrind-${c%%:*}.yaml")
-        if [[ "${c%%:*}" == off ]]; then INSTR_OFF=$instr; else INSTR_MIRROR=$instr; fi
-    done
+    INSTR_OFF="$(runoff_instructions off 0)"
+    INSTR_MIRROR="$(runoff_instructions mirror 1)"
 fi
 
 # ------------------------------------------------------------- report -------
